@@ -1,0 +1,232 @@
+"""Plots of a run: per-task accuracy curves, the accuracy-matrix heatmap, method comparisons.
+
+The curves follow Fig. 2A of Kirkpatrick et al., "Overcoming catastrophic forgetting in neural
+networks", PNAS 2017 (EWC): one small panel per task, stacked over a shared "training stage" axis,
+with the stage where that task is trained shaded. The matrix is ``R`` of
+:mod:`lifelong.eval.metrics` (row 0 = before training, row ``i`` = after training task ``i``).
+
+Figures are built with ``matplotlib.figure.Figure`` and an explicit Agg canvas, never ``pyplot``:
+no global state, no GUI backend, safe in threads and tests. PNGs are written atomically.
+
+Example
+-------
+>>> import tempfile, numpy as np
+>>> R = np.array([[0.1, 0.1], [0.9, 0.2], [0.7, 0.8]])
+>>> p = plot_accuracy_matrix(R, ["t1", "t2"], f"{tempfile.mkdtemp()}/R.png")
+>>> p.read_bytes()[:8] == b"\\x89PNG\\r\\n\\x1a\\n"
+True
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch, Rectangle
+from matplotlib.ticker import PercentFormatter
+from numpy.typing import ArrayLike
+
+from lifelong import _io
+from lifelong.errors import UsageError
+from lifelong.eval.metrics import average_accuracy_curve, check_accuracy_matrix
+
+__all__ = ["plot_accuracy_curves", "plot_accuracy_matrix", "plot_comparison"]
+
+DPI = 120
+_MAX_LABEL = 18  # characters of a task name shown on an axis; longer names are shortened
+
+
+def _check_task_names(task_names: Sequence[str], T: int) -> list[str]:
+    """Return ``task_names`` as a list of ``T`` strings, or raise :class:`UsageError`."""
+    if isinstance(task_names, str) or not isinstance(task_names, Sequence):
+        raise UsageError(f"task_names must be a list of {T} strings; got {type(task_names).__name__}")
+    names = list(task_names)
+    if len(names) != T or not all(isinstance(n, str) for n in names):
+        raise UsageError(
+            f"task_names must be a list of {T} strings, one per matrix column; got {names!r}"
+        )
+    return names
+
+
+def _short(name: str, n: int = _MAX_LABEL) -> str:
+    return name if len(name) <= n else name[: n - 1] + "…"
+
+
+def _task_colors(T: int) -> list:
+    from matplotlib import colormaps
+
+    cmap = colormaps["tab10"]  # cycled past 10: panels are separate, adjacent tasks still differ
+    return [cmap(j % cmap.N) for j in range(T)]
+
+
+def _save(fig: Figure, path: str | os.PathLike) -> Path:
+    """Render ``fig`` with an Agg canvas into ``path`` (PNG), atomically."""
+    FigureCanvasAgg(fig)  # attaches itself as fig.canvas
+    return _io.atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=DPI))
+
+
+def plot_accuracy_curves(
+    R: ArrayLike, task_names: Sequence[str], path: str | os.PathLike, *, title: str | None = None
+) -> Path:
+    """Per-task test accuracy along the stream, one stacked panel per task (EWC paper, Fig. 2A).
+
+    The x axis is the training stage: ``init`` (row 0), then after each task (rows 1..T). In task
+    ``j``'s panel the accuracy is dotted before the task is trained and solid from then on; the
+    stage where ``j`` is trained (x in ``[j, j+1]``) is shaded, and the final accuracy is printed
+    at the right. The bottom panel shows the average accuracy over the tasks seen so far
+    (:func:`~lifelong.eval.metrics.average_accuracy_curve`). Returns ``path``.
+    """
+    A = check_accuracy_matrix(R)  # (T+1, T)
+    T = A.shape[1]
+    names = _check_task_names(task_names, T)
+    colors = _task_colors(T)
+    small = T > 10
+    panel_h = 0.42 if small else 0.6
+    fs = 7 if small else 8
+
+    fig = Figure(figsize=(7.5, 1.2 + panel_h * (T + 1.8)), layout="constrained")
+    axes = fig.subplots(T + 1, 1, sharex=True, gridspec_kw={"height_ratios": [1] * T + [1.8]})
+    x = np.arange(T + 1)  # training stages: 0 = init, i = after training the i-th task
+    for j, ax in enumerate(axes[:T]):
+        ax.axvspan(j, j + 1, color=colors[j], alpha=0.18, lw=0)
+        ax.plot(x[: j + 1], A[: j + 1, j], ls=":", color="0.55", lw=1.0, marker=".", ms=3)
+        ax.plot(x[j:], A[j:, j], color=colors[j], lw=1.6, marker="o", ms=2.5)
+        ax.set_ylabel(_short(names[j]), rotation=0, ha="right", va="center", fontsize=fs)
+        ax.text(1.01, A[T, j], f"{A[T, j]:.0%}", transform=ax.get_yaxis_transform(),
+                va="center", fontsize=fs - 1, color=colors[j])
+        ax.set_yticks([0, 1] if small else [0, 0.5, 1])
+    avg = average_accuracy_curve(A)  # (T,)
+    ax = axes[T]
+    ax.plot(x[1:], avg, color="black", lw=1.8, marker="o", ms=3)
+    ax.set_ylabel("average\n(seen tasks)", rotation=0, ha="right", va="center", fontsize=fs,
+                  weight="bold")
+    ax.text(1.01, avg[-1], f"{avg[-1]:.0%}", transform=ax.get_yaxis_transform(), va="center",
+            fontsize=fs - 1)
+    ax.set_yticks([0, 0.5, 1])
+    for ax in axes:
+        ax.set_ylim(-0.06, 1.06)
+        ax.set_xlim(-0.25, T + 0.25)
+        ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
+        ax.tick_params(labelsize=fs - 1, length=2)
+        ax.grid(axis="x", color="0.9", lw=0.6)
+        ax.spines[["top", "right"]].set_visible(False)
+    axes[-1].set_xticks(x, ["init", *(_short(n) for n in names)])
+    long_labels = T > 6 or max(len(n) for n in names) > 6
+    axes[-1].tick_params(axis="x", labelsize=fs, rotation=40 if long_labels else 0)
+    if long_labels:
+        for lab in axes[-1].get_xticklabels():
+            lab.set_ha("right")
+            lab.set_rotation_mode("anchor")
+    axes[-1].set_xlabel("training stage (accuracy measured after training the named task)",
+                        fontsize=fs + 1)
+    handles = [
+        Patch(color="0.6", alpha=0.35, label="task being trained"),
+        Line2D([], [], color="0.55", ls=":", marker=".", label="before its training"),
+        Line2D([], [], color="0.2", lw=1.6, marker="o", ms=3, label="from its training on"),
+    ]
+    fig.legend(handles=handles, loc="outside lower center", ncols=3, fontsize=fs, frameon=False)
+    fig.suptitle(title or "Test accuracy per task along the stream", fontsize=fs + 3)
+    return _save(fig, path)
+
+
+def plot_accuracy_matrix(
+    R: ArrayLike, task_names: Sequence[str], path: str | os.PathLike, *, title: str | None = None
+) -> Path:
+    """Heatmap of the accuracy matrix ``R`` on a fixed 0..100 % color scale. Returns ``path``.
+
+    Rows: ``init``, ``after <task 1>``, ...; columns: the task evaluated. Cells hold percentages
+    when ``T <= 12``; the cells ``R[j+1, j]`` (task ``j`` just after training it) are outlined, so
+    forgetting reads as the fading down each column below its outline.
+    """
+    A = check_accuracy_matrix(R)  # (T+1, T)
+    T = A.shape[1]
+    names = [_short(n) for n in _check_task_names(task_names, T)]
+    fs = 8 if T <= 12 else 7
+    width = max(4.8, 2.4 + (0.55 if T <= 12 else 0.45) * T)  # inches
+    height = max(3.6, 1.6 + 0.42 * (T + 1))
+    fig = Figure(figsize=(width, height), layout="constrained")
+    ax = fig.subplots()
+    im = ax.imshow(A, cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto", interpolation="nearest")
+    if T <= 12:
+        fmt = "{:.1f}" if T <= 6 else "{:.0f}"
+        for i in range(T + 1):
+            for j in range(T):
+                ax.text(j, i, fmt.format(100 * A[i, j]), ha="center", va="center", fontsize=fs,
+                        color="white" if A[i, j] < 0.55 else "black")
+    for j in range(T):
+        ax.add_patch(Rectangle((j - 0.5, j + 0.5), 1, 1, fill=False, edgecolor="#d62728", lw=1.6))
+    ax.axhline(0.5, color="white", lw=2.0)  # separates the init row from the after-training rows
+    ax.set_xticks(np.arange(T), names)
+    ax.set_yticks(np.arange(T + 1), ["init", *(f"after {n}" for n in names)])
+    ax.tick_params(labelsize=fs, length=0)
+    if T > 6 or max(len(n) for n in names) > 6:
+        for lab in ax.get_xticklabels():
+            lab.set_rotation(40)
+            lab.set_ha("right")
+            lab.set_rotation_mode("anchor")
+    ax.set_xlabel("evaluated on task", fontsize=fs + 1)
+    ax.set_ylabel("after training", fontsize=fs + 1)
+    cbar = fig.colorbar(im, ax=ax, shrink=0.9, format=PercentFormatter(1.0, decimals=0))
+    cbar.set_label("test accuracy" + (" (cells in %)" if T <= 12 else ""), fontsize=fs + 1)
+    cbar.ax.tick_params(labelsize=fs)
+    fig.suptitle(title or "Accuracy matrix", fontsize=fs + 3)
+    ax.set_title("outlined: accuracy on a task just after training it", fontsize=fs, color="0.3")
+    return _save(fig, path)
+
+
+def plot_comparison(
+    curves: Mapping[str, ArrayLike],
+    path: str | os.PathLike,
+    *,
+    task_names: Sequence[str] | None = None,
+    title: str | None = None,
+) -> Path:
+    """Average accuracy over seen tasks after each task, one line per run, on one axes.
+
+    ``curves`` maps a run label (e.g. a method name) to its
+    :func:`~lifelong.eval.metrics.average_accuracy_curve` (shape ``(T,)``; runs may differ in T).
+    ``task_names`` labels the x ticks (default ``1..T``). Returns ``path``.
+    """
+    if not curves:
+        raise UsageError("plot_comparison needs at least one curve; got an empty mapping")
+    checked: dict[str, np.ndarray] = {}
+    for label, c in curves.items():
+        y = np.asarray(c, dtype=np.float64)
+        if y.ndim != 1 or y.size < 1 or not np.all(np.isfinite(y)) or y.min() < 0 or y.max() > 1:
+            raise UsageError(
+                f"curve {label!r} must be a 1-D array of accuracies in [0, 1] (one per task); "
+                f"got shape {y.shape}"
+            )
+        checked[str(label)] = y
+    T = max(y.size for y in checked.values())
+    if task_names is None:
+        names = [str(i) for i in range(1, T + 1)]
+    else:
+        names = _check_task_names(task_names, T)
+    fig = Figure(figsize=(max(5.5, 2.5 + 0.35 * T), 3.8), layout="constrained")
+    ax = fig.subplots()
+    colors = _task_colors(len(checked))
+    for (label, y), color in zip(checked.items(), colors):
+        ax.plot(np.arange(1, y.size + 1), y, marker="o", ms=3.5, lw=1.6, color=color,
+                label=f"{label} ({y[-1]:.1%})")
+    ax.set_xticks(np.arange(1, T + 1), [_short(n) for n in names])
+    longest = max(len(n) for n in names)
+    if longest > 6 or (T > 8 and longest > 3):
+        for lab in ax.get_xticklabels():
+            lab.set_rotation(40)
+            lab.set_ha("right")
+            lab.set_rotation_mode("anchor")
+    ax.set_ylim(0, 1.02)
+    ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
+    ax.grid(color="0.92")
+    ax.spines[["top", "right"]].set_visible(False)
+    ax.set_xlabel("after training task")
+    ax.set_ylabel("average accuracy over seen tasks")
+    ax.legend(title="run (final)", fontsize=8, title_fontsize=8, frameon=False)
+    ax.set_title(title or "Average accuracy along the stream")
+    return _save(fig, path)
