@@ -1,0 +1,9 @@
+"""Task streams: Task, TaskStream, and the permuted / rotated / split builders."""
+
+from .benchmarks import DEFAULT_SPLIT_GROUPS, derived_generator, permuted, rotate_images, rotated, split
+from .task import SCENARIOS, Batch, Preprocess, Split, Task, TaskStream, batches
+
+__all__ = [
+    "SCENARIOS", "Batch", "Preprocess", "Split", "Task", "TaskStream", "batches",
+    "DEFAULT_SPLIT_GROUPS", "derived_generator", "permuted", "rotate_images", "rotated", "split",
+]
