@@ -1,0 +1,103 @@
+"""The training loop: one task, one screen, a few named strategy hooks."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import TrainingDiverged, UsageError
+from ..models import masked_logits
+from ..scenarios import Task, TaskStream, batches
+from ..strategies import Strategy
+
+OPTIMIZERS = ("sgd", "adam")
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    optimizer: str = "sgd"
+    lr: float = 0.1
+    momentum: float = 0.0
+    batch_size: int = 128
+    epochs: int = 1
+    iterations: int | None = None  # optimizer steps per task; overrides epochs when set
+
+
+def make_optimizer(model: nn.Module, s: TrainSettings) -> torch.optim.Optimizer:
+    """A fresh optimizer (one per task: Adam's moments do not leak across task boundaries)."""
+    if s.optimizer == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=s.lr, momentum=s.momentum)
+    if s.optimizer == "adam":
+        return torch.optim.Adam(model.parameters(), lr=s.lr)
+    raise UsageError(f"unknown optimizer {s.optimizer!r}: choose one of {', '.join(OPTIMIZERS)}")
+
+
+def train_task(
+    model: nn.Module,
+    stream: TaskStream,
+    i: int,
+    strategy: Strategy,
+    s: TrainSettings,
+    generator: torch.Generator,
+    bar=None,
+) -> int:
+    """Train on task ``i`` of ``stream`` (on ``strategy.training_tasks`` data); returns the steps taken."""
+    tasks = strategy.training_tasks(stream, i)
+    masks = stream.mask_matrix()  # (T, n_outputs) bool, or None
+    steps = s.iterations or s.epochs * math.ceil(sum(len(t.train) for t in tasks) / s.batch_size)
+    opt = make_optimizer(model, s)
+    strategy.before_task(model, stream[i])
+    model.train()
+    if bar is not None:
+        bar.reset(total=steps)
+    step, epoch = 0, 0
+    while step < steps:
+        epoch += 1
+        for x, y, t in batches(tasks, "train", batch_size=s.batch_size, shuffle=True, generator=generator):
+            loss = F.cross_entropy(masked_logits(model(x), None if masks is None else masks[t]), y)
+            penalty = strategy.penalty(model)
+            total = loss if penalty is None else loss + penalty
+            if not torch.isfinite(total):
+                raise TrainingDiverged(_diverged(stream[i], step, loss, penalty, strategy, s))
+            opt.zero_grad(set_to_none=True)
+            total.backward()
+            opt.step()
+            strategy.after_step(model)
+            step += 1
+            if bar is not None:
+                bar.update(1)
+                if step % 25 == 0 or step == steps:
+                    pen = 0.0 if penalty is None else penalty.item()
+                    bar.set_postfix_str(f"epoch {epoch} loss {loss.item():.4f} penalty {pen:.4f}", refresh=False)
+            if step >= steps:
+                break
+    return step
+
+
+def _diverged(task: Task, step: int, loss, penalty, strategy: Strategy, s: TrainSettings) -> str:
+    what = "penalty" if penalty is not None and not torch.isfinite(penalty) else "loss"
+    return (
+        f"the {what} became {(loss if what == 'loss' else penalty).item()} at step {step + 1} of task "
+        f"{task.name!r}; likely cause: {strategy.divergence_hint(s.optimizer, s.lr)}"
+    )
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, tasks: Sequence[Task], split: str = "test", batch_size: int = 1000) -> np.ndarray:
+    """Accuracy on each task's ``split`` (fraction correct; task-incremental masks applied). (T,)"""
+    was_training = model.training
+    model.eval()
+    acc = np.zeros(len(tasks))
+    for j, task in enumerate(tasks):
+        correct = 0
+        for x, y, _ in batches([task], split, batch_size=batch_size):
+            correct += int((masked_logits(model(x), task.mask).argmax(1) == y).sum())
+        acc[j] = correct / len(task.split(split))
+    model.train(was_training)
+    return acc

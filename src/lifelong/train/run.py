@@ -1,0 +1,183 @@
+"""Run a whole stream: build it, train task after task, fill the accuracy matrix, write the run folder.
+
+Run folder (written atomically, file by file):
+    config.json           the resolved config, written before training starts
+    results.json          accuracy matrix, metrics, timings, peak memory, versions, seed
+    accuracy_matrix.csv   R[i][j]: row 0 before training, row i after training task i
+    accuracy_curves.png   accuracy on each task along the stream (as Fig. 2A of Kirkpatrick et al. 2017)
+    accuracy_matrix.png   heatmap of R
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import resource
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .. import __version__
+from .._io import atomic_write_json
+from ..config import RunConfig
+from ..errors import UsageError
+from ..models import build_model, count_parameters
+from ..scenarios import TaskStream, batches, derived_generator, permuted, rotated, split
+from ..strategies import EWC, STRATEGIES, OnlineEWC, Strategy
+from .loop import TrainSettings, evaluate, train_task
+
+
+def build_stream(cfg: RunConfig) -> TaskStream:
+    """The task stream a (resolved) config describes; loads the data set (see lifelong.data)."""
+    from ..data import load_dataset
+
+    data = load_dataset(cfg.dataset, cfg.data_dir, download=cfg.download)
+    common = dict(seed=cfg.seed, val_fraction=cfg.val_fraction, name=cfg.benchmark)
+    if cfg.kind == "permuted":
+        return permuted(data, cfg.tasks, cfg.scenario, **common)
+    if cfg.kind == "rotated":
+        return rotated(data, cfg.angles, cfg.scenario, **common)
+    return split(data, cfg.split_groups, cfg.scenario, **common)
+
+
+def build_strategy(cfg: RunConfig) -> Strategy:
+    gen = derived_generator(cfg.seed, "fisher")
+    if cfg.strategy == "ewc":
+        return EWC(cfg.ewc_lambda, fisher=cfg.fisher, mc_samples=cfg.mc_samples, generator=gen)
+    if cfg.strategy == "online-ewc":
+        return OnlineEWC(cfg.ewc_lambda, gamma=cfg.gamma, fisher=cfg.fisher, mc_samples=cfg.mc_samples, generator=gen)
+    return STRATEGIES[cfg.strategy]()
+
+
+def seeded_model(cfg: RunConfig, stream: TaskStream) -> nn.Module:
+    """The model, initialized from the run's seed without touching global random state."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(derived_generator(cfg.seed, "model").initial_seed())
+        return build_model(cfg.model, stream.input_shape, stream.n_outputs, cfg.hidden)
+
+
+def prepare_run_dir(cfg: RunConfig, overwrite: bool = False) -> Path:
+    """Create the run folder and write config.json; refuse a folder that holds a different run."""
+    out = Path(cfg.out) if cfg.out else Path("runs") / cfg.run_id()
+    previous = out / "config.json"
+    try:
+        if previous.exists() and not overwrite:
+            old = json.loads(previous.read_text()).get("run_id")
+            if old != cfg.run_id():
+                raise UsageError(
+                    f"{out} holds another run ({old}); choose another --out or pass --overwrite"
+                )
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(out / "config.json", {"run_id": cfg.run_id(), **cfg.to_dict()})
+    except (OSError, json.JSONDecodeError) as e:
+        reason = getattr(e, "strerror", None) or str(e)
+        raise UsageError(f"cannot write the run folder {out}: {reason}; choose another --out") from None
+    return out
+
+
+def run(cfg: RunConfig, *, overwrite: bool = False, write: bool = True) -> dict:
+    """Run the experiment ``cfg`` describes and return its results (also written to the run folder)."""
+    cfg = cfg.resolved()
+    out = prepare_run_dir(cfg, overwrite) if write else None
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    stream = build_stream(cfg)
+    model = seeded_model(cfg, stream)
+    strategy = build_strategy(cfg)
+    results = run_stream(model, stream, strategy, cfg)
+    results = {"run_id": cfg.run_id(), "config": cfg.to_dict(), **results}
+    if out is not None:
+        from ..report import write_run_outputs
+
+        results["title"] = f"{cfg.benchmark} ({cfg.scenario}-incremental), {cfg.strategy}"
+        write_run_outputs(out, results)
+        results["run_dir"] = str(out)
+    return results
+
+
+def run_stream(model: nn.Module, stream: TaskStream, strategy: Strategy, cfg: RunConfig) -> dict:
+    """Train ``model`` on each task of ``stream`` in turn; R[0] before training, R[i] after task i."""
+    from ..eval import summarize
+
+    settings = TrainSettings(cfg.optimizer, cfg.lr, cfg.momentum, cfg.batch_size, cfg.epochs, cfg.iterations)
+    order = derived_generator(cfg.seed, "order")
+    has_val = stream[0].val is not None
+    T = len(stream)
+    R = np.zeros((T + 1, T))
+    R_val = np.zeros((T + 1, T)) if has_val else None
+    timing = {"train_seconds": [], "fisher_seconds": [], "eval_seconds": []}
+    steps = []
+
+    def measure(row: int) -> float:
+        t0 = time.perf_counter()
+        R[row] = evaluate(model, stream.tasks, "test")
+        if R_val is not None:
+            R_val[row] = evaluate(model, stream.tasks, "val")
+        return time.perf_counter() - t0
+
+    started = time.time()
+    measure(0)
+    bar = _progress_bar(cfg, stream)
+    for i, task in enumerate(stream):
+        if bar is not None:
+            bar.set_description(f"task {i + 1}/{T} {task.name}")
+        t0 = time.perf_counter()
+        steps.append(train_task(model, stream, i, strategy, settings, order, bar))
+        t1 = time.perf_counter()
+        fisher_data = ((x, y, task.mask) for x, y, _ in batches([task], "train", batch_size=1000))
+        strategy.after_task(model, task, fisher_data)
+        t2 = time.perf_counter()
+        timing["train_seconds"].append(t1 - t0)
+        timing["fisher_seconds"].append(t2 - t1)
+        timing["eval_seconds"].append(measure(i + 1))
+    if bar is not None:
+        bar.close()
+    results = {
+        "benchmark": stream.name,
+        "scenario": stream.scenario,
+        "strategy": strategy.name,
+        "task_names": stream.task_names,
+        "accuracy_matrix": R.tolist(),
+        "metrics": summarize(R),
+    }
+    if R_val is not None:
+        results["val_accuracy_matrix"] = R_val.tolist()
+        results["val_metrics"] = summarize(R_val)
+    results.update(
+        steps_per_task=steps,
+        timings={**timing, "total_seconds": time.time() - started},
+        peak_memory_bytes=_peak_rss_bytes(),
+        n_parameters=count_parameters(model),
+        seed=cfg.seed,
+        threads=torch.get_num_threads(),
+        versions=versions(),
+    )
+    return results
+
+
+def _progress_bar(cfg: RunConfig, stream: TaskStream):
+    if not cfg.progress:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=None, unit="step", dynamic_ncols=True, leave=False, file=sys.stderr)
+
+
+def _peak_rss_bytes() -> int:
+    """Peak resident memory of this process (ru_maxrss is KiB on Linux, bytes on macOS)."""
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(rss if sys.platform == "darwin" else rss * 1024)
+
+
+def versions() -> dict[str, str]:
+    return {
+        "lifelong": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "platform": platform.platform(),
+    }

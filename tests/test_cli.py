@@ -1,0 +1,144 @@
+"""The `lifelong` command: results folder contents, determinism, and one-line errors for bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lifelong.cli import console_main, main
+from lifelong.errors import TrainingDiverged, UsageError
+
+TINY = str(Path(__file__).parent / "data" / "mnist-tiny")
+FAST = ["--data-dir", TINY, "--no-download", "--no-progress", "--hidden", "32", "--threads", "1"]
+
+
+@pytest.fixture(autouse=True)
+def _no_network_no_home_cache(tmp_path, monkeypatch):
+    monkeypatch.delenv("LIFELONG_DATA_DIR", raising=False)
+    monkeypatch.setenv("LIFELONG_CACHE_DIR", str(tmp_path / "cache"))
+
+
+def test_run_writes_a_complete_results_folder(tmp_path):
+    out = tmp_path / "run"
+    res = main(["run", "--benchmark", "split-mnist", "--strategy", "ewc", "--tasks", "3", "--out", str(out), *FAST])
+    R = np.array(res["accuracy_matrix"])
+    assert R.shape == (4, 3) and ((R >= 0) & (R <= 1)).all()
+    assert R[1, 0] > 0.8  # task-incremental 0-vs-1 (chance 0.5) is easy even after 4 steps
+    names = {"config.json", "results.json", "accuracy_matrix.csv", "accuracy_curves.png", "accuracy_matrix.png"}
+    assert names <= {p.name for p in out.iterdir()}
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["run_id"] == res["run_id"] and cfg["strategy"] == "ewc" and cfg["scenario"] == "task"
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["accuracy_matrix"] == res["accuracy_matrix"]
+    assert saved["metrics"]["average_accuracy"] == pytest.approx(R[-1].mean())
+    for key in ("train_seconds", "fisher_seconds", "eval_seconds"):
+        assert len(saved["timings"][key]) == 3
+    assert saved["peak_memory_bytes"] > 0 and saved["versions"]["torch"] and saved["seed"] == 0
+
+
+def test_same_config_gives_identical_results(tmp_path):
+    args = ["run", "--benchmark", "permuted-mnist", "--tasks", "2", "--strategy", "online-ewc", "--fisher", "mc", *FAST]
+    a = main([*args, "--out", str(tmp_path / "a")])
+    b = main([*args, "--out", str(tmp_path / "b")])
+    assert a["run_id"] == b["run_id"]
+    assert a["accuracy_matrix"] == b["accuracy_matrix"]
+    c = main([*args, "--seed", "1", "--out", str(tmp_path / "c")])
+    assert c["run_id"] != a["run_id"] and c["accuracy_matrix"] != a["accuracy_matrix"]
+
+
+def test_validation_split_is_measured_separately(tmp_path):
+    res = main(["run", "--benchmark", "split-mnist", "--tasks", "2", "--val-fraction", "0.2", "--out", str(tmp_path / "v"), *FAST])
+    assert np.array(res["val_accuracy_matrix"]).shape == (3, 2)
+    assert res["val_accuracy_matrix"] != res["accuracy_matrix"]
+
+
+def test_tune_selects_on_validation_and_reports_test(tmp_path):
+    from lifelong.cli import main as cli_main
+
+    res = cli_main(["tune", "--benchmark", "split-mnist", "--tasks", "2", "--strategy", "ewc", "--grid", "0,100",
+                    "--out", str(tmp_path / "t"), *FAST])
+    scores = {t["value"]: t["val_average_accuracy"] for t in res["trials"]}
+    assert res["chosen"] == max(scores, key=scores.get)
+    final_cfg = json.loads((tmp_path / "t" / "final" / "config.json").read_text())
+    assert final_cfg["ewc_lambda"] == res["chosen"] and final_cfg["val_fraction"] == 0.0
+    assert json.loads((tmp_path / "t" / "tune.json").read_text())["chosen"] == res["chosen"]
+
+
+BAD = [
+    (["--benchmark", "cifar"], "invalid choice"),
+    (["--strategy", "magic"], "invalid choice"),
+    (["--ewc-lambda", "-1"], "--ewc-lambda must be >= 0"),
+    (["--strategy", "online-ewc", "--gamma", "0"], "--gamma must be in (0, 1]"),
+    (["--gamma", "1.5"], "--gamma must be in (0, 1]"),
+    (["--lr", "0"], "--lr must be > 0"),
+    (["--epochs", "0"], "--epochs must be >= 1"),
+    (["--hidden", "40,x"], "comma-separated integers"),
+    (["--benchmark", "split-mnist", "--tasks", "6"], "at most 5 tasks"),
+    (["--benchmark", "split-mnist", "--split-groups", "0,1/1,2"], "overlap"),
+    (["--benchmark", "rotated-mnist", "--tasks", "3", "--angles", "0,90"], "does not match"),
+    (["--bogus-option"], "unrecognized arguments"),
+]
+
+
+@pytest.mark.parametrize("extra, message", BAD, ids=[" ".join(b[0]) for b in BAD])
+def test_bad_input_is_one_line_and_exit_code_2(extra, message, tmp_path, capsys):
+    code = console_main(["run", "--out", str(tmp_path / "x"), *FAST, *extra])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert message in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert not (tmp_path / "x").exists()  # nothing was created for a rejected command
+
+
+def test_missing_data_says_where_it_looked(tmp_path, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    code = console_main(["run", "--data-dir", str(empty), "--no-download", "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert code == 2 and str(empty) in err and "LIFELONG_DATA_DIR" in err and err.count("\n") == 1
+
+
+def test_unwritable_output_folder(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    code = console_main(["run", "--out", str(blocker / "run"), *FAST])
+    err = capsys.readouterr().err
+    assert code == 2 and "cannot write the run folder" in err and "--out" in err
+
+
+def test_folder_of_another_run_is_refused_and_kept(tmp_path):
+    out = tmp_path / "run"
+    main(["run", "--benchmark", "split-mnist", "--tasks", "2", "--out", str(out), *FAST])
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    with pytest.raises(UsageError, match="holds another run"):
+        main(["run", "--benchmark", "split-mnist", "--tasks", "2", "--seed", "5", "--out", str(out), *FAST])
+    assert before == {p.name: p.read_bytes() for p in out.iterdir()}
+
+
+def test_diverging_ewc_with_sgd_names_lambda_times_lr(tmp_path, capsys):
+    args = ["run", "--benchmark", "split-mnist", "--tasks", "2", "--strategy", "ewc", "--ewc-lambda", "1e9",
+            "--optimizer", "sgd", "--lr", "0.1", "--epochs", "10", "--out", str(tmp_path / "d"), *FAST]
+    with pytest.raises(TrainingDiverged, match=r"lambda x lr x max\(F\)"):
+        main(args)
+    assert console_main(args) == 1
+    err = capsys.readouterr().err
+    assert "task 'classes 2-3'" in err and "lower --ewc-lambda or --lr" in err and "Traceback" not in err
+
+
+def test_diverging_fine_tuning_blames_the_learning_rate(tmp_path):
+    with pytest.raises(TrainingDiverged, match="lower --lr"):
+        main(["run", "--benchmark", "split-mnist", "--tasks", "1", "--optimizer", "sgd", "--lr", "1e12",
+              "--out", str(tmp_path / "n"), *FAST])
+
+
+def test_help_explains_every_option(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["run", "--help"])
+    assert e.value.code == 0
+    text = capsys.readouterr().out
+    for opt in ("--benchmark", "--scenario", "--tasks", "--strategy", "--ewc-lambda", "--gamma", "--fisher",
+                "--optimizer", "--lr", "--batch-size", "--epochs", "--hidden", "--seed", "--data-dir", "--out"):
+        assert opt in text
