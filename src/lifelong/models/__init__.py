@@ -53,13 +53,3 @@ def build_model(name: str, input_shape: Sequence[int], n_outputs: int, hidden: S
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
-
-
-def masked_logits(logits: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    """Logits with inactive output units set to -inf, so a softmax runs over active units only.
-
-    ``mask``: bool, True = active, shape (n_outputs,) or (B, n_outputs); None means no masking.
-    """
-    if mask is None:
-        return logits
-    return logits.masked_fill(~mask, float("-inf"))

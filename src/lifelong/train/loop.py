@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import TrainingDiverged, UsageError
-from ..models import masked_logits
+from ..importance import masked_logits
 from ..scenarios import Task, TaskStream, batches
 from ..strategies import Strategy
 

@@ -1,0 +1,32 @@
+"""Importance estimators: per-parameter weights for quadratic penalties.
+
+Each estimator is a pure function ``(model, batches, ...) -> dict[str, Tensor]`` named by what it
+computes; all Fisher variants share the per-sample engine in :mod:`.persample`.
+"""
+
+from __future__ import annotations
+
+from lifelong.importance.fisher import (
+    FISHER_KINDS,
+    fisher_diag,
+    fisher_diag_empirical,
+    fisher_diag_exact,
+    fisher_diag_mc,
+    fisher_diag_predicted,
+    logit_directions,
+    multinomial_cov_factor,
+)
+from lifelong.importance.persample import masked_logits, sum_sq_grads
+
+__all__ = [
+    "FISHER_KINDS",
+    "fisher_diag",
+    "fisher_diag_empirical",
+    "fisher_diag_exact",
+    "fisher_diag_mc",
+    "fisher_diag_predicted",
+    "logit_directions",
+    "masked_logits",
+    "multinomial_cov_factor",
+    "sum_sq_grads",
+]
