@@ -142,3 +142,32 @@ def test_help_explains_every_option(capsys):
     for opt in ("--benchmark", "--scenario", "--tasks", "--strategy", "--ewc-lambda", "--gamma", "--fisher",
                 "--optimizer", "--lr", "--batch-size", "--epochs", "--hidden", "--seed", "--data-dir", "--out"):
         assert opt in text
+
+
+FASHION = str(Path(__file__).parent / "data" / "fashion-mnist-tiny")
+
+
+@pytest.mark.parametrize("stream_name", ["split-fashion", "permuted-fashion", "rotated-fashion"])
+def test_fashion_mnist_works_wherever_mnist_does(stream_name, tmp_path):
+    res = main(["run", "--benchmark", stream_name, "--tasks", "2", "--epochs", "4", "--out", str(tmp_path / "f"),
+                *FAST[2:], "--data-dir", FASHION])
+    assert res["benchmark"] == stream_name and np.array(res["accuracy_matrix"]).shape == (3, 2)
+    chance = 0.5 if stream_name.startswith("split") else 0.1  # 2-way task heads vs 10 classes
+    assert np.array(res["accuracy_matrix"])[1, 0] > chance + 0.2  # learned something in 32 steps
+
+
+def test_cnn_and_iterations_per_task(tmp_path):
+    res = main(["run", "--benchmark", "rotated-mnist", "--angles", "0,90", "--scenario", "class", "--model", "cnn",
+                "--strategy", "ewc", "--fisher", "empirical", "--iterations", "7", "--optimizer", "sgd", "--lr", "0.05",
+                "--out", str(tmp_path / "c"), *FAST])
+    assert res["steps_per_task"] == [7, 7]
+    assert res["config"]["model"] == "cnn" and res["n_parameters"] > 100_000
+    assert res["task_names"] == ["rot0", "rot90"]
+
+
+def test_progress_bar_shows_task_epoch_loss_and_penalty(tmp_path, capsys):
+    main(["run", "--benchmark", "split-mnist", "--tasks", "2", "--strategy", "ewc", "--out", str(tmp_path / "p"),
+          "--data-dir", TINY, "--no-download", "--hidden", "32", "--progress"])
+    err = capsys.readouterr().err
+    for text in ("task 2/2 classes 2-3", "epoch 1", "loss", "penalty"):
+        assert text in err

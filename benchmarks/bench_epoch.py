@@ -1,0 +1,90 @@
+"""Seconds per training epoch of EWC against fine-tuning, and of each Fisher against an epoch.
+
+Measured side by side in one process on the same stream (permuted MNIST, MLP 784-400-400-10, batch
+128, Adam), with the library's own training loop (`lifelong.train.train_task`), so the numbers are
+what a run pays. Epochs alternate naive / EWC / online EWC for ``--repeats`` rounds and the median of
+each is reported, which cancels most of the drift of a shared machine.
+
+    python benchmarks/bench_epoch.py [--repeats 5] [--threads 1] [--data-dir ../shared/data]
+                                     [--out benchmarks/results/epoch.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from lifelong._io import atomic_write_json
+from lifelong.config import RunConfig
+from lifelong.importance import FISHER_KINDS
+from lifelong.scenarios import batches
+from lifelong.strategies import EWC, Naive, OnlineEWC
+from lifelong.train import TrainSettings, train_task
+from lifelong.train.run import build_stream, seeded_model
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--data-dir", default=os.environ.get("LIFELONG_DATA_DIR", "../shared/data"))
+    ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "epoch.json"))
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+
+    cfg = RunConfig(benchmark="permuted-mnist", tasks=2, data_dir=args.data_dir).resolved()
+    stream = build_stream(cfg)
+    settings = TrainSettings(cfg.optimizer, cfg.lr, cfg.momentum, cfg.batch_size, epochs=1)
+    fisher_data = lambda: ((x, y, None) for x, y, _ in batches([stream[0]], "train", batch_size=1000))  # noqa: E731
+
+    # Train task 1 once, so every strategy starts task 2 from the same trained θ* with a Fisher.
+    base = seeded_model(cfg, stream)
+    train_task(base, stream, 0, Naive(), settings, torch.Generator().manual_seed(0))
+    strategies = {"naive": Naive(), "ewc": EWC(100.0), "online-ewc": OnlineEWC(100.0, gamma=0.9)}
+    for s in strategies.values():
+        if isinstance(s, EWC):
+            s.consolidate(base, fisher_data())
+
+    epoch = {name: [] for name in strategies}
+    fisher = {kind: [] for kind in FISHER_KINDS}
+    for r in range(args.repeats):
+        for name, s in strategies.items():
+            model = seeded_model(cfg, stream)
+            model.load_state_dict(base.state_dict())
+            t0 = time.perf_counter()
+            train_task(model, stream, 1, s, settings, torch.Generator().manual_seed(r))
+            epoch[name].append(time.perf_counter() - t0)
+        for kind in FISHER_KINDS:
+            t0 = time.perf_counter()
+            EWC(1.0, fisher=kind).consolidate(base, fisher_data())
+            fisher[kind].append(time.perf_counter() - t0)
+
+    med = {k: statistics.median(v) for k, v in {**epoch, **{f"fisher-{k}": v for k, v in fisher.items()}}.items()}
+    result = {
+        "what": "seconds per epoch (60,000 samples, batch 128, Adam) and per full-task Fisher, medians",
+        "setup": {"model": "mlp 784-400-400-10", "threads": args.threads, "repeats": args.repeats,
+                  "torch": torch.__version__, "platform": platform.platform(), "cpus": os.cpu_count()},
+        "epoch_seconds": {k: med[k] for k in strategies},
+        "epoch_ratio_vs_naive": {k: med[k] / med["naive"] for k in strategies},
+        "fisher_seconds": {k: med[f"fisher-{k}"] for k in FISHER_KINDS},
+        "fisher_ratio_vs_naive_epoch": {k: med[f"fisher-{k}"] / med["naive"] for k in FISHER_KINDS},
+        "raw": {"epoch": epoch, "fisher": fisher},
+        "load_average": os.getloadavg(),
+    }
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(args.out, result)
+    for k in strategies:
+        print(f"epoch {k:>10}: {med[k]:6.2f} s  ({result['epoch_ratio_vs_naive'][k]:.3f}x naive)")
+    for k in FISHER_KINDS:
+        print(f"fisher {k:>9}: {med[f'fisher-{k}']:6.2f} s  ({result['fisher_ratio_vs_naive_epoch'][k]:.2f} epochs)")
+    print(f"-> {args.out}")
+
+
+if __name__ == "__main__":
+    main()
