@@ -143,3 +143,14 @@ def test_state_round_trips_through_flat_tensors():
 
 def test_empty_state_gives_zero_penalty():
     assert float(quadratic_penalty(rand_params(21), empty_state(), 5.0)) == 0.0
+
+
+def test_quadratic_grad_matches_autograd():
+    from lifelong.penalties import quadratic_grad
+
+    state = merge_sum(merge_sum(empty_state(), rand_importance(22), rand_params(23)), rand_importance(24), rand_params(25))
+    theta = rand_params(26)
+    _, g = value_and_grad(lambda p: quadratic_penalty(p, state, 4.0), theta)
+    got = quadratic_grad(theta, state, 4.0)
+    for n in SHAPES:
+        torch.testing.assert_close(got[n], g[n], rtol=1e-14, atol=1e-15)

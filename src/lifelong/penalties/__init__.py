@@ -6,6 +6,7 @@ from .quadratic import (
     empty_state,
     merge_decay,
     merge_sum,
+    quadratic_grad,
     quadratic_penalty,
     quadratic_penalty_reference,
     state_from_tensors,
@@ -13,6 +14,6 @@ from .quadratic import (
 )
 
 __all__ = [
-    "QuadraticState", "detach_params", "empty_state", "merge_decay", "merge_sum", "quadratic_penalty",
+    "QuadraticState", "detach_params", "empty_state", "merge_decay", "merge_sum", "quadratic_grad", "quadratic_penalty",
     "quadratic_penalty_reference", "state_from_tensors", "state_tensors",
 ]

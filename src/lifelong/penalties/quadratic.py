@@ -65,6 +65,18 @@ class _Quadratic(torch.autograd.Function):
         return (None, None, None, *grads)
 
 
+def quadratic_grad(params: Params, state: QuadraticState, lam: float) -> dict[str, Tensor]:
+    """dP/dθ = λ Ω (θ − θ̄) of equation (1), without autograd (e.g. to recover the unregularized
+    gradient p.grad − dP/dθ that SI's path integral needs)."""
+    names = list(state["importance"])
+    if not names:
+        return {}
+    diff = torch._foreach_sub([params[n].detach() for n in names], [state["anchor"][n] for n in names])
+    torch._foreach_mul_(diff, [state["importance"][n] for n in names])
+    torch._foreach_mul_(diff, float(lam))
+    return dict(zip(names, diff))
+
+
 def _device(params: Params) -> torch.device:
     for p in params.values():
         return p.device

@@ -2,7 +2,7 @@
 
     training_tasks(stream, i)   which tasks' data to train on (joint: all seen so far)
     before_task(model, task)
-    per step:  loss = CE + penalty(model);  backward;  optimizer step;  after_step(model)
+    per step:  loss = CE + penalty(model);  backward;  before_step(model);  optimizer step;  after_step(model)
     after_task(model, task, data)   consolidate (EWC: Fisher at θ*, merged into the penalty)
 
 A strategy's state is ``state_dict()``: a flat ``dict[str, Tensor]``, saved without pickle.
@@ -33,8 +33,11 @@ class Strategy:
     def penalty(self, model: nn.Module) -> Tensor | None:
         return None
 
+    def before_step(self, model: nn.Module) -> None:
+        """After backward, before the optimizer step: ``p.grad`` holds d(CE + penalty)/dθ."""
+
     def after_step(self, model: nn.Module) -> None:
-        pass
+        """After the optimizer step."""
 
     def after_task(self, model: nn.Module, task: Task, data: Iterable) -> None:
         """``data`` yields ``(x, y, mask)`` batches of the task's training split."""

@@ -67,6 +67,7 @@ def train_task(
                 raise TrainingDiverged(_diverged(stream[i], step, loss, penalty, strategy, s))
             opt.zero_grad(set_to_none=True)
             total.backward()
+            strategy.before_step(model)
             opt.step()
             strategy.after_step(model)
             step += 1
