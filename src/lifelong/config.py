@@ -35,7 +35,7 @@ DEFAULT_TASKS = {"permuted": 10, "rotated": 5, "split": 5}
 MAX_PERMUTED_TASKS = 1000
 
 # Fields that do not change the numbers a run produces: left out of the run id.
-_NOT_IN_ID = ("data_dir", "download", "threads", "out", "progress")
+_NOT_IN_ID = ("data_dir", "download", "threads", "out", "progress", "checkpoint_every")
 
 
 @dataclass(frozen=True)
@@ -65,6 +65,7 @@ class RunConfig:
     download: bool = True
     out: str | None = None
     progress: bool = False
+    checkpoint_every: int = 500  # optimizer steps between checkpoints (0: only at the end of each task)
 
     # ---- derived views -------------------------------------------------------------------------
     @property
@@ -136,6 +137,7 @@ class RunConfig:
         _check(0.0 <= self.val_fraction < 1.0, f"--val-fraction must be in [0, 1), got {self.val_fraction:g}")
         _check(self.threads is None or self.threads >= 1, f"--threads must be >= 1, got {self.threads}")
         _check(self.seed >= 0, f"--seed must be >= 0, got {self.seed}")
+        _check(self.checkpoint_every >= 0, f"--checkpoint-every must be >= 0, got {self.checkpoint_every}")
 
     # ---- serialization -------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

@@ -126,12 +126,14 @@ def batches(
     batch_size: int,
     shuffle: bool = False,
     generator: torch.Generator | None = None,
+    skip: int = 0,
 ) -> Iterator[Batch]:
     """Yield ``(x, y, t)`` mini-batches over the union of ``tasks``' ``split``.
 
     With ``shuffle`` the order is a permutation drawn from ``generator`` (required, so that the data
     order is reproducible and independent of global random state); a batch may mix tasks, which is
-    what joint training and replay need. The last batch may be smaller.
+    what joint training and replay need. The last batch may be smaller. ``skip`` drops the first
+    ``skip`` batches of the order (resuming mid-epoch: same generator state, same order, later start).
     """
     sizes = [len(t.split(split)) for t in tasks]
     offsets = torch.tensor([0, *sizes]).cumsum(0)  # (T + 1,)
@@ -142,7 +144,7 @@ def batches(
         order = torch.randperm(total, generator=generator)
     else:
         order = torch.arange(total)
-    for start in range(0, total, batch_size):
+    for start in range(skip * batch_size, total, batch_size):
         idx = order[start : start + batch_size]  # (B,) positions in the concatenation
         if len(tasks) == 1:
             yield _gather(tasks[0], split, idx)

@@ -70,10 +70,13 @@ class EWC(Strategy):
         self.consolidate(model, data)
 
     def state_dict(self) -> dict[str, Tensor]:
-        return state_tensors(self.state)
+        """The quadratic state plus the generator of the MC Fisher's labels (``rng``)."""
+        return {**state_tensors(self.state, "penalty."), "rng": self.generator.get_state()}
 
     def load_state_dict(self, state: dict[str, Tensor]) -> None:
-        self.state = state_from_tensors(state)
+        self.state = state_from_tensors(state, "penalty.")
+        if "rng" in state:
+            self.generator.set_state(state["rng"])
 
     def divergence_hint(self, optimizer: str, lr: float) -> str:
         imp = self.state["importance"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -46,20 +46,33 @@ def train_task(
     s: TrainSettings,
     generator: torch.Generator,
     bar=None,
+    *,
+    opt: torch.optim.Optimizer | None = None,
+    start_step: int = 0,
+    on_step: Callable[[int, torch.optim.Optimizer, torch.Tensor], None] | None = None,
 ) -> int:
-    """Train on task ``i`` of ``stream`` (on ``strategy.training_tasks`` data); returns the steps taken."""
+    """Train on task ``i`` of ``stream`` (on ``strategy.training_tasks`` data); returns the steps taken.
+
+    Resuming: pass the restored ``opt``, ``start_step`` and a ``generator`` in the state it had at the
+    start of that step's epoch; the epoch's order is drawn again and its first batches skipped.
+    ``on_step(step, opt, order_state)`` runs after every step with the generator state a resume needs.
+    """
     tasks = strategy.training_tasks(stream, i)
     masks = stream.mask_matrix()  # (T, n_outputs) bool, or None
-    steps = s.iterations or s.epochs * math.ceil(sum(len(t.train) for t in tasks) / s.batch_size)
-    opt = make_optimizer(model, s)
-    strategy.before_task(model, stream[i])
+    per_epoch = math.ceil(sum(len(t.train) for t in tasks) / s.batch_size)
+    steps = s.iterations or s.epochs * per_epoch
+    opt = opt or make_optimizer(model, s)
+    if start_step == 0:
+        strategy.before_task(model, stream[i])
     model.train()
     if bar is not None:
         bar.reset(total=steps)
-    step, epoch = 0, 0
+        bar.update(start_step)
+    step = start_step
     while step < steps:
-        epoch += 1
-        for x, y, t in batches(tasks, "train", batch_size=s.batch_size, shuffle=True, generator=generator):
+        epoch, skip = divmod(step, per_epoch)
+        order_state = generator.get_state()  # this epoch's order is drawn from here
+        for x, y, t in batches(tasks, "train", batch_size=s.batch_size, shuffle=True, generator=generator, skip=skip):
             loss = F.cross_entropy(masked_logits(model(x), None if masks is None else masks[t]), y)
             penalty = strategy.penalty(model)
             total = loss if penalty is None else loss + penalty
@@ -75,7 +88,9 @@ def train_task(
                 bar.update(1)
                 if step % 25 == 0 or step == steps:
                     pen = 0.0 if penalty is None else penalty.item()
-                    bar.set_postfix_str(f"epoch {epoch} loss {loss.item():.4f} penalty {pen:.4f}", refresh=False)
+                    bar.set_postfix_str(f"epoch {epoch + 1} loss {loss.item():.4f} penalty {pen:.4f}", refresh=False)
+            if on_step is not None:  # at an epoch's end the next epoch draws from the current state
+                on_step(step, opt, generator.get_state() if step % per_epoch == 0 else order_state)
             if step >= steps:
                 break
     return step

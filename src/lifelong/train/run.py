@@ -23,12 +23,20 @@ from torch import nn
 
 from .. import __version__
 from .._io import atomic_write_json
+from ..checkpoint import (
+    load_model_state,
+    load_optimizer_state,
+    optimizer_tensors,
+    save_checkpoint,
+    split_prefix,
+    with_prefix,
+)
 from ..config import RunConfig
 from ..errors import UsageError
 from ..models import build_model, count_parameters
 from ..scenarios import TaskStream, batches, derived_generator, permuted, rotated, split
 from ..strategies import EWC, STRATEGIES, OnlineEWC, Strategy
-from .loop import TrainSettings, evaluate, train_task
+from .loop import TrainSettings, evaluate, make_optimizer, train_task
 
 
 def build_stream(cfg: RunConfig) -> TaskStream:
@@ -99,57 +107,105 @@ def run(cfg: RunConfig, *, overwrite: bool = False, write: bool = True) -> dict:
     return results
 
 
-def run_stream(model: nn.Module, stream: TaskStream, strategy: Strategy, cfg: RunConfig) -> dict:
-    """Train ``model`` on each task of ``stream`` in turn; R[0] before training, R[i] after task i."""
+def run_stream(
+    model: nn.Module,
+    stream: TaskStream,
+    strategy: Strategy,
+    cfg: RunConfig,
+    *,
+    checkpoint: Path | None = None,
+    resume: tuple[dict, dict] | None = None,
+) -> dict:
+    """Train ``model`` on each task of ``stream`` in turn; R[0] before training, R[i] after task i.
+
+    With ``checkpoint`` (a file path) the run is saved at the end of every task and every
+    ``cfg.checkpoint_every`` optimizer steps; ``resume`` = ``load_checkpoint(path)`` continues from one.
+    """
     from ..eval import summarize
 
     settings = TrainSettings(cfg.optimizer, cfg.lr, cfg.momentum, cfg.batch_size, cfg.epochs, cfg.iterations)
     order = derived_generator(cfg.seed, "order")
-    has_val = stream[0].val is not None
-    T = len(stream)
-    R = np.zeros((T + 1, T))
-    R_val = np.zeros((T + 1, T)) if has_val else None
-    timing = {"train_seconds": [], "fisher_seconds": [], "eval_seconds": []}
-    steps = []
+    T, has_val = len(stream), stream[0].val is not None
+    P = {  # progress: everything besides tensors that a resumed run needs (JSON)
+        "task": 0, "step": 0, "partial_train_seconds": 0.0, "elapsed_seconds": 0.0, "steps_per_task": [],
+        "R": np.zeros((T + 1, T)).tolist(), "R_val": np.zeros((T + 1, T)).tolist() if has_val else None,
+        "timings": {"train_seconds": [], "fisher_seconds": [], "eval_seconds": []},
+    }
+    opt = None
+    if resume is not None:
+        tensors, meta = resume
+        P = meta["progress"]
+        load_model_state(model, split_prefix(tensors, "model"))
+        strategy.load_state_dict(split_prefix(tensors, "strategy"))
+        order.set_state(tensors["rng.order"])
+        if P["step"] > 0:
+            opt = make_optimizer(model, settings)
+            load_optimizer_state(opt, split_prefix(tensors, "optim"), meta["optimizer"])
+    started = time.perf_counter() - P["elapsed_seconds"]
 
     def measure(row: int) -> float:
         t0 = time.perf_counter()
-        R[row] = evaluate(model, stream.tasks, "test")
-        if R_val is not None:
-            R_val[row] = evaluate(model, stream.tasks, "val")
+        P["R"][row] = evaluate(model, stream.tasks, "test").tolist()
+        if has_val:
+            P["R_val"][row] = evaluate(model, stream.tasks, "val").tolist()
         return time.perf_counter() - t0
 
-    started = time.time()
-    measure(0)
+    def save(opt, order_state) -> None:
+        if checkpoint is None:
+            return
+        P["elapsed_seconds"] = time.perf_counter() - started
+        tensors = {**with_prefix(model.state_dict(), "model"), **with_prefix(strategy.state_dict(), "strategy")}
+        tensors["rng.order"] = order_state
+        meta = {"config": cfg.to_dict(), "progress": P}
+        if opt is not None:
+            opt_t, meta["optimizer"] = optimizer_tensors(opt)
+            tensors.update(with_prefix(opt_t, "optim"))
+        save_checkpoint(checkpoint, tensors, meta)
+
+    if resume is None:
+        measure(0)
     bar = _progress_bar(cfg, stream)
-    for i, task in enumerate(stream):
+    for i in range(P["task"], T):
+        task = stream[i]
         if bar is not None:
             bar.set_description(f"task {i + 1}/{T} {task.name}")
         t0 = time.perf_counter()
-        steps.append(train_task(model, stream, i, strategy, settings, order, bar))
+
+        def on_step(step: int, opt, order_state) -> None:
+            if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
+                P["step"], P["partial_train_seconds"] = step, P["partial_train_seconds"] + time.perf_counter() - t0
+                save(opt, order_state)
+                P["partial_train_seconds"] -= time.perf_counter() - t0  # keep the running total exact
+
+        n = train_task(model, stream, i, strategy, settings, order, bar, opt=opt, start_step=P["step"], on_step=on_step)
         t1 = time.perf_counter()
         fisher_data = ((x, y, task.mask) for x, y, _ in batches([task], "train", batch_size=1000))
         strategy.after_task(model, task, fisher_data)
         t2 = time.perf_counter()
-        timing["train_seconds"].append(t1 - t0)
-        timing["fisher_seconds"].append(t2 - t1)
-        timing["eval_seconds"].append(measure(i + 1))
+        P["timings"]["train_seconds"].append(P["partial_train_seconds"] + t1 - t0)
+        P["timings"]["fisher_seconds"].append(t2 - t1)
+        P["timings"]["eval_seconds"].append(measure(i + 1))
+        P["steps_per_task"].append(n)
+        P.update(task=i + 1, step=0, partial_train_seconds=0.0)
+        opt = None
+        save(None, order.get_state())
     if bar is not None:
         bar.close()
+    R = np.array(P["R"])
     results = {
         "benchmark": stream.name,
         "scenario": stream.scenario,
         "strategy": strategy.name,
         "task_names": stream.task_names,
-        "accuracy_matrix": R.tolist(),
+        "accuracy_matrix": P["R"],
         "metrics": summarize(R),
     }
-    if R_val is not None:
-        results["val_accuracy_matrix"] = R_val.tolist()
-        results["val_metrics"] = summarize(R_val)
+    if has_val:
+        results["val_accuracy_matrix"] = P["R_val"]
+        results["val_metrics"] = summarize(np.array(P["R_val"]))
     results.update(
-        steps_per_task=steps,
-        timings={**timing, "total_seconds": time.time() - started},
+        steps_per_task=P["steps_per_task"],
+        timings={**P["timings"], "total_seconds": time.perf_counter() - started},
         peak_memory_bytes=_peak_rss_bytes(),
         n_parameters=count_parameters(model),
         seed=cfg.seed,

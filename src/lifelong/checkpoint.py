@@ -1,0 +1,133 @@
+"""Checkpoints without pickle: one safetensors file, JSON metadata in its header, written atomically.
+
+A checkpoint holds everything a run needs to continue exactly where it stopped:
+
+    model.<name>            model parameters and buffers
+    optim.<i>.<key>         optimizer state tensors (Adam's step, exp_avg, exp_avg_sq, ...)
+    strategy.<key>          the strategy's state_dict (Fisher sums and anchors, SI accumulators, ...)
+    rng.<name>              torch.Generator states (data order at the start of the current epoch)
+
+and, as JSON under the header key ``lifelong``: the format version, the run config, the position in
+the stream (task, epoch, step, batch), the accuracy-matrix rows so far, timings, and the optimizer's
+non-tensor state (param groups). Loading parses no code: safetensors is a flat header + raw bytes, so
+opening a checkpoint from someone else can't execute anything. The file is replaced atomically
+(temporary file, fsync, rename), so a crash during a save leaves the previous checkpoint intact.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+from torch import Tensor, nn
+
+from ._io import atomic_write_bytes
+from .errors import UsageError
+
+FORMAT = 1
+HEADER_KEY = "lifelong"
+CHECKPOINT_FILE = "checkpoint.safetensors"
+
+
+class CheckpointError(UsageError):
+    """A checkpoint that is missing, corrupt, or does not fit the model."""
+
+
+def save_checkpoint(path: str | Path, tensors: Mapping[str, Tensor], meta: Mapping[str, Any]) -> Path:
+    """Write ``tensors`` (flat, prefixed names) and JSON ``meta`` to ``path`` atomically."""
+    from safetensors.torch import save
+
+    # safetensors stores each tensor's own bytes: no shared storage, contiguous layout.
+    flat = {k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}
+    header = json.dumps({"format": FORMAT, **meta}, allow_nan=True)
+    return atomic_write_bytes(path, save(flat, metadata={HEADER_KEY: header}))
+
+
+def load_checkpoint(path: str | Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    """Read a checkpoint; raise CheckpointError with a one-line reason if it is missing or corrupt."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load
+
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise CheckpointError(f"no checkpoint at {path}: the run saved none yet; start it again without --resume") from None
+    except OSError as e:
+        raise CheckpointError(f"cannot read checkpoint {path}: {e.strerror}") from None
+    try:
+        tensors = load(data)
+        header = _header(data)
+        meta = json.loads(header[HEADER_KEY])
+    except (SafetensorError, ValueError, KeyError, TypeError) as e:
+        raise CheckpointError(
+            f"checkpoint {path} is corrupt or not a lifelong checkpoint ({_first_line(e)}); "
+            "delete it to start the run again"
+        ) from None
+    if meta.get("format") != FORMAT:
+        raise CheckpointError(f"checkpoint {path} has format {meta.get('format')!r}, this version reads {FORMAT}")
+    return tensors, meta
+
+
+def _header(data: bytes) -> dict:
+    n = int.from_bytes(data[:8], "little")
+    if n <= 0 or n > len(data) - 8:
+        raise ValueError("bad header length")
+    return json.loads(data[8 : 8 + n])["__metadata__"]
+
+
+def _first_line(e: Exception) -> str:
+    return (str(e).splitlines() or [type(e).__name__])[0][:200]
+
+
+def split_prefix(tensors: Mapping[str, Tensor], prefix: str) -> dict[str, Tensor]:
+    """The tensors under ``prefix.``, with the prefix removed."""
+    p = prefix + "."
+    return {k[len(p):]: v for k, v in tensors.items() if k.startswith(p)}
+
+
+def with_prefix(tensors: Mapping[str, Tensor], prefix: str) -> dict[str, Tensor]:
+    return {f"{prefix}.{k}": v for k, v in tensors.items()}
+
+
+def load_model_state(model: nn.Module, state: Mapping[str, Tensor], source: str = "checkpoint") -> None:
+    """Copy ``state`` into ``model`` after checking names and shapes; name the first mismatch."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    extra = [k for k in state if k not in own]
+    if missing or extra:
+        what = f"missing {missing[0]!r}" if missing else f"unexpected {extra[0]!r}"
+        raise CheckpointError(f"{source} does not fit this model: {what} ({len(missing)} missing, {len(extra)} unexpected)")
+    for k, v in own.items():
+        if tuple(state[k].shape) != tuple(v.shape):
+            raise CheckpointError(
+                f"{source} does not fit this model: {k!r} has shape {tuple(state[k].shape)} in the checkpoint, "
+                f"{tuple(v.shape)} in the model (different --hidden, --model or benchmark?)"
+            )
+    model.load_state_dict(dict(state))
+
+
+def optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    """Split an optimizer state_dict into tensors (``<param index>.<key>``) and JSON metadata."""
+    sd = opt.state_dict()
+    tensors, scalars = {}, {}
+    for idx, entry in sd["state"].items():
+        for key, val in entry.items():
+            if isinstance(val, Tensor):
+                tensors[f"{idx}.{key}"] = val
+            else:
+                scalars[f"{idx}.{key}"] = val
+    return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
+
+
+def load_optimizer_state(opt: torch.optim.Optimizer, tensors: Mapping[str, Tensor], meta: Mapping[str, Any]) -> None:
+    state: dict[int, dict[str, Any]] = {}
+    for name, val in list(tensors.items()) + list(meta["scalars"].items()):
+        idx, _, key = name.partition(".")
+        state.setdefault(int(idx), {})[key] = val
+    try:
+        opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    except (ValueError, KeyError) as e:
+        raise CheckpointError(f"checkpoint optimizer state does not fit: {_first_line(e)}") from None
