@@ -63,14 +63,14 @@ def test_tune_selects_on_validation_and_reports_test(tmp_path):
     scores = {t["value"]: t["val_average_accuracy"] for t in res["trials"]}
     assert res["chosen"] == max(scores, key=scores.get)
     final_cfg = json.loads((tmp_path / "t" / "final" / "config.json").read_text())
-    assert final_cfg["ewc_lambda"] == res["chosen"] and final_cfg["val_fraction"] == 0.0
+    assert final_cfg["lam"] == res["chosen"] and final_cfg["val_fraction"] == 0.0
     assert json.loads((tmp_path / "t" / "tune.json").read_text())["chosen"] == res["chosen"]
 
 
 BAD = [
     (["--benchmark", "cifar"], "invalid choice"),
     (["--strategy", "magic"], "invalid choice"),
-    (["--ewc-lambda", "-1"], "--ewc-lambda must be >= 0"),
+    (["--ewc-lambda", "-1"], "--lambda must be >= 0"),
     (["--strategy", "online-ewc", "--gamma", "0"], "--gamma must be in (0, 1]"),
     (["--gamma", "1.5"], "--gamma must be in (0, 1]"),
     (["--lr", "0"], "--lr must be > 0"),
@@ -125,7 +125,7 @@ def test_diverging_ewc_with_sgd_names_lambda_times_lr(tmp_path, capsys):
         main(args)
     assert console_main(args) == 1
     err = capsys.readouterr().err
-    assert "task 'classes 2-3'" in err and "lower --ewc-lambda or --lr" in err and "Traceback" not in err
+    assert "task 'classes 2-3'" in err and "lower --lambda or --lr" in err and "Traceback" not in err
 
 
 def test_diverging_fine_tuning_blames_the_learning_rate(tmp_path):

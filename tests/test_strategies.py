@@ -112,7 +112,7 @@ def _full_mnist() -> str | None:
 def test_ewc_forgets_less_than_fine_tuning_and_joint_is_the_ceiling():
     """Three permuted-MNIST tasks, 300 Adam steps each: EWC keeps task 1 far better than fine-tuning."""
     base = RunConfig(benchmark="permuted-mnist", tasks=3, iterations=300, hidden=(100,), data_dir=_full_mnist(),
-                     ewc_lambda=1000.0, threads=None)
+                     lam=1000.0, threads=None)
     stream = build_stream(base.resolved())
     R = {}
     for name in ("naive", "ewc", "joint"):

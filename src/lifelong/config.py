@@ -46,10 +46,15 @@ class RunConfig:
     angles: tuple[float, ...] | None = None  # rotated: degrees per task (default: evenly spaced in [0, 180))
     split_groups: tuple[tuple[int, ...], ...] | None = None  # split: classes per task
     strategy: str = "naive"
-    ewc_lambda: float = 100.0
-    gamma: float = 1.0
-    fisher: str = "exact"
+    lam: float = 100.0  # strength λ of every regularizer's penalty λ/2 Σ Ω (θ − θ̄)²
+    gamma: float = 1.0  # online EWC decay
+    fisher: str = "exact"  # EWC / online EWC
     mc_samples: int = 1
+    xi: float = 0.1  # SI damping ξ
+    alpha: float = 0.9  # RWalk: weight of the newest Fisher in its moving average
+    pad: int = 0  # zero-pad images by this many pixels per side (Hsu et al. 2018: 2, to 32x32)
+    mean: float = 0.0  # then normalize: (x - mean) / std, x in [0, 1]
+    std: float = 1.0
     model: str = "mlp"
     hidden: tuple[int, ...] = (400, 400)
     optimizer: str = "adam"
@@ -125,7 +130,12 @@ class RunConfig:
             _check(all(0 <= c <= 9 for c in flat), "--split-groups: classes must be in 0..9")
             if self.scenario == "domain":
                 _check(len({len(g) for g in groups}) == 1, "the domain scenario needs --split-groups of equal size")
-        _check(math.isfinite(self.ewc_lambda) and self.ewc_lambda >= 0, f"--ewc-lambda must be >= 0, got {self.ewc_lambda:g}")
+        _check(math.isfinite(self.lam) and self.lam >= 0, f"--lambda must be >= 0, got {self.lam:g}")
+        _check(math.isfinite(self.xi) and self.xi > 0, f"--xi must be > 0, got {self.xi:g}")
+        _check(0.0 < self.alpha <= 1.0, f"--alpha must be in (0, 1], got {self.alpha:g}")
+        _check(0 <= self.pad <= 64, f"--pad must be in 0..64, got {self.pad}")
+        _check(math.isfinite(self.mean), "--mean must be a finite number")
+        _check(math.isfinite(self.std) and self.std > 0, f"--std must be > 0, got {self.std:g}")
         _check(0.0 < self.gamma <= 1.0, f"--gamma must be in (0, 1], got {self.gamma:g}")
         _check(self.mc_samples >= 1, f"--mc-samples must be >= 1, got {self.mc_samples}")
         _check(len(self.hidden) >= 1 and all(h >= 1 for h in self.hidden), f"--hidden must be positive widths like 400,400, got {self.hidden}")

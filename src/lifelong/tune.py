@@ -1,10 +1,14 @@
-"""Hyperparameter selection on a validation split, never on the test set.
+"""Hyperparameter selection on a validation split, never on the test set: one parameter, one grid.
 
-``tune(cfg, "ewc_lambda", [1, 10, 100])`` runs each value with ``cfg.val_fraction`` of every task's
+``tune(cfg, "lam", [1, 10, 100])`` runs each value with ``cfg.val_fraction`` of every task's
 training data held out, scores it by the final average accuracy on those held-out samples, then reruns
-the best value on the full training data and reports its test accuracy. Folder layout::
+the best value on the full training data (``val_fraction=0``) and reports its test accuracy. It is the
+one-method, one-seed case of :func:`lifelong.sweep.sweep` with selection, and shares its machinery:
+finished runs are skipped when tuning again, and the final run's results.json records the selection.
+Folder layout::
 
     OUT/tune.json                 grid, validation scores, chosen value, final test metrics
+    OUT/sweep.json                the runs, their status and phase (validation or final), as for a sweep
     OUT/trial-<param>-<value>/    one run folder per grid value (validation runs)
     OUT/final/                    the chosen value trained on all training data, tested on the test set
 """
@@ -13,44 +17,81 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
-from ._io import atomic_write_json
 from .config import RunConfig
 from .errors import UsageError
+from .sweep import _choose, _coerce, _error_of, _field_types, _fmt, _Index, _Job, _validated
 
 
-def tune(cfg: RunConfig, param: str, grid: Sequence[float], *, overwrite: bool = False, quiet: bool = False) -> dict:
+def tune(
+    cfg: RunConfig,
+    param: str,
+    grid: Sequence[Any],
+    *,
+    overwrite: bool = False,
+    quiet: bool = False,
+    workers: int = 1,
+) -> dict:
+    """Choose ``param`` (a RunConfig field) from ``grid`` on the validation split; return the summary
+    that is also written to ``OUT/tune.json``. Raises the run's error if the final run fails, or if
+    every value of the grid failed."""
     if not grid:
         raise UsageError("--grid needs at least one value")
+    if param not in _field_types():
+        raise UsageError(f"--param {param!r} is not a config field: choose one of {', '.join(_field_types())}")
     if cfg.val_fraction <= 0:
         raise UsageError("tuning needs a validation split: pass --val-fraction > 0 (e.g. 0.1)")
-    from .train.run import run
-
+    values = list(dict.fromkeys(_coerce(param, v, f"--grid for --param {param}") for v in grid))
     base = Path(cfg.out) if cfg.out else Path("runs") / f"tune-{cfg.run_id()}-{param}"
+    spec = {"base": {k: v for k, v in cfg.to_dict().items() if k != "out"}, "grid": [{param: values}],
+            "seeds": [cfg.seed], "select": True, "tune": {"param": param}}
+    book = _Index(spec, base, workers, quiet)
+
     trials = []
-    for value in grid:
-        trial_cfg = dataclasses.replace(cfg, **{param: value, "out": str(base / f"trial-{param}-{value:g}")}).resolved()
-        res = run(trial_cfg, overwrite=overwrite)
-        score = res["val_metrics"]["average_accuracy"]
-        trials.append({"value": value, "val_average_accuracy": score, "run_id": res["run_id"], "run_dir": res["run_dir"]})
-        if not quiet:
-            print(f"{param}={value:g}: validation average accuracy {100 * score:.2f}%")
-    best = max(trials, key=lambda t: t["val_average_accuracy"])  # first of equals: grid order breaks ties
-    final_cfg = dataclasses.replace(cfg, **{param: best["value"], "val_fraction": 0.0, "out": str(base / "final")}).resolved()
-    final = run(final_cfg, overwrite=overwrite)
+    for value in values:  # all validated before anything runs
+        trial = dataclasses.replace(cfg, **{param: value}, out=str(base / f"trial-{param}-{_fmt(value)}"))
+        trials.append(_Job(_validated(lambda: trial, f"--param {param}={_fmt(value)}"), "validation", cfg.strategy,
+                           {param: value}))
+    finals = {value: _validated(lambda: dataclasses.replace(t.cfg, val_fraction=0.0, out=str(base / "final")),
+                                f"--param {param}={_fmt(value)}") for value, t in zip(values, trials)}
+    book.run(trials, overwrite)
+
+    choice = _choose(cfg.strategy, trials, [cfg.seed], cfg.val_fraction)
+    book.selection.append(choice)
     summary = {
         "param": param,
         "selected_on": "final average accuracy on a validation split held out of the training data",
         "val_fraction": cfg.val_fraction,
-        "trials": trials,
-        "chosen": best["value"],
-        "final": {"run_id": final["run_id"], "run_dir": final["run_dir"], "metrics": final["metrics"]},
+        "trials": [_trial(t, param) for t in trials],
     }
-    base.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(base / "tune.json", summary)
+    if choice["params"] is None:
+        first = next(t for t in trials if t.status == "failed")
+        raise type(_error_of(first.outcome))(f"every value of --grid failed; {param}={_fmt(first.params[param])}: "
+                                             f"{first.outcome['message']}")
+    chosen = choice["params"][param]
+    final = _Job(finals[chosen], "final", cfg.strategy, {param: chosen}, selection=choice)
+    book.run([final], overwrite=True)  # final/ holds the previous choice's run if the choice changed
+    book.save()
+    if final.status == "failed":
+        raise _error_of(final.outcome)
+    summary["chosen"] = chosen
+    summary["final"] = {"run_id": final.id, "run_dir": final.cfg.out, "metrics": final.outcome["metrics"]}
+    from .report.files import write_json
+
+    write_json(base / "tune.json", summary)
     if not quiet:
-        m = final["metrics"]
-        print(f"chosen {param}={best['value']:g}; test average accuracy {100 * m['average_accuracy']:.2f}%, "
-              f"BWT {100 * m['backward_transfer']:+.2f} -> {base / 'tune.json'}")
+        m = final.outcome["metrics"]
+        bwt = m.get("backward_transfer")
+        print(f"chosen {param}={_fmt(chosen)}; test average accuracy {100 * m['average_accuracy']:.2f}%, "
+              f"BWT {'n/a' if bwt is None else f'{100 * bwt:+.2f}'} -> {base / 'tune.json'}")
     return summary
+
+
+def _trial(t: _Job, param: str) -> dict:
+    d = {"value": t.params[param], "status": t.status,
+         "val_average_accuracy": (t.outcome.get("val_metrics") or {}).get("average_accuracy"),
+         "run_id": t.id, "run_dir": t.cfg.out}
+    if t.status == "failed":
+        d["message"] = t.outcome["message"]
+    return d

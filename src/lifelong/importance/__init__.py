@@ -1,7 +1,7 @@
 """Importance estimators: per-parameter weights for quadratic penalties.
 
 Each estimator is a pure function ``(model, batches, ...) -> dict[str, Tensor]`` named by what it
-computes; all Fisher variants share the per-sample engine in :mod:`.persample`.
+computes; all Fisher variants and MAS share the per-sample engine in :mod:`.persample`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from lifelong.importance.fisher import (
     logit_directions,
     multinomial_cov_factor,
 )
-from lifelong.importance.persample import masked_logits, sum_sq_grads
+from lifelong.importance.mas import mas_importance, norm_sq_direction
+from lifelong.importance.persample import masked_logits, sum_abs_grads, sum_sq_grads
 
 __all__ = [
     "FISHER_KINDS",
@@ -26,7 +27,10 @@ __all__ = [
     "fisher_diag_mc",
     "fisher_diag_predicted",
     "logit_directions",
+    "mas_importance",
     "masked_logits",
     "multinomial_cov_factor",
+    "norm_sq_direction",
+    "sum_abs_grads",
     "sum_sq_grads",
 ]

@@ -1,4 +1,5 @@
-"""Per-sample squared gradients of logit-space directions: the engine under every Fisher diagonal.
+"""Per-sample squared (or absolute) gradients of logit-space directions: the engine under every
+Fisher diagonal and under MAS.
 
 Every diagonal Fisher variant (see :mod:`lifelong.importance.fisher`) is a weighted sum of squared
 per-sample gradients of log-probabilities. Since ∂ log p(c|x)/∂z = e_c − p (z the logits, p the
@@ -10,7 +11,17 @@ direction v in logit space, so all of them reduce to
 which :func:`sum_sq_grads` computes for directions ``v`` of shape ``(K, B, C)``. Squaring happens per
 sample: never square a mini-batch gradient (that is a different quantity, about 1/B as large).
 
-Two ways to compute (1):
+MAS (Aljundi et al. 2018, "Memory Aware Synapses", ECCV, eqs. 2 and 4; see
+:mod:`lifelong.importance.mas`) needs absolute values instead of squares,
+
+    A(θ) = Σ_k Σ_n | J_nᵀ v_{k,n} |          (elementwise absolute value)                     (3)
+
+which :func:`sum_abs_grads` computes with the same machinery: both t ↦ t² and t ↦ |t| are
+multiplicative (f(st) = f(s) f(t)), which is all that the outer-product trick (2) below needs.
+The absolute value is taken per sample too: |Σ_n g_n| ≤ Σ_n |g_n|, with equality only where the
+per-sample gradients agree in sign.
+
+Two ways to compute (1) and (3):
 
 * **Hooks** (fast path), when every trainable parameter belongs to an ``nn.Linear`` applied to 2-D
   input or an ``nn.Conv2d`` with zero padding. Forward hooks capture each module's input ``a`` and
@@ -22,9 +33,10 @@ Two ways to compute (1):
       S(W) = Gᵀ (a ⊙ a),     S(b) = Σ_n G_n                                                     (2)
 
   one matmul per layer, independent of K (the trick of Goodfellow 2015, "Efficient per-example
-  gradient computations", and of BackPACK's ``DiagGGN`` extensions, Dangel et al. 2020). A
-  convolution's per-sample weight gradient is g_{k,n} U_nᵀ with U_n = unfold(a_n); it is formed,
-  squared and summed in chunks.
+  gradient computations", and of BackPACK's ``DiagGGN`` extensions, Dangel et al. 2020). For (3),
+  |g a_nᵀ| = |g| |a_n|ᵀ gives the same with G = Σ_k |g_k| and |a| in place of a ⊙ a. A
+  convolution's per-sample weight gradient is g_{k,n} U_nᵀ with U_n = unfold(a_n), a sum over
+  positions that does not factor: it is formed, squared (or made absolute) and summed in chunks.
 * **torch.func** (fallback) for anything else (LayerNorm, BatchNorm, Embedding, bare parameters,
   ``nn.Linear`` on 3-D input, weight sharing...): ``vmap`` over samples of ``vjp`` of a
   ``functional_call``, with an inner ``vmap`` over the K directions, chunked over samples.
@@ -95,13 +107,44 @@ def sum_sq_grads(
     >>> sorted(s), tuple(s["0.weight"].shape)
     (['0.bias', '0.weight', '2.bias', '2.weight'], (4, 3))
     """
+    return _sum_grads(model, x, v, method, max_elements, absolute=False)
+
+
+def sum_abs_grads(
+    model: nn.Module,
+    x: Tensor,
+    v: Directions,
+    *,
+    method: str = "auto",
+    max_elements: int = DEFAULT_MAX_ELEMENTS,
+) -> dict[str, Tensor]:
+    """Equation (3): Σ_k Σ_n |∂(v_{k,n}ᵀ z_n)/∂θ| for every trainable parameter θ.
+
+    The contract of :func:`sum_sq_grads` (arguments, shapes, eval mode, fast paths and fallback),
+    with the absolute value of each per-sample gradient in place of its square. With one direction
+    v_n = 2 z_n per sample this is Σ_n |∂‖z_n‖²/∂θ|, the sum behind MAS
+    (:func:`lifelong.importance.mas_importance`).
+
+    >>> net = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2))
+    >>> x = torch.randn(5, 3)
+    >>> a = sum_abs_grads(net, x, lambda z: 2 * z.unsqueeze(0))  # (1, B, C): ∂‖z‖²/∂z = 2z
+    >>> torch.allclose(a["2.bias"], (2 * net(x)).abs().sum(0))   # ∂‖z_n‖²/∂b = 2 z_n
+    True
+    """
+    return _sum_grads(model, x, v, method, max_elements, absolute=True)
+
+
+def _sum_grads(
+    model: nn.Module, x: Tensor, v: Directions, method: str, max_elements: int, absolute: bool
+) -> dict[str, Tensor]:
+    """Equation (3) if ``absolute`` else (1): hooks where they apply, else torch.func."""
     if method not in METHODS:
         raise UsageError(f"unknown method {method!r}; valid methods: {', '.join(METHODS)}")
     with eval_mode(model), torch.enable_grad():
         if method != "func":
             owners = _hook_owners(model)
             if owners is not None:
-                out = _sum_sq_grads_hooks(model, x, v, owners, max_elements)
+                out = _sum_grads_hooks(model, x, v, owners, max_elements, absolute)
                 if out is not None:
                     return out
             if method == "hooks":
@@ -109,7 +152,7 @@ def sum_sq_grads(
                     "method='hooks' needs every trainable parameter in an nn.Linear on 2-D input or a "
                     "zero-padded nn.Conv2d, each called once; use method='auto' to fall back to torch.func"
                 )
-        return _sum_sq_grads_func(model, x, v, max_elements)
+        return _sum_grads_func(model, x, v, max_elements, absolute)
 
 
 @contextlib.contextmanager
@@ -126,6 +169,11 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
 
 def _trainable(model: nn.Module) -> dict[str, nn.Parameter]:
     return {n: p for n, p in model.named_parameters() if p.requires_grad}
+
+
+def _elementwise(t: Tensor, absolute: bool) -> Tensor:
+    """|t| for equation (3), t² for (1); both multiplicative, so f(g aᵀ) = f(g) f(a)ᵀ."""
+    return t.abs() if absolute else t.square()
 
 
 def _directions(v: Directions, logits: Tensor) -> Tensor:
@@ -171,14 +219,16 @@ def _hook_owners(model: nn.Module) -> dict[nn.Module, dict[str, str]] | None:
     return owners
 
 
-def _sum_sq_grads_hooks(
+def _sum_grads_hooks(
     model: nn.Module,
     x: Tensor,
     v: Directions,
     owners: dict[nn.Module, dict[str, str]],
     max_elements: int,
+    absolute: bool,
 ) -> dict[str, Tensor] | None:
-    """Equation (2) through forward hooks; None when this batch cannot use them (then fall back)."""
+    """Equation (2) through forward hooks (|·| in place of ² when ``absolute``); None when this
+    batch cannot use them (then fall back)."""
     logits, seen = _forward_capture(model, x, owners, copy_outputs=False)
     if any(out._version != v_out for calls in seen.values() for _, _, out, v_out in calls):
         # An in-place op after a layer (ReLU(inplace=True)) rewrote a captured output, whose
@@ -195,7 +245,7 @@ def _sum_sq_grads_hooks(
     v = _directions(v, logits)  # (K, B, C)
     mods = list(owners)
     outs = [seen[m][0][2] for m in mods]  # each layer's output s, (B, out) or (B, out, H, W)
-    G: list[Tensor | None] = [None] * len(mods)  # Linear: Σ_k g_k²   (B, out)
+    G: list[Tensor | None] = [None] * len(mods)  # Linear: Σ_k g_k² or Σ_k |g_k|   (B, out)
     conv: dict[str, Tensor] = {}
     unfolded: dict[nn.Module, Tensor] = {}
     for k in range(v.shape[0]):
@@ -209,11 +259,16 @@ def _sum_sq_grads_hooks(
             if g is None:
                 continue  # the logits do not depend on this layer: zero gradient
             if type(m) is nn.Linear:
-                G[i] = g.square() if G[i] is None else G[i].addcmul_(g, g)  # (B, out)
+                if G[i] is None:
+                    G[i] = _elementwise(g, absolute)  # (B, out)
+                elif absolute:
+                    G[i].add_(g.abs())
+                else:
+                    G[i].addcmul_(g, g)
             else:
                 if m not in unfolded:
                     unfolded[m] = _unfold(m, seen[m][0][0].detach())  # (B, groups, i·kh·kw, L)
-                for attr, s in _conv_sum_sq(m, unfolded[m], g, max_elements).items():
+                for attr, s in _conv_sum(m, unfolded[m], g, max_elements, absolute).items():
                     name = owners[m][attr]
                     conv[name] = s if name not in conv else conv[name].add_(s)
 
@@ -224,7 +279,7 @@ def _sum_sq_grads_hooks(
         names = owners[m]
         a = seen[m][0][0].detach()  # (B, in)
         if "weight" in names:
-            result[names["weight"]] = Gm.T @ a.square()  # (out, in), equation (2)
+            result[names["weight"]] = Gm.T @ _elementwise(a, absolute)  # (out, in), equation (2)
         if "bias" in names:
             result[names["bias"]] = Gm.sum(0)  # (out,)
     return {
@@ -259,8 +314,9 @@ def _unfold(m: nn.Conv2d, a: Tensor) -> Tensor:
     return U.reshape(a.shape[0], m.groups, -1, U.shape[-1])
 
 
-def _conv_sum_sq(m: nn.Conv2d, U: Tensor, g: Tensor, max_elements: int) -> dict[str, Tensor]:
-    """Σ_n of squared per-sample conv gradients for one direction, g = output gradient (B, out, H, W).
+def _conv_sum(m: nn.Conv2d, U: Tensor, g: Tensor, max_elements: int, absolute: bool) -> dict[str, Tensor]:
+    """Σ_n of squared (``absolute``: absolute) per-sample conv gradients for one direction,
+    g = output gradient (B, out, H, W).
 
     The per-sample weight gradient is g_n U_nᵀ per group (U from :func:`_unfold`); it is formed for
     a chunk of samples at a time so the (B', groups, out/groups, in/groups·kh·kw) temporary stays
@@ -274,11 +330,11 @@ def _conv_sum_sq(m: nn.Conv2d, U: Tensor, g: Tensor, max_elements: int) -> dict[
         total = None
         for b0 in range(0, B, b_chunk):
             gw = g[b0 : b0 + b_chunk] @ U[b0 : b0 + b_chunk].transpose(-1, -2)  # (B', groups, o, i)
-            s = gw.square().sum(0)  # (groups, out/groups, in/groups·kh·kw)
+            s = _elementwise(gw, absolute).sum(0)  # (groups, out/groups, in/groups·kh·kw)
             total = s if total is None else total.add_(s)
         sums["weight"] = total.reshape(m.weight.shape)
     if m.bias is not None and m.bias.requires_grad:
-        sums["bias"] = g.sum(-1).square().sum(0).reshape(out)  # (out,)
+        sums["bias"] = _elementwise(g.sum(-1), absolute).sum(0).reshape(out)  # (out,)
     return sums
 
 
@@ -286,8 +342,11 @@ def _conv_sum_sq(m: nn.Conv2d, U: Tensor, g: Tensor, max_elements: int) -> dict[
 # Fallback: torch.func, any model.
 
 
-def _sum_sq_grads_func(model: nn.Module, x: Tensor, v: Directions, max_elements: int) -> dict[str, Tensor]:
-    """Equation (1) by ``vmap`` over samples of ``vjp`` (with a ``vmap`` over directions inside)."""
+def _sum_grads_func(
+    model: nn.Module, x: Tensor, v: Directions, max_elements: int, absolute: bool
+) -> dict[str, Tensor]:
+    """Equation (1), or (3) if ``absolute``, by ``vmap`` over samples of ``vjp`` (with a ``vmap``
+    over directions inside)."""
     from torch.func import functional_call, vjp, vmap
 
     params = {n: p.detach() for n, p in _trainable(model).items()}
@@ -297,7 +356,7 @@ def _sum_sq_grads_func(model: nn.Module, x: Tensor, v: Directions, max_elements:
     elif v.dim() != 3 or v.shape[1] != x.shape[0]:
         raise UsageError(f"directions must have shape (K, B, C) with B = {x.shape[0]}; got {tuple(v.shape)}")
     K, B = v.shape[:2]
-    if K == 0:  # no directions (e.g. the exact Fisher with one active class): S = 0
+    if K == 0:  # no directions (e.g. the exact Fisher with one active class): the sum is 0
         return {n: torch.zeros_like(p) for n, p in params.items()}
     v = v.detach().transpose(0, 1)  # (B, K, C)
 
@@ -307,7 +366,7 @@ def _sum_sq_grads_func(model: nn.Module, x: Tensor, v: Directions, max_elements:
 
         z, pullback = vjp(logits_of, params)
         (grads,) = vmap(pullback)(vn.to(z.dtype))  # {name: (K, *shape)}
-        return {n: g.square().sum(0) for n, g in grads.items()}
+        return {n: _elementwise(g, absolute).sum(0) for n, g in grads.items()}
 
     n_params = sum(p.numel() for p in params.values())
     b_chunk = max(1, min(B, max_elements // max(1, K * n_params)))

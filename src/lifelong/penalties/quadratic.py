@@ -31,7 +31,9 @@ def empty_state() -> QuadraticState:
 def quadratic_penalty(params: Params, state: QuadraticState, lam: float) -> Tensor:
     """Equation (1), differentiable in ``params`` (a name -> tensor mapping such as
     ``dict(model.named_parameters())``). Returns a 0-d tensor; 0 when the state is empty."""
-    names = list(state["importance"])
+    # parameter order, not state order: a reloaded state may list keys differently, and the sum
+    # of the per-tensor terms must be bit-identical after a checkpoint round trip
+    names = [n for n in params if n in state["importance"]]
     if not names:
         return torch.zeros((), device=_device(params))
     theta = [params[n] for n in names]

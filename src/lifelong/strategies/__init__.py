@@ -2,7 +2,11 @@
 
 from .base import Joint, Naive, Strategy
 from .ewc import EWC, OnlineEWC
+from .l2 import L2
+from .mas import MAS
+from .rwalk import RWalk
+from .si import SI
 
-STRATEGIES = {s.name: s for s in (Naive, Joint, EWC, OnlineEWC)}
+STRATEGIES = {s.name: s for s in (Naive, Joint, EWC, OnlineEWC, SI, MAS, RWalk, L2)}
 
-__all__ = ["EWC", "Joint", "Naive", "OnlineEWC", "STRATEGIES", "Strategy"]
+__all__ = ["EWC", "Joint", "L2", "MAS", "Naive", "OnlineEWC", "RWalk", "SI", "STRATEGIES", "Strategy"]

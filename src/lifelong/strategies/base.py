@@ -11,11 +11,14 @@ A new method is a new small subclass, not a new flag.
 
 from __future__ import annotations
 
+import math
 from typing import Iterable, Sequence
 
 import torch
 from torch import Tensor, nn
 
+from ..errors import UsageError
+from ..penalties import empty_state, quadratic_penalty, state_from_tensors, state_tensors
 from ..scenarios import Task, TaskStream
 
 
@@ -23,6 +26,12 @@ class Strategy:
     """Naive fine-tuning: train on each task in turn with no protection (the lower bound)."""
 
     name = "naive"
+
+    @classmethod
+    def from_config(cls, cfg, generator: torch.Generator) -> "Strategy":
+        """Build from a RunConfig, reading only the fields this strategy uses (the sweep relies on
+        that to know which hyperparameters belong to which strategy)."""
+        return cls()
 
     def training_tasks(self, stream: TaskStream, i: int) -> Sequence[Task]:
         return [stream[i]]
@@ -65,3 +74,66 @@ class Joint(Strategy):
 
     def training_tasks(self, stream: TaskStream, i: int) -> Sequence[Task]:
         return list(stream.tasks[: i + 1])
+
+
+class Regularizer(Strategy):
+    """The shared part of EWC, online EWC, SI, MAS, RWalk and L2: the quadratic penalty
+
+        λ/2 Σ_i Ω_i (θ_i − θ̄_i)²  (+ λ/2 · offset)           (lifelong.penalties, eq. 1)
+
+    with its state ``self.state`` (importance, anchor, offset). A subclass says how Ω is computed
+    and merged at the end of a task (``consolidate``). Running tensors a subclass keeps between steps
+    (SI's ω, RWalk's Fisher...) are ``{param name: tensor}`` dict attributes named in ``_buffers``;
+    ``state_dict`` saves them under ``"<buffer>.<param name>"`` next to ``"penalty.*"``.
+    """
+
+    name = "regularizer"
+    importance_symbol = "Omega"  # how divergence messages name Ω (EWC: F, the Fisher)
+    _buffers: tuple[str, ...] = ()
+
+    def __init__(self, lam: float = 1.0):
+        if not (math.isfinite(lam) and lam >= 0):
+            raise UsageError(f"{self.name} lambda must be a finite number >= 0, got {lam}")
+        self.lam = float(lam)
+        self.state = empty_state()
+
+    def penalty(self, model: nn.Module) -> Tensor:
+        """λ/2 Σ_i Ω_i (θ_i − θ̄_i)² (+ the constant of merged tasks); 0 before the first task."""
+        return quadratic_penalty(dict(model.named_parameters()), self.state, self.lam)
+
+    def consolidate(self, model: nn.Module, data: Iterable | None = None) -> dict[str, Tensor]:
+        """End of a task: compute this task's importance at θ* and merge it into the penalty."""
+        raise NotImplementedError
+
+    def after_task(self, model: nn.Module, task: Task, data: Iterable) -> None:
+        self.consolidate(model, data)
+
+    def state_dict(self) -> dict[str, Tensor]:
+        out = state_tensors(self.state, "penalty.")
+        for key in self._buffers:
+            out.update({f"{key}.{n}": t for n, t in getattr(self, key).items()})
+        return out
+
+    def load_state_dict(self, state: dict[str, Tensor]) -> None:
+        known = ("penalty.", *(f"{key}." for key in self._buffers))
+        unknown = sorted(k for k in state if not k.startswith(known))
+        if unknown:
+            raise ValueError(f"strategy {self.name!r} does not know the state keys {unknown[:3]}")
+        self.state = state_from_tensors(state, "penalty.")
+        for key in self._buffers:
+            setattr(self, key, {k[len(key) + 1 :]: t for k, t in state.items() if k.startswith(f"{key}.")})
+
+    def divergence_hint(self, optimizer: str, lr: float) -> str:
+        imp = self.state["importance"]
+        if not imp:
+            return super().divergence_hint(optimizer, lr)
+        wmax = max(float(t.max()) for t in imp.values())
+        if optimizer == "sgd":
+            return (
+                f"with SGD the {self.name} penalty is stable only if lambda x lr x max({self.importance_symbol}) < 2, here "
+                f"{self.lam:g} x {lr:g} x {wmax:.3g} = {self.lam * lr * wmax:.3g}: lower --lambda or --lr"
+            )
+        return (
+            f"{self.name} lambda={self.lam:g} with max({self.importance_symbol})={wmax:.3g} may be too large: "
+            "lower --lambda or --lr"
+        )

@@ -25,33 +25,30 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import UsageError
-from ..penalties import empty_state, merge_decay, merge_sum, quadratic_penalty, state_from_tensors, state_tensors
-from ..scenarios import Task
-from .base import Strategy
+from ..penalties import merge_decay, merge_sum
+from .base import Regularizer
 
 
-class EWC(Strategy):
+class EWC(Regularizer):
     """Separate EWC: λ/2 Σ_t Σ_i F_t,i (θ_i − θ*_t,i)², with ``fisher`` one of
     "empirical", "predicted", "exact" (default) or "mc" (see :mod:`lifelong.importance.fisher`)."""
 
     name = "ewc"
+    importance_symbol = "F"
+
+    @classmethod
+    def from_config(cls, cfg, generator):
+        return cls(cfg.lam, fisher=cfg.fisher, mc_samples=cfg.mc_samples, generator=generator)
 
     def __init__(self, lam: float = 1.0, *, fisher: str = "exact", mc_samples: int = 1, generator: torch.Generator | None = None):
         from ..importance import FISHER_KINDS
 
-        if not lam >= 0:
-            raise UsageError(f"EWC lambda must be >= 0, got {lam}")
+        super().__init__(lam)
         if fisher not in FISHER_KINDS:
             raise UsageError(f"unknown Fisher {fisher!r}: choose one of {', '.join(FISHER_KINDS)}")
-        self.lam = float(lam)
         self.fisher = fisher
         self.mc_samples = mc_samples
         self.generator = generator if generator is not None else torch.Generator().manual_seed(0)
-        self.state = empty_state()
-
-    def penalty(self, model: nn.Module) -> Tensor:
-        """λ/2 Σ_i Ω_i (θ_i − θ̄_i)² (+ the constant of merged tasks); 0 before the first task."""
-        return quadratic_penalty(dict(model.named_parameters()), self.state, self.lam)
 
     def consolidate(self, model: nn.Module, data: Iterable) -> dict[str, Tensor]:
         """Compute the Fisher at the current θ (= θ*) over ``data`` ((x, y) or (x, y, mask) batches),
@@ -66,35 +63,25 @@ class EWC(Strategy):
     def _merge(self, fisher, anchor):
         return merge_sum(self.state, fisher, anchor)
 
-    def after_task(self, model: nn.Module, task: Task, data: Iterable) -> None:
-        self.consolidate(model, data)
-
     def state_dict(self) -> dict[str, Tensor]:
         """The quadratic state plus the generator of the MC Fisher's labels (``rng``)."""
-        return {**state_tensors(self.state, "penalty."), "rng": self.generator.get_state()}
+        return {**super().state_dict(), "rng": self.generator.get_state()}
 
     def load_state_dict(self, state: dict[str, Tensor]) -> None:
-        self.state = state_from_tensors(state, "penalty.")
+        state = dict(state)
         if "rng" in state:
-            self.generator.set_state(state["rng"])
-
-    def divergence_hint(self, optimizer: str, lr: float) -> str:
-        imp = self.state["importance"]
-        if not imp:
-            return super().divergence_hint(optimizer, lr)
-        fmax = max(float(t.max()) for t in imp.values())
-        if optimizer == "sgd":
-            return (
-                f"with SGD the EWC penalty is stable only if lambda x lr x max(F) < 2, here "
-                f"{self.lam:g} x {lr:g} x {fmax:.3g} = {self.lam * lr * fmax:.3g}: lower --ewc-lambda or --lr"
-            )
-        return f"lambda={self.lam:g} with max(F)={fmax:.3g} may be too large: lower --ewc-lambda or --lr"
+            self.generator.set_state(state.pop("rng"))
+        super().load_state_dict(state)
 
 
 class OnlineEWC(EWC):
     """Online EWC: F ← γ F + F_t, anchor θ* of the newest task (Schwarz et al. 2018, eq. 8)."""
 
     name = "online-ewc"
+
+    @classmethod
+    def from_config(cls, cfg, generator):
+        return cls(cfg.lam, gamma=cfg.gamma, fisher=cfg.fisher, mc_samples=cfg.mc_samples, generator=generator)
 
     def __init__(self, lam: float = 1.0, *, gamma: float = 1.0, **kw):
         super().__init__(lam, **kw)

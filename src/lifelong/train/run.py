@@ -35,7 +35,7 @@ from ..config import RunConfig
 from ..errors import UsageError
 from ..models import build_model, count_parameters
 from ..scenarios import TaskStream, batches, derived_generator, permuted, rotated, split
-from ..strategies import EWC, STRATEGIES, OnlineEWC, Strategy
+from ..strategies import STRATEGIES, Strategy
 from .loop import TrainSettings, evaluate, make_optimizer, train_task
 
 
@@ -44,7 +44,7 @@ def build_stream(cfg: RunConfig) -> TaskStream:
     from ..data import load_dataset
 
     data = load_dataset(cfg.dataset, cfg.data_dir, download=cfg.download)
-    common = dict(seed=cfg.seed, val_fraction=cfg.val_fraction, name=cfg.benchmark)
+    common = dict(seed=cfg.seed, val_fraction=cfg.val_fraction, name=cfg.benchmark, pad=cfg.pad, mean=cfg.mean, std=cfg.std)
     if cfg.kind == "permuted":
         return permuted(data, cfg.tasks, cfg.scenario, **common)
     if cfg.kind == "rotated":
@@ -53,12 +53,8 @@ def build_stream(cfg: RunConfig) -> TaskStream:
 
 
 def build_strategy(cfg: RunConfig) -> Strategy:
-    gen = derived_generator(cfg.seed, "fisher")
-    if cfg.strategy == "ewc":
-        return EWC(cfg.ewc_lambda, fisher=cfg.fisher, mc_samples=cfg.mc_samples, generator=gen)
-    if cfg.strategy == "online-ewc":
-        return OnlineEWC(cfg.ewc_lambda, gamma=cfg.gamma, fisher=cfg.fisher, mc_samples=cfg.mc_samples, generator=gen)
-    return STRATEGIES[cfg.strategy]()
+    """The strategy ``cfg.strategy``, built from the config fields it reads (``from_config``)."""
+    return STRATEGIES[cfg.strategy].from_config(cfg, derived_generator(cfg.seed, "strategy"))
 
 
 def seeded_model(cfg: RunConfig, stream: TaskStream) -> nn.Module:
