@@ -1,9 +1,12 @@
-"""Seconds per training epoch of EWC against fine-tuning, and of each Fisher against an epoch.
+"""Seconds per training epoch of every regularizer against fine-tuning, each Fisher against an epoch,
+and the bytes of strategy state kept after 5 and after 50 tasks.
 
 Measured side by side in one process on the same stream (permuted MNIST, MLP 784-400-400-10, batch
 128, Adam), with the library's own training loop (`lifelong.train.train_task`), so the numbers are
-what a run pays. Epochs alternate naive / EWC / online EWC for ``--repeats`` rounds and the median of
-each is reported, which cancels most of the drift of a shared machine.
+what a run pays. Epochs alternate naive / EWC / online EWC / SI / MAS / RWalk / L2 for ``--repeats``
+rounds and the median of each is reported, which cancels most of the drift of a shared machine.
+State bytes: each strategy consolidates 50 small synthetic tasks (2 optimizer steps and 64 samples
+each, on the same 784-400-400-10 MLP); the size of ``state_dict()`` is read after 5 and after 50.
 
     python benchmarks/bench_epoch.py [--repeats 5] [--threads 1] [--data-dir ../shared/data]
                                      [--out benchmarks/results/epoch.json]
@@ -24,7 +27,7 @@ from lifelong._io import atomic_write_json
 from lifelong.config import RunConfig
 from lifelong.importance import FISHER_KINDS
 from lifelong.scenarios import batches
-from lifelong.strategies import EWC, Naive, OnlineEWC
+from lifelong.strategies import EWC, L2, MAS, SI, Naive, OnlineEWC, RWalk
 from lifelong.train import TrainSettings, train_task
 from lifelong.train.run import build_stream, seeded_model
 
@@ -46,10 +49,10 @@ def main() -> None:
     # Train task 1 once, so every strategy starts task 2 from the same trained θ* with a Fisher.
     base = seeded_model(cfg, stream)
     train_task(base, stream, 0, Naive(), settings, torch.Generator().manual_seed(0))
-    strategies = {"naive": Naive(), "ewc": EWC(100.0), "online-ewc": OnlineEWC(100.0, gamma=0.9)}
-    for s in strategies.values():
-        if isinstance(s, EWC):
-            s.consolidate(base, fisher_data())
+    strategies = {"naive": Naive(), **fresh_regularizers()}
+    for name, s in strategies.items():
+        if name != "naive":  # every regularizer starts task 2 with a penalty in place
+            s.after_task(base, stream[0], fisher_data())
 
     epoch = {name: [] for name in strategies}
     fisher = {kind: [] for kind in FISHER_KINDS}
@@ -65,6 +68,7 @@ def main() -> None:
             EWC(1.0, fisher=kind).consolidate(base, fisher_data())
             fisher[kind].append(time.perf_counter() - t0)
 
+    state_bytes = measure_state_bytes(seeded_model(cfg, stream))
     med = {k: statistics.median(v) for k, v in {**epoch, **{f"fisher-{k}": v for k, v in fisher.items()}}.items()}
     result = {
         "what": "seconds per epoch (60,000 samples, batch 128, Adam) and per full-task Fisher, medians",
@@ -74,6 +78,7 @@ def main() -> None:
         "epoch_ratio_vs_naive": {k: med[k] / med["naive"] for k in strategies},
         "fisher_seconds": {k: med[f"fisher-{k}"] for k in FISHER_KINDS},
         "fisher_ratio_vs_naive_epoch": {k: med[f"fisher-{k}"] / med["naive"] for k in FISHER_KINDS},
+        "state_bytes_after_tasks": state_bytes,
         "raw": {"epoch": epoch, "fisher": fisher},
         "load_average": os.getloadavg(),
     }
@@ -81,9 +86,43 @@ def main() -> None:
     atomic_write_json(args.out, result)
     for k in strategies:
         print(f"epoch {k:>10}: {med[k]:6.2f} s  ({result['epoch_ratio_vs_naive'][k]:.3f}x naive)")
+    for k, b in state_bytes.items():
+        print(f"state {k:>10}: {b['5']:,} bytes after 5 tasks, {b['50']:,} after 50")
     for k in FISHER_KINDS:
         print(f"fisher {k:>9}: {med[f'fisher-{k}']:6.2f} s  ({result['fisher_ratio_vs_naive_epoch'][k]:.2f} epochs)")
     print(f"-> {args.out}")
+
+
+def fresh_regularizers() -> dict:
+    return {
+        "ewc": EWC(100.0), "online-ewc": OnlineEWC(100.0, gamma=0.9), "si": SI(100.0), "mas": MAS(1.0),
+        "rwalk": RWalk(1.0, batch_size=128), "l2": L2(0.01),
+    }
+
+
+def measure_state_bytes(model: torch.nn.Module) -> dict[str, dict[str, int]]:
+    """Bytes of each strategy's state_dict after 5 and after 50 consolidated tasks."""
+    g = torch.Generator().manual_seed(0)
+    out = {}
+    for name, strategy in fresh_regularizers().items():
+        m = type(model)(*model.children())  # same architecture, fresh parameters
+        m.load_state_dict(model.state_dict())
+        opt = torch.optim.SGD(m.parameters(), lr=1e-3)
+        sizes = {}
+        for t in range(1, 51):
+            x, y = torch.randn(64, 1, 28, 28, generator=g), torch.randint(0, 10, (64,), generator=g)
+            for _ in range(2):
+                loss = torch.nn.functional.cross_entropy(m(x), y) + strategy.penalty(m)
+                opt.zero_grad()
+                loss.backward()
+                strategy.before_step(m)
+                opt.step()
+                strategy.after_step(m)
+            strategy.after_task(m, None, [(x, y, None)])
+            if t in (5, 50):
+                sizes[str(t)] = sum(v.numel() * v.element_size() for v in strategy.state_dict().values())
+        out[name] = sizes
+    return out
 
 
 if __name__ == "__main__":

@@ -191,7 +191,29 @@ def build_parser() -> argparse.ArgumentParser:
                             "backward_transfer, forward_transfer, forgetting, ...) or dotted paths such as "
                             "val_metrics.average_accuracy or timings.total_seconds "
                             "(default: average_accuracy,backward_transfer,forward_transfer,forgetting)")
+    rep_p = sub.add_parser("reproduce", help="run a named reproduction of a published table and print ours beside it",
+                           description="Run a recipe's grid (resumable: finished runs are skipped) and print our "
+                                       "table beside the published one, cell by cell, with the difference.")
+    from .recipes import RECIPES
+
+    rep_p.add_argument("recipe", choices=list(RECIPES), help="the published table to reproduce")
+    rep_p.add_argument("--seeds", default="5", help="how many seeds (e.g. 5 = seeds 0..4), or a list like 0,3,7 (default: 5)")
+    rep_p.add_argument("--workers", type=int, default=1, help="parallel worker processes (default: 1)")
+    rep_p.add_argument("--methods", type=_names, default=None, help="only these methods (default: all of the table)")
+    rep_p.add_argument("--scenarios", type=_names, default=None, help="only these scenarios (default: all of the table)")
+    rep_p.add_argument("--data-dir", default=None, help="folder with the IDX files")
+    rep_p.add_argument("--threads", type=int, default=None, help="CPU threads per run")
+    rep_p.add_argument("--out", default=None, help="reproduction folder (default: reproductions/<recipe>)")
     return parser
+
+
+def _seeds(text: str) -> list[int]:
+    vals = _ints(text)
+    if len(vals) == 1 and "," not in text:
+        if vals[0] < 1:
+            raise UsageError(f"--seeds must be >= 1, got {vals[0]}")
+        return list(range(vals[0]))
+    return list(vals)
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
@@ -206,6 +228,11 @@ def main(argv: Sequence[str] | None = None) -> dict:
         return compare(args.paths, out=args.out, metrics=args.metrics)
     if args.command == "sweep":
         return _sweep(list(sys.argv[1:] if argv is None else argv))
+    if args.command == "reproduce":
+        from .recipes import reproduce
+
+        return reproduce(args.recipe, _seeds(args.seeds), out=args.out, workers=args.workers, methods=args.methods,
+                         scenarios=args.scenarios, data_dir=args.data_dir, threads=args.threads)
     cfg = config_from_args(args)
     if args.command == "run":
         from .train.run import run
