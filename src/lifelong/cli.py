@@ -164,6 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
                            description="Train one strategy on a task stream; write config.json, results.json, "
                                        "accuracy_matrix.csv and plots into the run folder.")
     _add_run_options(run_p)
+    _add_resume_options(run_p)
     tune_p = sub.add_parser("tune", help="choose a hyperparameter on a validation split, then run the best on the test set",
                             description="Run --param over --grid with a validation split held out of the training data, "
                                         "pick the value with the best final average validation accuracy, then rerun "
@@ -233,6 +234,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
 
         return reproduce(args.recipe, _seeds(args.seeds), out=args.out, workers=args.workers, methods=args.methods,
                          scenarios=args.scenarios, data_dir=args.data_dir, threads=args.threads)
+    if args.command == "run" and args.resume:
+        return _resume(list(sys.argv[1:] if argv is None else argv), args)
     cfg = config_from_args(args)
     if args.command == "run":
         from .train.run import run
@@ -257,18 +260,53 @@ class _Unset:
 _UNSET = _Unset()
 
 
+def _given_options(parser: argparse.ArgumentParser, argv: list[str]) -> dict:
+    """The options ``argv`` sets explicitly: parsed into a namespace pre-filled with a marker, so a
+    value equal to the default still counts as given."""
+    appends = {a.dest for a in parser._actions if isinstance(a, argparse._AppendAction)}
+    ns = argparse.Namespace(**{a.dest: None if a.dest in appends else _UNSET for a in parser._actions if a.dest != "help"})
+    parser.parse_args(argv, namespace=ns)
+    return {k: v for k, v in vars(ns).items() if v is not _UNSET and not (k in appends and v is None)}
+
+
+def _add_resume_options(p: argparse.ArgumentParser) -> None:
+    r = p.add_argument_group("resume")
+    r.add_argument("--resume", metavar="RUN_DIR", default=None,
+                   help="continue the run in RUN_DIR from its last checkpoint (same results, to the last bit, as a "
+                        "run that was never interrupted); options given with it must match the saved config")
+    r.add_argument("--override-config", action="store_true",
+                   help="with --resume: accept options that differ from the saved config")
+    r.add_argument("--checkpoint-every", type=int, default=RunConfig().checkpoint_every,
+                   help="optimizer steps between checkpoints; one is also saved after every task; 0: only after tasks "
+                        "(default: %(default)s)")
+    r.add_argument("--debug", action="store_true", default=False, help="show tracebacks")
+
+
+def _resume(argv: list[str], args: argparse.Namespace) -> dict:
+    """``lifelong run --resume RUN_DIR [options]``."""
+    from .train.run import resume
+
+    parser = _Parser(prog="lifelong run")
+    _add_run_options(parser)
+    _add_resume_options(parser)
+    given = _given_options(parser, argv[argv.index("run") + 1:])
+    fields = set(RunConfig.__dataclass_fields__)
+    options = {k: v for k, v in given.items() if k in fields}
+    if options.get("progress") is None:
+        options["progress"] = sys.stderr.isatty()
+    result = resume(args.resume, options, allow_changes=args.override_config)
+    _print_summary(result)
+    return result
+
+
 def _sweep(argv: list[str]) -> dict:
     """``lifelong sweep``: the spec from a file (run options given on the command line override its
     base) or from --strategies/--set/--seeds over the run options given."""
     from .sweep import applies_to, load_spec, parse_set, strategy_hyperparameters, sweep
 
-    # Parse again into a namespace pre-filled with a marker, to tell given options from defaults.
     parser = _Parser(prog="lifelong sweep")
     _add_sweep_options(parser)
-    appends = {a.dest for a in parser._actions if isinstance(a, argparse._AppendAction)}
-    ns = argparse.Namespace(**{a.dest: None if a.dest in appends else _UNSET for a in parser._actions if a.dest != "help"})
-    parser.parse_args(argv[argv.index("sweep") + 1:], namespace=ns)
-    given = {k: v for k, v in vars(ns).items() if v is not _UNSET and not (k in appends and v is None)}
+    given = _given_options(parser, argv[argv.index("sweep") + 1:])
     fields = set(RunConfig.__dataclass_fields__)
     run_options = {k: v for k, v in given.items() if k in fields and k != "out"}
     workers = given.get("workers", 1)

@@ -35,7 +35,7 @@ DEFAULT_TASKS = {"permuted": 10, "rotated": 5, "split": 5}
 MAX_PERMUTED_TASKS = 1000
 
 # Fields that do not change the numbers a run produces: left out of the run id.
-_NOT_IN_ID = ("data_dir", "download", "threads", "out", "progress", "checkpoint_every")
+NOT_IN_ID = ("data_dir", "download", "threads", "out", "progress", "checkpoint_every")
 
 
 @dataclass(frozen=True)
@@ -176,7 +176,7 @@ class RunConfig:
 
     def run_id(self) -> str:
         """``<benchmark>-<strategy>-<12 hex>``: a hash of every field that changes the results."""
-        d = {k: v for k, v in self.resolved().to_dict().items() if k not in _NOT_IN_ID}
+        d = {k: v for k, v in self.resolved().to_dict().items() if k not in NOT_IN_ID}
         digest = hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
         return f"{self.benchmark}-{self.strategy}-{digest}"
 

@@ -79,7 +79,7 @@ def _not_method_fields() -> set[str]:
     try:
         from lifelong import config
 
-        not_in_id = set(getattr(config, "_NOT_IN_ID", ()))
+        not_in_id = set(getattr(config, "NOT_IN_ID", ()))
     except ImportError:  # pragma: no cover - config is part of the package
         not_in_id = set()
     return not_in_id | {"seed", "run_id", "out", "data_dir", "threads", "progress", "download"}

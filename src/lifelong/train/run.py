@@ -10,6 +10,7 @@ Run folder (written atomically, file by file):
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import platform
 import resource
@@ -24,6 +25,8 @@ from torch import nn
 from .. import __version__
 from .._io import atomic_write_json
 from ..checkpoint import (
+    CHECKPOINT_FILE,
+    load_checkpoint,
     load_model_state,
     load_optimizer_state,
     optimizer_tensors,
@@ -31,7 +34,7 @@ from ..checkpoint import (
     split_prefix,
     with_prefix,
 )
-from ..config import RunConfig
+from ..config import NOT_IN_ID, RunConfig
 from ..errors import UsageError
 from ..models import build_model, count_parameters
 from ..scenarios import TaskStream, batches, derived_generator, permuted, rotated, split
@@ -83,8 +86,12 @@ def prepare_run_dir(cfg: RunConfig, overwrite: bool = False) -> Path:
     return out
 
 
-def run(cfg: RunConfig, *, overwrite: bool = False, write: bool = True) -> dict:
-    """Run the experiment ``cfg`` describes and return its results (also written to the run folder)."""
+def run(cfg: RunConfig, *, overwrite: bool = False, write: bool = True, _resume: tuple | None = None) -> dict:
+    """Run the experiment ``cfg`` describes and return its results (also written to the run folder).
+
+    The run folder gets a checkpoint (``checkpoint.safetensors``) after every task and every
+    ``cfg.checkpoint_every`` steps; it is removed once results.json is written.
+    """
     cfg = cfg.resolved()
     out = prepare_run_dir(cfg, overwrite) if write else None
     if cfg.threads:
@@ -92,7 +99,8 @@ def run(cfg: RunConfig, *, overwrite: bool = False, write: bool = True) -> dict:
     stream = build_stream(cfg)
     model = seeded_model(cfg, stream)
     strategy = build_strategy(cfg)
-    results = run_stream(model, stream, strategy, cfg)
+    ckpt = out / CHECKPOINT_FILE if out is not None else None
+    results = run_stream(model, stream, strategy, cfg, checkpoint=ckpt, resume=_resume)
     results = {"run_id": cfg.run_id(), "config": cfg.to_dict(), **results}
     if out is not None:
         from ..report import write_run_outputs
@@ -100,7 +108,42 @@ def run(cfg: RunConfig, *, overwrite: bool = False, write: bool = True) -> dict:
         results["title"] = f"{cfg.benchmark} ({cfg.scenario}-incremental), {cfg.strategy}"
         write_run_outputs(out, results)
         results["run_dir"] = str(out)
+        ckpt.unlink(missing_ok=True)  # results.json is complete: the checkpoint has served its purpose
     return results
+
+
+def resume(run_dir: str | Path, options: dict | None = None, *, allow_changes: bool = False) -> dict:
+    """Continue the run in ``run_dir`` from its last checkpoint.
+
+    ``options`` are config fields given again on the command line: any that changes results and
+    differs from the saved config is refused (naming the keys) unless ``allow_changes``.
+    """
+    run_dir = Path(run_dir)
+    try:
+        saved = json.loads((run_dir / "config.json").read_text())
+    except FileNotFoundError:
+        raise UsageError(f"--resume {run_dir}: no config.json there; give the folder of a run started with lifelong run") from None
+    except (OSError, json.JSONDecodeError) as e:
+        raise UsageError(f"--resume {run_dir}: cannot read config.json ({e}); the run folder is damaged") from None
+    saved.pop("run_id", None)
+    saved_cfg = RunConfig.from_dict(saved).resolved()
+    options = {k: v for k, v in (options or {}).items() if k != "out"}
+    cfg = dataclasses.replace(saved_cfg, **options, out=str(run_dir)).resolved()
+    changed = [
+        f"{k} (saved {getattr(saved_cfg, k)!r}, given {getattr(cfg, k)!r})"
+        for k in saved_cfg.to_dict()
+        if k not in NOT_IN_ID and getattr(cfg, k) != getattr(saved_cfg, k)
+    ]
+    if changed and not allow_changes:
+        raise UsageError(
+            f"--resume: options differ from the saved run in {'; '.join(changed)}; drop them, or pass "
+            "--override-config to continue with the new values"
+        )
+    if (run_dir / "results.json").exists() and not changed:
+        results = json.loads((run_dir / "results.json").read_text())
+        return {**results, "run_dir": str(run_dir)}
+    tensors, meta = load_checkpoint(run_dir / CHECKPOINT_FILE)
+    return run(cfg, overwrite=True, _resume=(tensors, meta))
 
 
 def run_stream(

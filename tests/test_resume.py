@@ -1,0 +1,242 @@
+"""Never lose a run: checkpoints, resume to the last bit, safe state files, clear errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from lifelong.checkpoint import CHECKPOINT_FILE, CheckpointError, load_checkpoint, save_checkpoint
+from lifelong.cli import console_main, main
+from lifelong.config import RunConfig
+from lifelong.errors import TrainingDiverged, UsageError
+from lifelong.scenarios import batches
+from lifelong.strategies import STRATEGIES
+from lifelong.train.run import build_strategy, build_stream, seeded_model
+
+TINY = str(Path(__file__).parent / "data" / "mnist-tiny")
+FAST = ["--data-dir", TINY, "--no-download", "--no-progress", "--hidden", "32", "--threads", "1"]
+
+
+def read_progress(path: Path):
+    try:
+        return load_checkpoint(path)[1]["progress"]
+    except CheckpointError:
+        return None
+
+
+def test_sigkill_mid_task_then_resume_gives_the_same_matrix_to_the_last_bit(tmp_path):
+    args = ["run", "--benchmark", "permuted-mnist", "--tasks", "3", "--strategy", "si", "--lambda", "10",
+            "--iterations", "400", "--checkpoint-every", "7", *FAST]
+    whole = main([*args, "--out", str(tmp_path / "whole")])
+
+    out = tmp_path / "killed"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "lifelong.cli", *args, "--out", str(out)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline, progress = time.time() + 120, None
+    try:
+        while time.time() < deadline:  # wait for a mid-task checkpoint of the second task
+            progress = read_progress(out / CHECKPOINT_FILE) if (out / CHECKPOINT_FILE).exists() else None
+            if progress and progress["task"] == 1 and progress["step"] >= 50:
+                break
+            assert proc.poll() is None, f"the run ended before it could be killed: {proc.stderr.read()!r}"
+            time.sleep(0.005)
+        else:
+            pytest.fail("no mid-task checkpoint appeared")
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    assert not (out / "results.json").exists()
+    resumed = main(["run", "--resume", str(out), "--no-progress", "--threads", "1"])
+    assert resumed["accuracy_matrix"] == whole["accuracy_matrix"]  # exact equality of every float
+    assert resumed["steps_per_task"] == whole["steps_per_task"]
+    assert not (out / CHECKPOINT_FILE).exists()  # removed once results.json is written
+
+
+def test_resume_refuses_a_different_config_and_names_the_keys(tmp_path, capsys):
+    out = tmp_path / "r"
+    main(["run", "--benchmark", "split-mnist", "--tasks", "2", "--out", str(out), *FAST])
+    code = console_main(["run", "--resume", str(out), "--lr", "0.5", "--epochs", "3"])
+    err = capsys.readouterr().err
+    assert code == 2 and "lr (saved 0.001, given 0.5)" in err and "epochs" in err and "--override-config" in err
+    # options that do not change results (threads, progress) may differ freely
+    assert main(["run", "--resume", str(out), "--threads", "2", "--no-progress"])["run_id"]
+
+
+def test_resume_without_checkpoint_or_folder_is_a_clear_error(tmp_path, capsys):
+    assert console_main(["run", "--resume", str(tmp_path / "nothing")]) == 2
+    assert "no config.json" in capsys.readouterr().err
+    out = tmp_path / "started"
+    out.mkdir()
+    (out / "config.json").write_text(json.dumps({"run_id": "x", **RunConfig(data_dir=TINY).to_dict()}))
+    assert console_main(["run", "--resume", str(out)]) == 2
+    assert "no checkpoint" in capsys.readouterr().err
+
+
+def tiny_checkpoint(path: Path, value: float = 1.0) -> None:
+    save_checkpoint(path, {"model.w": torch.full((3, 2), value)}, {"progress": {"task": 1}})
+
+
+def test_crash_during_save_leaves_the_previous_checkpoint_usable(tmp_path, monkeypatch):
+    path = tmp_path / CHECKPOINT_FILE
+    tiny_checkpoint(path, 1.0)
+    import lifelong._io as io
+
+    def crash(src, dst):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(io.os, "replace", crash)
+    with pytest.raises(OSError):
+        tiny_checkpoint(path, 2.0)
+    monkeypatch.undo()
+    tensors, meta = load_checkpoint(path)
+    assert torch.equal(tensors["model.w"], torch.full((3, 2), 1.0)) and meta["progress"] == {"task": 1}
+    assert [p.name for p in tmp_path.iterdir()] == [CHECKPOINT_FILE]  # no temporary file left behind
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "empty", "not-lifelong"])
+def test_corrupt_checkpoint_is_one_clear_line(tmp_path, damage):
+    path = tmp_path / CHECKPOINT_FILE
+    tiny_checkpoint(path)
+    data = path.read_bytes()
+    if damage == "truncate":
+        path.write_bytes(data[: len(data) // 2])
+    elif damage == "garbage":
+        path.write_bytes(b"\x80\x04\x95 pickle-looking bytes" * 10)
+    elif damage == "empty":
+        path.write_bytes(b"")
+    else:
+        from safetensors.torch import save
+
+        path.write_bytes(save({"w": torch.zeros(2)}))
+    with pytest.raises(CheckpointError, match="corrupt or not a lifelong checkpoint") as e:
+        load_checkpoint(path)
+    assert "\n" not in str(e.value) and e.value.exit_code == 2
+
+
+def test_checkpoint_of_another_model_shape_names_the_parameter(tmp_path, capsys):
+    out = tmp_path / "r"
+    args = ["run", "--benchmark", "split-mnist", "--tasks", "2", "--checkpoint-every", "3", "--out", str(out), *FAST]
+    main(args)
+    cfg = RunConfig(benchmark="split-mnist", tasks=2, hidden=(32,), data_dir=TINY).resolved()
+    stream = build_stream(cfg)
+    model = seeded_model(cfg, stream)
+    from lifelong.checkpoint import load_model_state, with_prefix
+
+    save_checkpoint(out / CHECKPOINT_FILE, with_prefix(seeded_model(RunConfig(benchmark="split-mnist", tasks=2, hidden=(16,), data_dir=TINY).resolved(), stream).state_dict(), "model"), {})
+    tensors, _ = load_checkpoint(out / CHECKPOINT_FILE)
+    with pytest.raises(CheckpointError, match=r"'1.weight' has shape \(16, 784\) in the checkpoint, \(32, 784\) in the model"):
+        load_model_state(model, {k[6:]: v for k, v in tensors.items()})
+
+
+def _trained_strategy(name: str, stream, cfg):
+    """A strategy after one consolidated task and a few steps into the next (mid-task state)."""
+    strategy = STRATEGIES[name].from_config(cfg, torch.Generator().manual_seed(0))
+    model = seeded_model(cfg, stream)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for task in list(stream)[:2]:
+        strategy.before_task(model, task)
+        for x, y, _ in list(batches([task], "train", batch_size=64))[:3]:
+            penalty = strategy.penalty(model)
+            loss = torch.nn.functional.cross_entropy(model(x), y) + (0 if penalty is None else penalty)
+            opt.zero_grad()
+            loss.backward()
+            strategy.before_step(model)
+            opt.step()
+            strategy.after_step(model)
+        if task.index == 0:
+            strategy.after_task(model, task, ((x, y, None) for x, y, _ in batches([task], "train", batch_size=500)))
+    return strategy, model
+
+
+@pytest.mark.parametrize("name", sorted(STRATEGIES))
+def test_every_strategy_state_round_trips_exactly_through_a_checkpoint(name, tmp_path):
+    cfg = RunConfig(benchmark="permuted-mnist", tasks=2, hidden=(16,), data_dir=TINY, strategy=name,
+                    fisher="mc", lam=3.0).resolved()
+    stream = build_stream(cfg)
+    strategy, model = _trained_strategy(name, stream, cfg)
+    path = tmp_path / "s.safetensors"
+    save_checkpoint(path, {f"strategy.{k}": v for k, v in strategy.state_dict().items()}, {})
+    tensors, _ = load_checkpoint(path)
+    fresh = STRATEGIES[name].from_config(cfg, torch.Generator().manual_seed(123))
+    fresh.load_state_dict({k[len("strategy."):]: v for k, v in tensors.items()})
+    a, b = strategy.penalty(model), fresh.penalty(model)
+    if a is None:
+        assert b is None and name in ("naive", "joint")
+        return
+    ga = torch.autograd.grad(a, list(model.parameters()), allow_unused=True)
+    gb = torch.autograd.grad(b, list(model.parameters()), allow_unused=True)
+    assert a.item() == b.item()
+    assert all((x is None and y is None) or torch.equal(x, y) for x, y in zip(ga, gb))
+    # and the next consolidation continues identically
+    data = [(x, y, None) for x, y, _ in batches([stream[1]], "train", batch_size=500)]
+    strategy.after_task(model, stream[1], iter(data))
+    fresh.after_task(model, stream[1], iter(data))
+    assert strategy.penalty(model).item() == fresh.penalty(model).item()
+
+
+def test_diverging_run_keeps_its_last_good_checkpoint(tmp_path):
+    out = tmp_path / "d"
+    args = ["run", "--benchmark", "split-mnist", "--tasks", "2", "--strategy", "ewc", "--lambda", "1e9",
+            "--optimizer", "sgd", "--lr", "0.1", "--epochs", "10", "--checkpoint-every", "2", "--out", str(out), *FAST]
+    with pytest.raises(TrainingDiverged, match="lower --lambda or --lr"):
+        main(args)
+    tensors, meta = load_checkpoint(out / CHECKPOINT_FILE)
+    assert meta["progress"]["task"] == 1  # saved during task 2, before the loss blew up
+    assert all(torch.isfinite(t).all() for k, t in tensors.items() if k.startswith("model."))
+    assert not (out / "results.json").exists()
+
+
+def test_no_pickle_anywhere_in_the_library():
+    src = Path(__file__).parents[1] / "src" / "lifelong"
+    for f in src.rglob("*.py"):
+        text = f.read_text()
+        for bad in ("import pickle", "torch.load(", "torch.save(", "pickle.load"):
+            assert bad not in text, f"{f.name} uses {bad}"
+
+
+def test_same_config_same_results_json_timings_aside(tmp_path):
+    args = ["run", "--benchmark", "split-mnist", "--tasks", "3", "--strategy", "rwalk", "--lambda", "1", *FAST]
+    main([*args, "--out", str(tmp_path / "a")])
+    main([*args, "--out", str(tmp_path / "b")])
+    a, b = (json.loads((tmp_path / d / "results.json").read_text()) for d in "ab")
+    for r in (a, b):
+        r.pop("timings"), r.pop("peak_memory_bytes"), r["config"].pop("out")
+    assert a == b
+
+
+def _option_value():
+    return st.one_of(st.integers(-5, 5000).map(str), st.floats(allow_nan=True, allow_infinity=True).map(repr),
+                     st.text(max_size=8), st.sampled_from(["0", "-1", "1e9", "nan", "inf", "0,1/1,2", "3,x", ""]))
+
+
+OPTIONS = ["--benchmark", "--scenario", "--tasks", "--angles", "--split-groups", "--strategy", "--lambda", "--gamma",
+           "--fisher", "--xi", "--alpha", "--lr", "--momentum", "--batch-size", "--epochs", "--iterations", "--hidden",
+           "--val-fraction", "--seed", "--threads", "--pad", "--mean", "--std", "--checkpoint-every"]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.tuples(st.sampled_from(OPTIONS), _option_value()), max_size=4))
+def test_random_option_values_give_a_config_or_a_usage_error(opts):
+    from lifelong.cli import build_parser, config_from_args
+
+    argv = ["run"] + [x for o, v in opts for x in (o, v)]
+    try:
+        cfg = config_from_args(build_parser().parse_args(argv))
+    except UsageError as e:
+        assert "\n" not in str(e)
+        return
+    assert isinstance(cfg, RunConfig)
+    cfg.validate()  # a config that came back is valid
