@@ -171,3 +171,29 @@ def test_progress_bar_shows_task_epoch_loss_and_penalty(tmp_path, capsys):
     err = capsys.readouterr().err
     for text in ("task 2/2 classes 2-3", "epoch 1", "loss", "penalty"):
         assert text in err
+
+
+@pytest.mark.parametrize("damage", ["truncated", "bad-magic", "count-mismatch"])
+def test_corrupt_idx_files_are_one_line_exit_2_and_debug_shows_the_traceback(damage, tmp_path, capsys):
+    import gzip
+    import shutil
+
+    from lifelong.errors import DataError
+
+    data = tmp_path / "mnist"
+    shutil.copytree(TINY, data)
+    images = data / "train-images-idx3-ubyte.gz"
+    raw = gzip.decompress(images.read_bytes())
+    if damage == "truncated":
+        raw = raw[: len(raw) // 3]
+    elif damage == "bad-magic":
+        raw = b"\x12\x34" + raw[2:]
+    else:  # images say 1999, labels say 2000
+        raw = raw[:4] + (1999).to_bytes(4, "big") + raw[8:16] + raw[16 : 16 + 1999 * 784]
+    images.write_bytes(gzip.compress(raw))
+    args = ["run", "--data-dir", str(data), "--no-download", "--out", str(tmp_path / "o")]
+    assert console_main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err and "train-images-idx3-ubyte.gz" in err
+    with pytest.raises(DataError):
+        console_main(["--debug", *args])
