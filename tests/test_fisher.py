@@ -30,6 +30,7 @@ from lifelong.importance import (
     multinomial_cov_factor,
     sum_sq_grads,
 )
+from zoo import flat, frozen_first_layer, layernorm_mlp, mlp, small_cnn, trainable
 
 RTOL = 1e-8  # float64 vs float64 reference: rounding only
 
@@ -54,15 +55,6 @@ class Problem:
     y: Tensor  # (B,)
     mask: Tensor | None  # (C,) or (B, C) bool, or None
     hooks: bool  # whether the fast path applies
-
-
-def mlp(sizes: list[int], act: type[nn.Module] = nn.ReLU, bias: bool = True) -> nn.Sequential:
-    layers: list[nn.Module] = []
-    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
-        layers.append(nn.Linear(a, b, bias=bias))
-        if i < len(sizes) - 2:
-            layers.append(act())
-    return nn.Sequential(*layers)
 
 
 class TokenMLP(nn.Module):
@@ -113,18 +105,6 @@ def make(build: Callable[[], nn.Module], x_shape: tuple[int, ...], C: int, seed:
     return problem
 
 
-def small_cnn() -> nn.Sequential:
-    return nn.Sequential(
-        nn.Conv2d(2, 3, 3, stride=2, padding=1),
-        nn.ReLU(inplace=True),  # in place after a hooked layer: the hook must hand on a copy
-        nn.Conv2d(3, 4, 3, padding=2, dilation=2, bias=False),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
-        nn.Flatten(),
-        nn.Linear(4 * 2 * 2, 5),
-    )
-
-
 def grouped_cnn() -> nn.Sequential:
     return nn.Sequential(
         nn.Conv2d(2, 4, 3, padding=1),
@@ -134,16 +114,6 @@ def grouped_cnn() -> nn.Sequential:
         nn.Flatten(),
         nn.Linear(4 * 3 * 3, 4),
     )
-
-
-def layernorm_mlp() -> nn.Sequential:
-    return nn.Sequential(nn.Linear(5, 6), nn.LayerNorm(6), nn.Tanh(), nn.Linear(6, 4))
-
-
-def frozen_first_layer() -> nn.Sequential:
-    net = mlp([5, 6, 4], nn.Tanh)
-    net[0].weight.requires_grad_(False)  # its bias stays trainable
-    return net
 
 
 def dropout_mlp() -> nn.Sequential:
@@ -171,17 +141,13 @@ PROBLEMS: dict[str, Callable[[], Problem]] = {
 # Brute-force references: one sample, one class at a time.
 
 
-def _trainable(model: nn.Module) -> dict[str, Tensor]:
-    return {n: p for n, p in model.named_parameters() if p.requires_grad}
-
-
 def _mask_row(mask: Tensor | None, n: int) -> Tensor | None:
     return None if mask is None or mask.dim() == 1 else mask[n : n + 1]
 
 
 def reference_fisher(pr: Problem, kind: str, mc_labels: Tensor | None = None) -> dict[str, Tensor]:
     """Equations (1)-(4) of lifelong.importance.fisher by a loop over samples and classes."""
-    model, params = pr.model.eval(), _trainable(pr.model)
+    model, params = pr.model.eval(), trainable(pr.model)
     total = {n: torch.zeros_like(p) for n, p in params.items()}
     B = pr.x.shape[0]
     for n in range(B):
@@ -207,7 +173,7 @@ def reference_fisher(pr: Problem, kind: str, mc_labels: Tensor | None = None) ->
 def reference_sum_sq(model: nn.Module, x: Tensor, v: Tensor) -> dict[str, Tensor]:
     """Σ_k Σ_n (∂(v_{k,n}ᵀ z_n)/∂θ)², one sample and one direction at a time."""
     model.eval()
-    params = _trainable(model)
+    params = trainable(model)
     total = {n: torch.zeros_like(p) for n, p in params.items()}
     for n in range(x.shape[0]):
         z = model(x[n : n + 1])[0]  # (C,)
@@ -233,10 +199,6 @@ def rel_err(a: dict[str, Tensor], b: dict[str, Tensor]) -> float:
     return max(errs)
 
 
-def flat(d: dict[str, Tensor]) -> Tensor:
-    return torch.cat([t.reshape(-1) for t in d.values()])
-
-
 # ---------------------------------------------------------------------------------------------
 # Fast paths and fallback against the loop.
 
@@ -250,7 +212,7 @@ def test_fisher_matches_loop(name: str, kind: str) -> None:
                       generator=torch.Generator().manual_seed(seed), mc_samples=S)
     labels = mc_labels_like_fisher(pr, seed, S) if kind == "mc" else None
     want = reference_fisher(pr, kind, labels)
-    assert got.keys() == want.keys() == _trainable(pr.model).keys()
+    assert got.keys() == want.keys() == trainable(pr.model).keys()
     assert all(got[n].dtype == torch.float64 and got[n].shape == want[n].shape for n in got)
     assert rel_err(got, want) <= RTOL
 
@@ -397,7 +359,7 @@ def test_exact_fisher_is_kl_curvature(name: str) -> None:
     eps = 1e-4
     with torch.no_grad():
         base = model(pr.x)
-        for name_p, p in _trainable(model).items():
+        for name_p, p in trainable(model).items():
             flat_F = F[name_p].reshape(-1)
             for i in flat_F.topk(min(2, flat_F.numel())).indices.tolist():
                 old = p.view(-1)[i].item()

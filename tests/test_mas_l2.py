@@ -28,6 +28,7 @@ from lifelong.scenarios import permuted
 from lifelong.strategies.l2 import L2
 from lifelong.strategies.mas import MAS
 from lifelong.train.run import run_stream, seeded_model
+from zoo import flat, frozen_first_layer, layernorm_mlp, mlp, small_cnn, trainable
 
 RTOL = 1e-8  # float64 vs float64 reference: rounding only
 TINY = Path(__file__).parent / "data" / "mnist-tiny"
@@ -53,27 +54,6 @@ class Problem:
     hooks: bool  # whether the fast path applies
 
 
-def mlp(sizes: list[int], act: type[nn.Module] = nn.ReLU, bias: bool = True) -> nn.Sequential:
-    layers: list[nn.Module] = []
-    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
-        layers.append(nn.Linear(a, b, bias=bias))
-        if i < len(sizes) - 2:
-            layers.append(act())
-    return nn.Sequential(*layers)
-
-
-def small_cnn() -> nn.Sequential:
-    return nn.Sequential(
-        nn.Conv2d(2, 3, 3, stride=2, padding=1),
-        nn.ReLU(inplace=True),  # in place after a hooked layer: the hook must hand on a copy
-        nn.Conv2d(3, 4, 3, padding=2, dilation=2, bias=False),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
-        nn.Flatten(),
-        nn.Linear(4 * 2 * 2, 5),
-    )
-
-
 def grouped_cnn() -> nn.Sequential:
     return nn.Sequential(
         nn.Conv2d(2, 4, 3, padding=1),
@@ -86,10 +66,6 @@ def grouped_cnn() -> nn.Sequential:
     )
 
 
-def layernorm_mlp() -> nn.Sequential:
-    return nn.Sequential(nn.Linear(5, 6), nn.LayerNorm(6), nn.Tanh(), nn.Linear(6, 4))
-
-
 class SharedLinear(nn.Module):
     """One nn.Linear called twice (weight sharing): per-sample gradients need the fallback."""
 
@@ -99,12 +75,6 @@ class SharedLinear(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.head(torch.tanh(self.inner(torch.tanh(self.inner(x)))))
-
-
-def frozen_first_layer() -> nn.Sequential:
-    net = mlp([5, 6, 4], nn.Tanh)
-    net[0].weight.requires_grad_(False)  # its bias stays trainable
-    return net
 
 
 def make(build: Callable[[], nn.Module], x_shape: tuple[int, ...], seed: int, hooks: bool = True):
@@ -151,10 +121,6 @@ def make_mask(kind: str | None, B: int, C: int, seed: int = 0) -> Tensor | None:
 # Brute-force references: one sample at a time.
 
 
-def _trainable(model: nn.Module) -> dict[str, Tensor]:
-    return {n: p for n, p in model.named_parameters() if p.requires_grad}
-
-
 def _mask_rows(mask: Tensor | None, lo: int, hi: int) -> Tensor | None:
     return mask if mask is None or mask.dim() == 1 else mask[lo:hi]
 
@@ -162,7 +128,7 @@ def _mask_rows(mask: Tensor | None, lo: int, hi: int) -> Tensor | None:
 def reference_mas(model: nn.Module, x: Tensor, mask: Tensor | None) -> dict[str, Tensor]:
     """Aljundi et al. 2018, eqs. 2 and 4, literally: 1/N Σ_n |∂‖z_n ⊙ m_n‖²/∂θ| by a loop over n."""
     model.eval()
-    params = _trainable(model)
+    params = trainable(model)
     total = {n: torch.zeros_like(p) for n, p in params.items()}
     for n in range(x.shape[0]):
         z = model(x[n : n + 1])[0]  # (C,)
@@ -179,7 +145,7 @@ def reference_mas(model: nn.Module, x: Tensor, mask: Tensor | None) -> dict[str,
 def reference_sum_abs(model: nn.Module, x: Tensor, v: Tensor) -> dict[str, Tensor]:
     """Σ_k Σ_n |∂(v_{k,n}ᵀ z_n)/∂θ|, one sample and one direction at a time."""
     model.eval()
-    params = _trainable(model)
+    params = trainable(model)
     total = {n: torch.zeros_like(p) for n, p in params.items()}
     for n in range(x.shape[0]):
         z = model(x[n : n + 1])[0]  # (C,)
@@ -194,7 +160,7 @@ def reference_sum_abs(model: nn.Module, x: Tensor, v: Tensor) -> dict[str, Tenso
 def batch_gradient_abs(model: nn.Module, x: Tensor, mask: Tensor | None) -> dict[str, Tensor]:
     """|∂/∂θ 1/N Σ_n ‖z_n ⊙ m_n‖²|: the absolute value of the mini-batch gradient (not MAS)."""
     model.eval()
-    params = _trainable(model)
+    params = trainable(model)
     z = model(x)  # (B, C)
     if mask is not None:
         z = z * mask
@@ -206,10 +172,6 @@ def rel_err(a: dict[str, Tensor], b: dict[str, Tensor]) -> float:
     """Largest over tensors of max|a − b| / max|b| (0 where both vanish)."""
     assert a.keys() == b.keys()
     return max(float((a[n] - b[n]).abs().max() / b[n].abs().max().clamp_min(1e-300)) for n in b)
-
-
-def flat(d: dict[str, Tensor]) -> Tensor:
-    return torch.cat([t.reshape(-1) for t in d.values()])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -240,7 +202,7 @@ def test_mas_matches_per_sample_loop(name: str, mask_kind: str | None) -> None:
     mask = make_mask(mask_kind, pr.x.shape[0], n_outputs(pr))
     got = mas_importance(pr.model, [(pr.x, None, mask)])
     want = reference_mas(pr.model, pr.x, mask)
-    assert got.keys() == want.keys() == _trainable(pr.model).keys()
+    assert got.keys() == want.keys() == trainable(pr.model).keys()
     assert all(got[n].dtype == torch.float64 and got[n].shape == want[n].shape for n in got)
     assert rel_err(got, want) <= RTOL
 

@@ -94,13 +94,6 @@ class RWalk(PathStrategy):
             self.task_score = zeros
             self.fisher = self.fisher or {n: z.clone() for n, z in zeros.items()}
 
-    def before_task(self, model: nn.Module, task: Task) -> None:
-        self._begin(model)
-
-    def before_step(self, model: nn.Module) -> None:
-        self._begin(model)
-        super().before_step(model)
-
     def after_step(self, model: nn.Module) -> None:
         """F ← α B g² + (1 − α) F, then s_task ← s_task − g Δθ / (½ F Δθ² + ε) (about 9 multi-tensor
         kernels)."""

@@ -64,8 +64,15 @@ class PathStrategy(Regularizer):
         self.step_grad: dict[str, Tensor] = {}  # g at the pending step's start
         self.step_theta: dict[str, Tensor] = {}  # θ at the pending step's start
 
+    def _begin(self, model: nn.Module) -> None:
+        """Set up the running tensors of a task, unless one is under way (so a resumed run keeps them)."""
+
+    def before_task(self, model: nn.Module, task: Task) -> None:
+        self._begin(model)
+
     def before_step(self, model: nn.Module) -> None:
         """Remember g = p.grad − ∂P/∂θ and θ (one multi-tensor kernel each)."""
+        self._begin(model)
         params = trainable(model)
         grads = unregularized_grads(params, self.state, self.lam)
         theta = copy_tensors(list(params.values()))
@@ -111,13 +118,6 @@ class SI(PathStrategy):
             params = trainable(model)
             self.start = detach_params(params)
             self.omega = {n: torch.zeros_like(p) for n, p in params.items()}
-
-    def before_task(self, model: nn.Module, task: Task) -> None:
-        self._begin(model)
-
-    def before_step(self, model: nn.Module) -> None:
-        self._begin(model)
-        super().before_step(model)
 
     def after_step(self, model: nn.Module) -> None:
         """ω ← ω − g Δθ (one multi-tensor kernel)."""
