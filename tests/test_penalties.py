@@ -154,3 +154,16 @@ def test_quadratic_grad_matches_autograd():
     got = quadratic_grad(theta, state, 4.0)
     for n in SHAPES:
         torch.testing.assert_close(got[n], g[n], rtol=1e-14, atol=1e-15)
+
+
+def test_add_quadratic_grad_matches_autograd_in_float64():
+    from lifelong.penalties import add_quadratic_grad_
+
+    state = merge_sum(merge_sum(empty_state(), rand_importance(27), rand_params(28)), rand_importance(29), rand_params(30))
+    theta = leaf(rand_params(31))
+    for n, p in theta.items():
+        p.grad = torch.full_like(p, 0.25)  # an existing gradient (the task loss's) is added to
+    add_quadratic_grad_(theta, state, 5.0)
+    _, g = value_and_grad(lambda p: quadratic_penalty(p, state, 5.0), rand_params(31))
+    for n in SHAPES:
+        torch.testing.assert_close(theta[n].grad, g[n] + 0.25, rtol=1e-14, atol=1e-14)

@@ -240,3 +240,22 @@ def test_random_option_values_give_a_config_or_a_usage_error(opts):
         return
     assert isinstance(cfg, RunConfig)
     cfg.validate()  # a config that came back is valid
+
+
+@pytest.mark.parametrize("name", sorted(STRATEGIES))
+def test_loop_fast_penalty_gradient_equals_autograd_of_the_penalty(name):
+    """The loop adds λΩ(θ − θ̄) to p.grad directly; it must equal backpropagating penalty()."""
+    cfg = RunConfig(benchmark="permuted-mnist", tasks=2, hidden=(16,), data_dir=TINY, strategy=name, lam=3.0).resolved()
+    stream = build_stream(cfg)
+    strategy, model = _trained_strategy(name, stream, cfg)
+    x, y, _ = next(batches([stream[1]], "train", batch_size=32))
+    model.zero_grad(set_to_none=True)
+    torch.nn.functional.cross_entropy(model(x), y).backward()
+    strategy.add_penalty_grad(model)
+    fast = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad(set_to_none=True)
+    penalty = strategy.penalty(model)
+    loss = torch.nn.functional.cross_entropy(model(x), y) + (0 if penalty is None else penalty)
+    loss.backward()
+    for a, p in zip(fast, model.parameters()):
+        torch.testing.assert_close(a, p.grad, rtol=1e-5, atol=1e-7)  # float32: summation order differs

@@ -2,6 +2,7 @@
 
 from .quadratic import (
     QuadraticState,
+    add_quadratic_grad_,
     detach_params,
     empty_state,
     merge_decay,
@@ -14,6 +15,6 @@ from .quadratic import (
 )
 
 __all__ = [
-    "QuadraticState", "detach_params", "empty_state", "merge_decay", "merge_sum", "quadratic_grad", "quadratic_penalty",
+    "QuadraticState", "add_quadratic_grad_", "detach_params", "empty_state", "merge_decay", "merge_sum", "quadratic_grad", "quadratic_penalty",
     "quadratic_penalty_reference", "state_from_tensors", "state_tensors",
 ]

@@ -79,6 +79,21 @@ def quadratic_grad(params: Params, state: QuadraticState, lam: float) -> dict[st
     return dict(zip(names, diff))
 
 
+def add_quadratic_grad_(params: Params, state: QuadraticState, lam: float) -> None:
+    """``p.grad += λ Ω (θ − θ̄)`` for every penalized parameter, in place and without autograd: the
+    training loop's fast path (two multi-tensor passes; the autograd route of
+    :func:`quadratic_penalty` makes five and allocates the gradient twice)."""
+    names = [n for n in params if n in state["importance"]]
+    if not names:
+        return
+    theta = [params[n] for n in names]
+    for p in theta:
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+    diff = torch._foreach_sub([p.detach() for p in theta], [state["anchor"][n] for n in names])  # θ − θ̄
+    torch._foreach_addcmul_([p.grad for p in theta], diff, [state["importance"][n] for n in names], value=float(lam))
+
+
 def _device(params: Params) -> torch.device:
     for p in params.values():
         return p.device

@@ -2,7 +2,7 @@
 
     training_tasks(stream, i)   which tasks' data to train on (joint: all seen so far)
     before_task(model, task)
-    per step:  loss = CE + penalty(model);  backward;  before_step(model);  optimizer step;  after_step(model)
+    per step:  CE.backward();  add_penalty_grad(model);  before_step(model);  optimizer step;  after_step(model)
     after_task(model, task, data)   consolidate (EWC: Fisher at θ*, merged into the penalty)
 
 A strategy's state is ``state_dict()``: a flat ``dict[str, Tensor]``, saved without pickle.
@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import UsageError
-from ..penalties import empty_state, quadratic_penalty, state_from_tensors, state_tensors
+from ..penalties import add_quadratic_grad_, empty_state, quadratic_penalty, state_from_tensors, state_tensors
 from ..scenarios import Task, TaskStream
 
 
@@ -41,6 +41,13 @@ class Strategy:
 
     def penalty(self, model: nn.Module) -> Tensor | None:
         return None
+
+    def add_penalty_grad(self, model: nn.Module) -> None:
+        """After the task loss's backward: add d penalty/dθ to ``p.grad``. By default through autograd;
+        a strategy that knows its penalty's gradient in closed form adds it directly (faster)."""
+        pen = self.penalty(model)
+        if pen is not None:
+            pen.backward()
 
     def before_step(self, model: nn.Module) -> None:
         """After backward, before the optimizer step: ``p.grad`` holds d(CE + penalty)/dθ."""
@@ -100,6 +107,10 @@ class Regularizer(Strategy):
     def penalty(self, model: nn.Module) -> Tensor:
         """λ/2 Σ_i Ω_i (θ_i − θ̄_i)² (+ the constant of merged tasks); 0 before the first task."""
         return quadratic_penalty(dict(model.named_parameters()), self.state, self.lam)
+
+    def add_penalty_grad(self, model: nn.Module) -> None:
+        """``p.grad += λ Ω (θ − θ̄)``: the penalty's gradient in closed form, no autograd."""
+        add_quadratic_grad_(dict(model.named_parameters()), self.state, self.lam)
 
     def consolidate(self, model: nn.Module, data: Iterable | None = None) -> dict[str, Tensor]:
         """End of a task: compute this task's importance at θ* and merge it into the penalty."""

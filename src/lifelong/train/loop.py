@@ -74,12 +74,11 @@ def train_task(
         order_state = generator.get_state()  # this epoch's order is drawn from here
         for x, y, t in batches(tasks, "train", batch_size=s.batch_size, shuffle=True, generator=generator, skip=skip):
             loss = F.cross_entropy(masked_logits(model(x), None if masks is None else masks[t]), y)
-            penalty = strategy.penalty(model)
-            total = loss if penalty is None else loss + penalty
-            if not torch.isfinite(total):
-                raise TrainingDiverged(_diverged(stream[i], step, loss, penalty, strategy, s))
+            if not torch.isfinite(loss):
+                raise TrainingDiverged(_diverged(stream[i], step, loss, strategy, s))
             opt.zero_grad(set_to_none=True)
-            total.backward()
+            loss.backward()
+            strategy.add_penalty_grad(model)  # p.grad += d penalty/dθ
             strategy.before_step(model)
             opt.step()
             strategy.after_step(model)
@@ -87,6 +86,8 @@ def train_task(
             if bar is not None:
                 bar.update(1)
                 if step % 25 == 0 or step == steps:
+                    with torch.no_grad():
+                        penalty = strategy.penalty(model)
                     pen = 0.0 if penalty is None else penalty.item()
                     bar.set_postfix_str(f"epoch {epoch + 1} loss {loss.item():.4f} penalty {pen:.4f}", refresh=False)
             if on_step is not None:  # at an epoch's end the next epoch draws from the current state
@@ -96,10 +97,9 @@ def train_task(
     return step
 
 
-def _diverged(task: Task, step: int, loss, penalty, strategy: Strategy, s: TrainSettings) -> str:
-    what = "penalty" if penalty is not None and not torch.isfinite(penalty) else "loss"
+def _diverged(task: Task, step: int, loss, strategy: Strategy, s: TrainSettings) -> str:
     return (
-        f"the {what} became {(loss if what == 'loss' else penalty).item()} at step {step + 1} of task "
+        f"the loss became {loss.item()} at step {step + 1} of task "
         f"{task.name!r}; likely cause: {strategy.divergence_hint(s.optimizer, s.lr)}"
     )
 
