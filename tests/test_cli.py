@@ -197,3 +197,15 @@ def test_corrupt_idx_files_are_one_line_exit_2_and_debug_shows_the_traceback(dam
     assert err.count("\n") == 1 and "Traceback" not in err and "train-images-idx3-ubyte.gz" in err
     with pytest.raises(DataError):
         console_main(["--debug", *args])
+
+
+def test_settings_of_other_strategies_do_not_change_the_run(tmp_path):
+    from lifelong.config import RunConfig
+
+    naive = RunConfig(strategy="naive").resolved()
+    assert RunConfig(strategy="naive", lam=5.0, xi=0.3, fisher="mc").resolved() == naive
+    assert RunConfig(strategy="naive", lam=5.0).run_id() == naive.run_id()
+    ewc = RunConfig(strategy="ewc", lam=5.0, xi=0.3).resolved()
+    assert (ewc.lam, ewc.xi) == (5.0, RunConfig().xi)  # λ is EWC's, ξ is SI's
+    with pytest.raises(UsageError, match="--xi must be > 0"):  # but every value given is still checked
+        RunConfig(strategy="ewc", xi=-1.0).resolved()

@@ -102,8 +102,13 @@ class RunConfig:
         if c.tasks is None:
             n = {"rotated": len(c.angles or ()), "split": len(c.split_groups or ())}.get(kind, DEFAULT_TASKS[kind])
             c = dataclasses.replace(c, tasks=n)
-        c.validate()
-        return c
+        c.validate()  # every value given is checked, even one the strategy will not use
+        # Settings of other strategies do not belong to this run: reset them, so that they neither
+        # change the run id nor show up as differences (``--strategy naive --lambda 5`` = naive).
+        own = set(STRATEGIES[c.strategy].hyperparameters)
+        others = {k for cls in STRATEGIES.values() for k in cls.hyperparameters} - own
+        defaults = RunConfig()
+        return dataclasses.replace(c, **{k: getattr(defaults, k) for k in others})
 
     def validate(self) -> None:
         _check_choice("benchmark", self.benchmark, BENCHMARKS)

@@ -55,6 +55,7 @@ from typing import Any, Callable
 
 from . import errors
 from .config import STRATEGY_NAMES, RunConfig
+from .strategies import STRATEGIES
 from .errors import LifelongError, UsageError
 
 __all__ = [
@@ -223,61 +224,20 @@ def parse_set(text: str) -> tuple[str | None, str, list]:
 # ---- which fields does each strategy read? -----------------------------------------------------------------------
 
 
-class _Recorder:
-    """Stands in for a RunConfig and records which attributes are read, in order."""
-
-    def __init__(self, cfg: RunConfig):
-        self._cfg = cfg
-        self._read: dict[str, None] = {}
-
-    def __getattr__(self, name: str) -> Any:
-        self._read[name] = None
-        return getattr(self._cfg, name)
-
-
-@functools.lru_cache(maxsize=None)
-def _reads() -> dict[str, tuple[str, ...] | None]:
-    """For each strategy, the RunConfig fields ``build_strategy`` reads (None where that cannot be told)."""
-    try:
-        from .train.run import build_strategy
-    except ImportError:
-        return {s: None for s in STRATEGY_NAMES}
-    names = set(_field_types())
-    out: dict[str, tuple[str, ...] | None] = {}
-    for s in STRATEGY_NAMES:
-        try:
-            rec = _Recorder(RunConfig(strategy=s).resolved())
-            build_strategy(rec)  # type: ignore[arg-type]
-            out[s] = tuple(k for k in rec._read if k in names)
-        except Exception:  # noqa: BLE001 - a strategy that cannot be built this way: assume it reads anything
-            out[s] = None
-    return out
-
-
 def strategy_hyperparameters(strategy: str) -> tuple[str, ...] | None:
-    """RunConfig fields that only some strategies read and ``strategy`` does, in the order it reads them.
-
-    Found by building the strategy from a config that records which fields are read, so a field a new
-    strategy adds or a renamed one needs no change here. Fields every strategy reads (the seed) and fields
-    no strategy reads (training options such as ``lr``) are not strategy hyperparameters. None if it
-    cannot be told (then every field may matter).
+    """The RunConfig fields ``strategy`` reads as its own hyperparameters (its class's
+    ``hyperparameters``, e.g. EWC's ``lam``, ``fisher``, ``mc_samples``); None for an unknown name.
 
     >>> strategy_hyperparameters("naive")
     ()
     """
-    reads = _reads()
-    if reads.get(strategy) is None:
-        return None
-    common = set.intersection(*(set(r) for r in reads.values() if r is not None))
-    return tuple(k for k in reads[strategy] if k not in common)
+    cls = STRATEGIES.get(strategy)
+    return None if cls is None else tuple(cls.hyperparameters)
 
 
 def _strategy_specific() -> set[str]:
-    """Fields read by some strategies but not all: a --set of one applies to the strategies reading it."""
-    out: set[str] = set()
-    for s in STRATEGY_NAMES:
-        out.update(strategy_hyperparameters(s) or ())
-    return out
+    """Fields some strategy reads as a hyperparameter: a --set of one applies to the strategies reading it."""
+    return {k for cls in STRATEGIES.values() for k in cls.hyperparameters}
 
 
 def applies_to(key: str, strategy: str) -> bool:

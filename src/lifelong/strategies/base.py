@@ -26,12 +26,13 @@ class Strategy:
     """Naive fine-tuning: train on each task in turn with no protection (the lower bound)."""
 
     name = "naive"
+    hyperparameters: tuple[str, ...] = ()  # RunConfig fields that are this strategy's own settings
 
     @classmethod
     def from_config(cls, cfg, generator: torch.Generator) -> "Strategy":
-        """Build from a RunConfig, reading only the fields this strategy uses (the sweep relies on
-        that to know which hyperparameters belong to which strategy)."""
-        return cls()
+        """Build from a RunConfig: the constructor takes ``hyperparameters`` as keyword arguments (the
+        sweep reads the same tuple to know which settings belong to which strategy)."""
+        return cls(**{k: getattr(cfg, k) for k in cls.hyperparameters})
 
     def training_tasks(self, stream: TaskStream, i: int) -> Sequence[Task]:
         return [stream[i]]

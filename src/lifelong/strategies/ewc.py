@@ -35,10 +35,11 @@ class EWC(Regularizer):
 
     name = "ewc"
     importance_symbol = "F"
+    hyperparameters = ("lam", "fisher", "mc_samples")
 
     @classmethod
     def from_config(cls, cfg, generator):
-        return cls(cfg.lam, fisher=cfg.fisher, mc_samples=cfg.mc_samples, generator=generator)
+        return cls(**{k: getattr(cfg, k) for k in cls.hyperparameters}, generator=generator)
 
     def __init__(self, lam: float = 1.0, *, fisher: str = "exact", mc_samples: int = 1, generator: torch.Generator | None = None):
         from ..importance import FISHER_KINDS
@@ -78,10 +79,7 @@ class OnlineEWC(EWC):
     """Online EWC: F ← γ F + F_t, anchor θ* of the newest task (Schwarz et al. 2018, eq. 8)."""
 
     name = "online-ewc"
-
-    @classmethod
-    def from_config(cls, cfg, generator):
-        return cls(cfg.lam, gamma=cfg.gamma, fisher=cfg.fisher, mc_samples=cfg.mc_samples, generator=generator)
+    hyperparameters = ("lam", "gamma", "fisher", "mc_samples")
 
     def __init__(self, lam: float = 1.0, *, gamma: float = 1.0, **kw):
         super().__init__(lam, **kw)

@@ -36,9 +36,7 @@ class L2(Regularizer):
 
     name = "l2"
 
-    @classmethod
-    def from_config(cls, cfg, generator):
-        return cls(cfg.lam)
+    hyperparameters = ("lam",)
 
     def consolidate(self, model: nn.Module, data: Iterable | None = None) -> dict[str, Tensor]:
         """Anchor at the current θ with Ω = 1 (``data`` is not needed) and return that Ω."""

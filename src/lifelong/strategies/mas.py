@@ -42,9 +42,7 @@ class MAS(Regularizer):
 
     name = "mas"
 
-    @classmethod
-    def from_config(cls, cfg, generator):
-        return cls(cfg.lam)
+    hyperparameters = ("lam",)
 
     def consolidate(self, model: nn.Module, data: Iterable) -> dict[str, Tensor]:
         """Compute Ω_t at the current θ (= θ*) over ``data`` (x, (x,), (x, y) or (x, y, mask) batches),

@@ -71,6 +71,8 @@ class RWalk(PathStrategy):
     name = "rwalk"
     _buffers = ("fisher", "score", "task_score", *PathStrategy._buffers)
 
+    hyperparameters = ("lam", "alpha")
+
     @classmethod
     def from_config(cls, cfg, generator):
         return cls(cfg.lam, alpha=cfg.alpha, batch_size=cfg.batch_size)

@@ -100,9 +100,7 @@ class SI(PathStrategy):
     name = "si"
     _buffers = ("omega", "start", *PathStrategy._buffers)
 
-    @classmethod
-    def from_config(cls, cfg, generator):
-        return cls(cfg.lam, xi=cfg.xi)
+    hyperparameters = ("lam", "xi")
 
     def __init__(self, lam: float = 1.0, *, xi: float = 0.1):
         super().__init__(lam)
