@@ -208,20 +208,19 @@ def run_stream(
         task = stream[i]
         if bar is not None:
             bar.set_description(f"task {i + 1}/{T} {task.name}")
-        t0 = time.perf_counter()
+        t0, before = time.perf_counter(), P["partial_train_seconds"]  # time spent on this task before a resume
 
         def on_step(step: int, opt, order_state) -> None:
             if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
-                P["step"], P["partial_train_seconds"] = step, P["partial_train_seconds"] + time.perf_counter() - t0
+                P.update(step=step, partial_train_seconds=before + time.perf_counter() - t0)
                 save(opt, order_state)
-                P["partial_train_seconds"] -= time.perf_counter() - t0  # keep the running total exact
 
         n = train_task(model, stream, i, strategy, settings, order, bar, opt=opt, start_step=P["step"], on_step=on_step)
         t1 = time.perf_counter()
         fisher_data = ((x, y, task.mask) for x, y, _ in batches([task], "train", batch_size=1000))
         strategy.after_task(model, task, fisher_data)
         t2 = time.perf_counter()
-        P["timings"]["train_seconds"].append(P["partial_train_seconds"] + t1 - t0)
+        P["timings"]["train_seconds"].append(before + t1 - t0)
         P["timings"]["fisher_seconds"].append(t2 - t1)
         P["timings"]["eval_seconds"].append(measure(i + 1))
         P["steps_per_task"].append(n)
