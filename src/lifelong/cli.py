@@ -57,6 +57,9 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
                    help="task-incremental (task identity given, one head per task), domain-incremental (one shared "
                         "head) or class-incremental (one head over all classes, no task identity). "
                         "Default: domain for permuted/rotated, task for split")
+    g.add_argument("--class-units", choices=["all", "seen"], default=RunConfig().class_units,
+                   help="class scenario: softmax over all output units from the start, or only over the classes of "
+                        "the tasks seen so far (Hsu et al. 2018, van de Ven et al.) (default: %(default)s)")
     g.add_argument("--tasks", type=int, default=None, help="number of tasks (default: 10 permuted, 5 rotated/split)")
     g.add_argument("--angles", type=_floats, default=None, help="rotated: degrees per task, e.g. 0,45,90 (default: evenly spaced in [0, 180))")
     g.add_argument("--split-groups", type=_groups, default=None, help="split: classes per task, e.g. 0,1/2,3/4,5 (default: pairs 0,1/2,3/...)")

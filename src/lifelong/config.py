@@ -45,6 +45,7 @@ class RunConfig:
     tasks: int | None = None  # default: 10 permuted, 5 rotated and split
     angles: tuple[float, ...] | None = None  # rotated: degrees per task (default: evenly spaced in [0, 180))
     split_groups: tuple[tuple[int, ...], ...] | None = None  # split: classes per task
+    class_units: str = "all"  # class scenario: softmax over "all" units, or those of tasks "seen" so far
     strategy: str = "naive"
     lam: float = 100.0  # strength λ of every regularizer's penalty λ/2 Σ Ω (θ − θ̄)²
     gamma: float = 1.0  # online EWC decay
@@ -108,6 +109,8 @@ class RunConfig:
         own = set(STRATEGIES[c.strategy].hyperparameters)
         others = {k for cls in STRATEGIES.values() for k in cls.hyperparameters} - own
         defaults = RunConfig()
+        if c.scenario != "class":
+            others.add("class_units")  # only the class scenario has a choice of live units
         return dataclasses.replace(c, **{k: getattr(defaults, k) for k in others})
 
     def validate(self) -> None:
@@ -152,6 +155,7 @@ class RunConfig:
         _check(0.0 <= self.val_fraction < 1.0, f"--val-fraction must be in [0, 1), got {self.val_fraction:g}")
         _check(self.threads is None or self.threads >= 1, f"--threads must be >= 1, got {self.threads}")
         _check(self.seed >= 0, f"--seed must be >= 0, got {self.seed}")
+        _check_choice("class-units", self.class_units, ("all", "seen"))
         _check(self.checkpoint_every >= 0, f"--checkpoint-every must be >= 0, got {self.checkpoint_every}")
 
     # ---- serialization -------------------------------------------------------------------------

@@ -6,7 +6,9 @@ MNIST zero-padded to 32×32 and normalized with mean 0.1 and std 0.2752; an MLP 
 2-unit head per task (task-incremental, our masked heads), one shared 2-unit head (domain-incremental)
 or one 10-unit head (class-incremental); 4 epochs per task, batch 128, Adam with lr 1e-3; mean ± std
 over repetitions. EWC's Fisher uses the predicted label over the whole task (our ``--fisher
-predicted``), online EWC accumulates one Fisher without decay (γ = 1), SI's damping is 0.1.
+predicted``), online EWC accumulates one Fisher without decay (γ = 1), SI's damping is 0.1. In the
+class-incremental scenario their code (``--incremental_class``) grows the head's live units task by task
+(``add_valid_output_dim``): the softmax runs over the classes seen so far (our ``class_units="seen"``).
 
 Their coefficient multiplies Σ Ω (θ − θ*)² with no ½, ours is λ/2 Σ Ω (θ − θ*)², so λ = 2 × theirs.
 The coefficients are theirs (chosen by the authors); we do not tune them on the test set.
@@ -51,6 +53,7 @@ COEFFICIENTS: dict[str, dict[str, float]] = {
 BASE = dict(
     benchmark="split-mnist", tasks=5, pad=2, mean=0.1, std=0.2752, model="mlp", hidden=(400, 400),
     epochs=4, batch_size=128, optimizer="adam", lr=1e-3, fisher="predicted", gamma=1.0, xi=0.1,
+    class_units="seen",  # their --incremental_class: softmax over the classes seen so far (valid_out_dim)
 )
 
 

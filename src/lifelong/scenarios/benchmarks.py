@@ -70,6 +70,7 @@ def _same_input_tasks(
     pad: int,
     mean: float,
     std: float,
+    seen_classes_only: bool = False,
 ) -> TaskStream:
     """Permuted and rotated streams: every task has all 10 classes, inputs transformed per task.
 
@@ -101,7 +102,8 @@ def _same_input_tasks(
         pre = Preprocess(pad=pad, mean=mean, std=std, perm=perms[t])
         tasks.append(Task(t, tname, splits["train"], splits["test"], splits["val"], classes, pre, mask))
     h, w = tr_x.shape[1:]
-    return TaskStream(name, scenario, tuple(tasks), n_outputs, (1, h + 2 * pad, w + 2 * pad))
+    return TaskStream(name, scenario, tuple(tasks), n_outputs, (1, h + 2 * pad, w + 2 * pad),
+                      seen_classes_only=seen_classes_only and scenario == "class")
 
 
 def permuted(
@@ -115,6 +117,7 @@ def permuted(
     pad: int = 0,
     mean: float = 0.0,
     std: float = 1.0,
+    seen_classes_only: bool = False,
 ) -> TaskStream:
     """Permuted MNIST: task t applies the t-th seeded random pixel permutation to every image.
 
@@ -128,7 +131,7 @@ def permuted(
     names = [f"perm{t + 1}" for t in range(n_tasks)]
     return _same_input_tasks(
         name, data, scenario, names, lambda t, x, k: x, perms,
-        seed=seed, val_fraction=val_fraction, pad=pad, mean=mean, std=std,
+        seed=seed, val_fraction=val_fraction, pad=pad, mean=mean, std=std, seen_classes_only=seen_classes_only,
     )
 
 
@@ -143,6 +146,7 @@ def rotated(
     pad: int = 0,
     mean: float = 0.0,
     std: float = 1.0,
+    seen_classes_only: bool = False,
 ) -> TaskStream:
     """Rotated MNIST: task t rotates every image by ``angles[t]`` degrees (counter-clockwise).
 
@@ -153,7 +157,7 @@ def rotated(
     names = [f"rot{a:g}" for a in angles]
     return _same_input_tasks(
         name, data, scenario, names, lambda t, x, k: rotate_images(x, angles[t]), [None] * len(angles),
-        seed=seed, val_fraction=val_fraction, pad=pad, mean=mean, std=std,
+        seed=seed, val_fraction=val_fraction, pad=pad, mean=mean, std=std, seen_classes_only=seen_classes_only,
     )
 
 
@@ -185,6 +189,7 @@ def split(
     pad: int = 0,
     mean: float = 0.0,
     std: float = 1.0,
+    seen_classes_only: bool = False,
 ) -> TaskStream:
     """Split MNIST: task t holds the classes ``groups[t]``.
 
@@ -233,7 +238,8 @@ def split(
         tname = "classes " + "-".join(str(c) for c in g)
         tasks.append(Task(t, tname, splits["train"], splits["test"], splits["val"], classes, pre, mask))
     h, w = tr_x.shape[1:]
-    return TaskStream(name, scenario, tuple(tasks), n_outputs, (1, h + 2 * pad, w + 2 * pad))
+    return TaskStream(name, scenario, tuple(tasks), n_outputs, (1, h + 2 * pad, w + 2 * pad),
+                      seen_classes_only=seen_classes_only and scenario == "class")
 
 
 def _unpack(data):

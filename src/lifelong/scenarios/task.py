@@ -94,6 +94,7 @@ class TaskStream:
     n_outputs: int
     input_shape: tuple[int, int, int]  # (C, H, W)
     info: dict = field(default_factory=dict)
+    seen_classes_only: bool = False  # class scenario: softmax over the classes of tasks seen so far
 
     def __len__(self) -> int:
         return len(self.tasks)
@@ -107,6 +108,17 @@ class TaskStream:
     @property
     def task_names(self) -> list[str]:
         return [t.name for t in self.tasks]
+
+    def active_mask(self, i: int) -> Tensor | None:
+        """Output units live while task ``i`` is trained or after it is evaluated, in the class scenario
+        with ``seen_classes_only`` (the classes of tasks 0..i; Hsu et al. 2018's ``valid_out_dim``,
+        van de Ven's "active classes"); None otherwise (all units, or each task's own mask)."""
+        if not self.seen_classes_only or i < 0:
+            return None
+        mask = torch.zeros(self.n_outputs, dtype=torch.bool)
+        for t in self.tasks[: i + 1]:
+            mask[list(t.classes)] = True
+        return mask
 
     def mask_matrix(self) -> Tensor | None:
         """(T, n_outputs) bool: row t is task t's active output units; None if nothing is masked."""

@@ -59,6 +59,7 @@ def train_task(
     """
     tasks = strategy.training_tasks(stream, i)
     masks = stream.mask_matrix()  # (T, n_outputs) bool, or None
+    active = stream.active_mask(i)  # class scenario, seen classes only: (n_outputs,) bool, else None
     per_epoch = math.ceil(sum(len(t.train) for t in tasks) / s.batch_size)
     steps = s.iterations or s.epochs * per_epoch
     opt = opt or make_optimizer(model, s)
@@ -73,7 +74,7 @@ def train_task(
         epoch, skip = divmod(step, per_epoch)
         order_state = generator.get_state()  # this epoch's order is drawn from here
         for x, y, t in batches(tasks, "train", batch_size=s.batch_size, shuffle=True, generator=generator, skip=skip):
-            loss = F.cross_entropy(masked_logits(model(x), None if masks is None else masks[t]), y)
+            loss = F.cross_entropy(masked_logits(model(x), active if masks is None else masks[t]), y)
             if not torch.isfinite(loss):
                 raise TrainingDiverged(_diverged(stream[i], step, loss, strategy, s))
             opt.zero_grad(set_to_none=True)
@@ -105,15 +106,18 @@ def _diverged(task: Task, step: int, loss, strategy: Strategy, s: TrainSettings)
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, tasks: Sequence[Task], split: str = "test", batch_size: int = 1000) -> np.ndarray:
-    """Accuracy on each task's ``split`` (fraction correct; task-incremental masks applied). (T,)"""
+def evaluate(model: nn.Module, tasks: Sequence[Task], split: str = "test", batch_size: int = 1000,
+             active: torch.Tensor | None = None) -> np.ndarray:
+    """Accuracy on each task's ``split`` (fraction correct). (T,) Task-incremental: each task's mask;
+    otherwise ``active`` (the units live at this point of the stream), or every unit if None."""
     was_training = model.training
     model.eval()
     acc = np.zeros(len(tasks))
     for j, task in enumerate(tasks):
         correct = 0
         for x, y, _ in batches([task], split, batch_size=batch_size):
-            correct += int((masked_logits(model(x), task.mask).argmax(1) == y).sum())
+            mask = task.mask if task.mask is not None else active
+            correct += int((masked_logits(model(x), mask).argmax(1) == y).sum())
         acc[j] = correct / len(task.split(split))
     model.train(was_training)
     return acc

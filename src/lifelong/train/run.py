@@ -47,7 +47,8 @@ def build_stream(cfg: RunConfig) -> TaskStream:
     from ..data import load_dataset
 
     data = load_dataset(cfg.dataset, cfg.data_dir, download=cfg.download)
-    common = dict(seed=cfg.seed, val_fraction=cfg.val_fraction, name=cfg.benchmark, pad=cfg.pad, mean=cfg.mean, std=cfg.std)
+    common = dict(seed=cfg.seed, val_fraction=cfg.val_fraction, name=cfg.benchmark, pad=cfg.pad, mean=cfg.mean,
+                  std=cfg.std, seen_classes_only=cfg.class_units == "seen")
     if cfg.kind == "permuted":
         return permuted(data, cfg.tasks, cfg.scenario, **common)
     if cfg.kind == "rotated":
@@ -184,9 +185,10 @@ def run_stream(
 
     def measure(row: int) -> float:
         t0 = time.perf_counter()
-        P["R"][row] = evaluate(model, stream.tasks, "test").tolist()
+        active = stream.active_mask(row - 1)  # after training task row-1 (row 0: every unit)
+        P["R"][row] = evaluate(model, stream.tasks, "test", active=active).tolist()
         if has_val:
-            P["R_val"][row] = evaluate(model, stream.tasks, "val").tolist()
+            P["R_val"][row] = evaluate(model, stream.tasks, "val", active=active).tolist()
         return time.perf_counter() - t0
 
     def save(opt, order_state) -> None:
@@ -217,7 +219,8 @@ def run_stream(
 
         n = train_task(model, stream, i, strategy, settings, order, bar, opt=opt, start_step=P["step"], on_step=on_step)
         t1 = time.perf_counter()
-        fisher_data = ((x, y, task.mask) for x, y, _ in batches([task], "train", batch_size=1000))
+        mask = task.mask if task.mask is not None else stream.active_mask(i)
+        fisher_data = ((x, y, mask) for x, y, _ in batches([task], "train", batch_size=1000))
         strategy.after_task(model, task, fisher_data)
         t2 = time.perf_counter()
         P["timings"]["train_seconds"].append(before + t1 - t0)
