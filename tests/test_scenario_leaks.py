@@ -94,3 +94,15 @@ def test_the_leak_guard_fails_when_the_task_identity_leaks(class_stream):
     R_leak = np.vstack([np.zeros(5), evaluate(model, leaky_tasks, "test")])
     with pytest.raises(AssertionError, match="leaks the task identity"):
         assert_no_task_identity_leak(R_leak)
+
+
+def test_seen_classes_only_trains_and_tests_over_the_classes_seen_so_far():
+    cfg = dataclasses.replace(BASE, strategy="naive", tasks=3, class_units="seen").resolved()
+    stream = build_stream(cfg)
+    assert stream.active_mask(-1) is None
+    assert stream.active_mask(1).nonzero().flatten().tolist() == [0, 1, 2, 3]
+    assert build_stream(dataclasses.replace(cfg, scenario="task").resolved()).active_mask(1) is None
+    R = np.array(run_stream(seeded_model(cfg, stream), stream, build_strategy(cfg), cfg)["accuracy_matrix"])
+    assert R[1, 1] == 0.0 and R[1, 2] == 0.0 and R[2, 2] == 0.0  # unseen classes cannot be predicted yet
+    assert R[1, 0] > 0.9  # a 2-way choice after the first task
+    assert R[-1].mean() < 1 / 3 + 0.1  # 3 tasks, no replay: near 1/3 (a leak would give ~0.9)
