@@ -16,14 +16,13 @@ training epoch every Fisher time is compared to. Measured side by side:
   (iii) the empirical, predicted and mc (1 sample) kinds on all N;
   (iv)  the training epoch, so the JSON reports Fisher seconds / epoch seconds per kind.
 
-The data layer is read directly (gzip IDX, offsets 16 and 8) so this script depends only on the
-importance package. Timings on a shared machine are noisy: the JSON records the load average.
+MNIST comes from lifelong.data (``--data-dir``, else $LIFELONG_DATA_DIR, the cache, or a download).
+Timings on a shared machine are noisy: the JSON records the load average.
 """
 
 from __future__ import annotations
 
 import argparse
-import gzip
 import os
 import platform
 import sys
@@ -40,10 +39,12 @@ from lifelong.importance import FISHER_KINDS, fisher_diag, logit_directions, sum
 C = 10
 
 
-def load_mnist_train(data_dir: Path, n: int | None) -> tuple[Tensor, Tensor]:
-    """x (N, 784) float32 in [0, 1], y (N,) int64 from the gz IDX files."""
-    images = np.frombuffer(gzip.open(data_dir / "train-images-idx3-ubyte.gz").read(), np.uint8, offset=16)
-    labels = np.frombuffer(gzip.open(data_dir / "train-labels-idx1-ubyte.gz").read(), np.uint8, offset=8)
+def load_mnist_train(data_dir: Path | None, n: int | None) -> tuple[Tensor, Tensor]:
+    """x (N, 784) float32 in [0, 1], y (N,) int64: the MNIST training set."""
+    from lifelong.data import load_dataset
+
+    ds = load_dataset("mnist", data_dir)
+    images, labels = ds.train_images, ds.train_labels
     x = torch.from_numpy(images.reshape(-1, 784).astype(np.float32) / 255.0)
     y = torch.from_numpy(labels.astype(np.int64))
     return (x, y) if n is None else (x[:n], y[:n])
@@ -124,7 +125,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/fisher.json"))
     ap.add_argument("--threads", type=int, default=1,
                     help="torch threads (default 1: the 2-core machine is shared; 2 threads stall on contention)")
-    ap.add_argument("--data-dir", type=Path, default=Path("/work/shared/data/mnist"))
+    ap.add_argument("--data-dir", type=Path, default=None, help="folder with MNIST (default: $LIFELONG_DATA_DIR, cache)")
     ap.add_argument("--loop-samples", type=int, default=2000)
     ap.add_argument("--batch-sizes", default="500,1000,2000,5000", help="batch sizes tried for the exact kind")
     ap.add_argument("--seed", type=int, default=0)
