@@ -35,13 +35,7 @@ from zoo import flat, frozen_first_layer, layernorm_mlp, mlp, small_cnn, trainab
 RTOL = 1e-8  # float64 vs float64 reference: rounding only
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny problems: one thread is fastest and leaves the shared machine's other core free."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # ---------------------------------------------------------------------------------------------
