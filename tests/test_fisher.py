@@ -30,7 +30,7 @@ from lifelong.importance import (
     multinomial_cov_factor,
     sum_sq_grads,
 )
-from zoo import flat, frozen_first_layer, layernorm_mlp, mlp, small_cnn, trainable
+from zoo import flat, frozen_first_layer, layernorm_mlp, mlp, reference_per_sample, small_cnn, trainable
 
 RTOL = 1e-8  # float64 vs float64 reference: rounding only
 
@@ -165,18 +165,7 @@ def reference_fisher(pr: Problem, kind: str, mc_labels: Tensor | None = None) ->
 
 
 def reference_sum_sq(model: nn.Module, x: Tensor, v: Tensor) -> dict[str, Tensor]:
-    """Σ_k Σ_n (∂(v_{k,n}ᵀ z_n)/∂θ)², one sample and one direction at a time."""
-    model.eval()
-    params = trainable(model)
-    total = {n: torch.zeros_like(p) for n, p in params.items()}
-    for n in range(x.shape[0]):
-        z = model(x[n : n + 1])[0]  # (C,)
-        for k in range(v.shape[0]):
-            grads = torch.autograd.grad(z @ v[k, n], list(params.values()), retain_graph=True, allow_unused=True)
-            for name, g in zip(params, grads):
-                if g is not None:
-                    total[name] += g.square()
-    return total
+    return reference_per_sample(model, x, v, Tensor.square)
 
 
 def mc_labels_like_fisher(pr: Problem, seed: int, S: int) -> Tensor:

@@ -28,7 +28,7 @@ from lifelong.scenarios import permuted
 from lifelong.strategies.l2 import L2
 from lifelong.strategies.mas import MAS
 from lifelong.train.run import run_stream, seeded_model
-from zoo import flat, frozen_first_layer, layernorm_mlp, mlp, small_cnn, trainable
+from zoo import flat, frozen_first_layer, layernorm_mlp, mlp, reference_per_sample, small_cnn, trainable
 
 RTOL = 1e-8  # float64 vs float64 reference: rounding only
 TINY = Path(__file__).parent / "data" / "mnist-tiny"
@@ -137,18 +137,7 @@ def reference_mas(model: nn.Module, x: Tensor, mask: Tensor | None) -> dict[str,
 
 
 def reference_sum_abs(model: nn.Module, x: Tensor, v: Tensor) -> dict[str, Tensor]:
-    """Σ_k Σ_n |∂(v_{k,n}ᵀ z_n)/∂θ|, one sample and one direction at a time."""
-    model.eval()
-    params = trainable(model)
-    total = {n: torch.zeros_like(p) for n, p in params.items()}
-    for n in range(x.shape[0]):
-        z = model(x[n : n + 1])[0]  # (C,)
-        for k in range(v.shape[0]):
-            grads = torch.autograd.grad(z @ v[k, n], list(params.values()), retain_graph=True, allow_unused=True)
-            for name, g in zip(params, grads):
-                if g is not None:
-                    total[name] += g.abs()
-    return total
+    return reference_per_sample(model, x, v, Tensor.abs)
 
 
 def batch_gradient_abs(model: nn.Module, x: Tensor, mask: Tensor | None) -> dict[str, Tensor]:

@@ -44,3 +44,19 @@ def trainable(model: nn.Module) -> dict[str, Tensor]:
 def flat(d: dict[str, Tensor]) -> Tensor:
     return torch.cat([t.reshape(-1) for t in d.values()])
 
+
+
+def reference_per_sample(model: nn.Module, x: Tensor, v: Tensor, elementwise) -> dict[str, Tensor]:
+    """Σ_k Σ_n elementwise(∂(v_{k,n}ᵀ z_n)/∂θ), one sample and one direction at a time: the brute-force
+    reference of the engines (``Tensor.square`` for sum_sq_grads, ``Tensor.abs`` for sum_abs_grads)."""
+    model.eval()
+    params = trainable(model)
+    total = {n: torch.zeros_like(p) for n, p in params.items()}
+    for n in range(x.shape[0]):
+        z = model(x[n : n + 1])[0]  # (C,)
+        for k in range(v.shape[0]):
+            grads = torch.autograd.grad(z @ v[k, n], list(params.values()), retain_graph=True, allow_unused=True)
+            for name, g in zip(params, grads):
+                if g is not None:
+                    total[name] += elementwise(g)
+    return total
