@@ -42,13 +42,14 @@ a mini-batch gradient.
 
 from __future__ import annotations
 
+import functools
 from typing import Iterable, Sequence
 
 import torch
 from torch import Tensor, nn
 
 from lifelong.errors import UsageError
-from lifelong.importance.persample import masked_logits, sum_sq_grads
+from lifelong.importance.persample import batch_mean, masked_logits, sum_sq_grads
 
 FISHER_KINDS = ("empirical", "predicted", "exact", "mc")
 
@@ -91,21 +92,13 @@ def fisher_diag(
             raise UsageError(f"mc_samples must be a positive integer; got {mc_samples!r}")
         if generator is None:
             generator = torch.Generator().manual_seed(0)
-    params = {n: p for n, p in model.named_parameters() if p.requires_grad}
-    sums = {n: torch.zeros(p.shape, dtype=torch.float64, device=p.device) for n, p in params.items()}
-    n_samples = 0
-    for batch in batches:
-        x, y, mask = _unpack(batch)
+    def work():
+        for batch in batches:
+            x, y, mask = _unpack(batch)
+            yield x, functools.partial(logit_directions, kind=kind, y=y, mask=mask, generator=generator,
+                                       mc_samples=mc_samples)
 
-        def directions(logits: Tensor, y=y, mask=mask) -> Tensor:
-            return logit_directions(logits, kind, y=y, mask=mask, generator=generator, mc_samples=mc_samples)
-
-        for n, s in sum_sq_grads(model, x, directions).items():
-            sums[n] += s.to(torch.float64)
-        n_samples += x.shape[0]
-    if n_samples == 0:
-        raise UsageError("the Fisher needs at least one sample; `batches` was empty")
-    return {n: (sums[n] / n_samples).to(p.dtype) for n, p in params.items()}
+    return batch_mean(model, work(), sum_sq_grads, "the Fisher")
 
 
 def fisher_diag_exact(model: nn.Module, batches: Iterable[Batch]) -> dict[str, Tensor]:

@@ -30,13 +30,14 @@ MAS takes absolute gradients of ‖z‖² (direction 2z), which needs neither la
 
 from __future__ import annotations
 
+import functools
 from typing import Iterable, Sequence, Union
 
 import torch
 from torch import Tensor, nn
 
 from lifelong.errors import UsageError
-from lifelong.importance.persample import sum_abs_grads
+from lifelong.importance.persample import batch_mean, sum_abs_grads
 
 # x (B, ...) alone, or (x,), (x, y) or (x, y, mask); y is ignored, mask bool (C,) or (B, C) or None
 UnlabeledBatch = Union[Tensor, Sequence]
@@ -59,21 +60,8 @@ def mas_importance(model: nn.Module, batches: Iterable[UnlabeledBatch]) -> dict[
     >>> tuple(omega["0.weight"].shape), bool((omega["2.bias"] > 0).all())
     ((8, 4), True)
     """
-    params = {n: p for n, p in model.named_parameters() if p.requires_grad}
-    sums = {n: torch.zeros(p.shape, dtype=torch.float64, device=p.device) for n, p in params.items()}
-    n_samples = 0
-    for batch in batches:
-        x, mask = _unpack(batch)
-
-        def directions(logits: Tensor, mask: Tensor | None = mask) -> Tensor:
-            return norm_sq_direction(logits, mask)
-
-        for n, s in sum_abs_grads(model, x, directions).items():
-            sums[n] += s.to(torch.float64)
-        n_samples += x.shape[0]
-    if n_samples == 0:
-        raise UsageError("MAS importance needs at least one sample; `batches` was empty")
-    return {n: (sums[n] / n_samples).to(p.dtype) for n, p in params.items()}
+    work = ((x, functools.partial(norm_sq_direction, mask=mask)) for x, mask in map(_unpack, batches))
+    return batch_mean(model, work, sum_abs_grads, "MAS importance")
 
 
 def norm_sq_direction(logits: Tensor, mask: Tensor | None = None) -> Tensor:

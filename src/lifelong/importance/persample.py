@@ -50,7 +50,7 @@ forward; the hook path checks that each such module is called exactly once.
 from __future__ import annotations
 
 import contextlib
-from typing import Callable, Iterator, Union
+from typing import Callable, Iterable, Iterator, Union
 
 import torch
 import torch.nn.functional as F
@@ -153,6 +153,27 @@ def _sum_grads(
                     "zero-padded nn.Conv2d, each called once; use method='auto' to fall back to torch.func"
                 )
         return _sum_grads_func(model, x, v, max_elements, absolute)
+
+
+def batch_mean(
+    model: nn.Module,
+    work: Iterable[tuple[Tensor, Directions]],
+    engine: Callable[[nn.Module, Tensor, Directions], dict[str, Tensor]],
+    what: str,
+) -> dict[str, Tensor]:
+    """1/N Σ over ``work``'s ``(x, directions)`` batches of ``engine(model, x, directions)`` (N the number
+    of samples), summed in float64 and returned in each parameter's dtype, so the result does not
+    depend on how the data was batched. ``what`` names the estimate in the error for empty data."""
+    params = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    sums = {n: torch.zeros(p.shape, dtype=torch.float64, device=p.device) for n, p in params.items()}
+    n_samples = 0
+    for x, directions in work:
+        for n, s in engine(model, x, directions).items():
+            sums[n] += s.to(torch.float64)
+        n_samples += x.shape[0]
+    if n_samples == 0:
+        raise UsageError(f"{what} needs at least one sample; `batches` was empty")
+    return {n: (sums[n] / n_samples).to(p.dtype) for n, p in params.items()}
 
 
 @contextlib.contextmanager

@@ -205,7 +205,7 @@ def run_stream(
 
     if resume is None:
         measure(0)
-    bar = _progress_bar(cfg, stream)
+    bar = _progress_bar(cfg)
     for i in range(P["task"], T):
         task = stream[i]
         if bar is not None:
@@ -256,7 +256,7 @@ def run_stream(
     return results
 
 
-def _progress_bar(cfg: RunConfig, stream: TaskStream):
+def _progress_bar(cfg: RunConfig):
     if not cfg.progress:
         return None
     from tqdm.auto import tqdm
