@@ -16,7 +16,6 @@ The coefficients are theirs (chosen by the authors); we do not tune them on the 
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from typing import Iterable, Mapping, Sequence
 
@@ -118,6 +117,3 @@ def format_table(rows: list[dict]) -> str:
         lines.append(f"| {METHOD_TITLES[method]} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
-
-def with_seeds(cfg: RunConfig, seeds: Iterable[int]) -> list[RunConfig]:
-    return [dataclasses.replace(cfg, seed=s).resolved() for s in seeds]
