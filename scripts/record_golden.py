@@ -1,0 +1,107 @@
+"""Record (or check) the golden accuracy matrices of a handful of small fixed runs.
+
+Each case is a ``lifelong run`` command line on the tiny MNIST subset in ``tests/data`` with one
+thread. ``tests/test_golden.py`` runs every case again and compares its accuracy matrices (and a
+digest of the final weights) with ``tests/golden/golden.json`` exactly, so a refactoring that
+changes any number the library produces is caught. Usage, from the repository root::
+
+    python scripts/record_golden.py            # rewrite tests/golden/golden.json
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = str(ROOT / "tests" / "data" / "mnist-tiny")
+COMMON = ["--data-dir", TINY, "--no-download", "--no-progress", "--threads", "1", "--hidden", "32"]
+
+# name -> arguments after `lifelong run` (COMMON is appended)
+CASES: dict[str, list[str]] = {
+    "naive-permuted-domain-sgd": ["--benchmark", "permuted-mnist", "--tasks", "3", "--strategy", "naive",
+                                  "--optimizer", "sgd", "--lr", "0.1", "--iterations", "40"],
+    "joint-permuted-domain": ["--benchmark", "permuted-mnist", "--tasks", "3", "--strategy", "joint",
+                              "--iterations", "40"],
+    "ewc-exact-split-task": ["--benchmark", "split-mnist", "--strategy", "ewc", "--lambda", "1000",
+                             "--batch-size", "32", "--epochs", "2"],
+    "online-ewc-mc-permuted-task": ["--benchmark", "permuted-mnist", "--tasks", "3", "--scenario", "task",
+                                    "--strategy", "online-ewc", "--fisher", "mc", "--mc-samples", "2",
+                                    "--gamma", "0.7", "--lambda", "300", "--iterations", "30"],
+    "ewc-empirical-split-class-seen-val": ["--benchmark", "split-mnist", "--scenario", "class", "--class-units",
+                                           "seen", "--strategy", "ewc", "--fisher", "empirical", "--lambda", "50",
+                                           "--val-fraction", "0.2", "--batch-size", "64"],
+    "si-split-domain": ["--benchmark", "split-mnist", "--scenario", "domain", "--strategy", "si", "--lambda", "10",
+                        "--batch-size", "32"],
+    "si-large-lambda-split-task": ["--benchmark", "split-mnist", "--tasks", "3", "--strategy", "si", "--lambda",
+                                   "1e5", "--batch-size", "32"],
+    "mas-permuted-class": ["--benchmark", "permuted-mnist", "--tasks", "3", "--scenario", "class",
+                           "--strategy", "mas", "--lambda", "5", "--iterations", "30"],
+    "rwalk-rotated-domain": ["--benchmark", "rotated-mnist", "--angles", "0,60,120", "--strategy", "rwalk",
+                             "--lambda", "20", "--iterations", "30"],
+    "l2-split-class-seen": ["--benchmark", "split-mnist", "--scenario", "class", "--class-units", "seen",
+                            "--strategy", "l2", "--lambda", "0.5", "--batch-size", "64"],
+    "ewc-predicted-cnn-padded": ["--benchmark", "split-mnist", "--tasks", "2", "--strategy", "ewc", "--fisher",
+                                 "predicted", "--model", "cnn", "--pad", "2", "--mean", "0.1", "--std", "0.3",
+                                 "--iterations", "10"],
+    "naive-rotated-class-momentum": ["--benchmark", "rotated-mnist", "--tasks", "2", "--scenario", "class",
+                                     "--optimizer", "sgd", "--lr", "0.05", "--momentum", "0.9",
+                                     "--iterations", "25"],
+}
+
+
+def weights_digest(model: torch.nn.Module) -> str:
+    h = hashlib.sha256()
+    for name, t in model.state_dict().items():
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def run_case(args: list[str]) -> dict:
+    """Run one case through the library (no run folder) and return what the golden file keeps."""
+    from lifelong.cli import build_parser, config_from_args
+    from lifelong.train.run import build_strategy, build_stream, run_stream, seeded_model
+
+    ns = build_parser().parse_args(["run", *args, *COMMON])
+    cfg = config_from_args(ns)
+    torch.set_num_threads(1)
+    stream = build_stream(cfg)
+    model = seeded_model(cfg, stream)
+    res = run_stream(model, stream, build_strategy(cfg), cfg)
+    out = {"accuracy_matrix": res["accuracy_matrix"], "weights": weights_digest(model)}
+    if "val_accuracy_matrix" in res:
+        out["val_accuracy_matrix"] = res["val_accuracy_matrix"]
+    return out
+
+
+def format_golden(golden: dict) -> str:
+    """One line per list (arguments, matrix rows), so a diff of the file shows which cell moved."""
+    lines = ["{"]
+    for i, (name, case) in enumerate(golden.items()):
+        lines.append(f"  {json.dumps(name)}: {{")
+        items = list(case.items())
+        for k, (key, value) in enumerate(items):
+            if isinstance(value, list) and value and isinstance(value[0], list):
+                rows = ",\n".join(f"      {json.dumps(r)}" for r in value)
+                text = f"[\n{rows}\n    ]"
+            else:
+                text = json.dumps(value)
+            lines.append(f"    {json.dumps(key)}: {text}{',' if k + 1 < len(items) else ''}")
+        lines.append("  }" + ("," if i + 1 < len(golden) else ""))
+    return "\n".join(lines) + "\n}\n"
+
+
+def main() -> None:
+    golden = {name: {"args": args, **run_case(args)} for name, args in CASES.items()}
+    path = ROOT / "tests" / "golden" / "golden.json"
+    path.write_text(format_golden(golden))
+    print(f"wrote {len(golden)} cases to {path}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
