@@ -24,12 +24,12 @@ from pathlib import Path
 import torch
 
 from lifelong._io import atomic_write_json
-from lifelong.config import RunConfig
+from lifelong.experiments import RunConfig, build_stream, seeded_model
 from lifelong.importance import FISHER_KINDS
+from lifelong.models import Heads
 from lifelong.scenarios import batches
-from lifelong.strategies import EWC, L2, MAS, SI, Naive, OnlineEWC, RWalk
+from lifelong.strategies import EWC, L2, MAS, SI, Context, Naive, OnlineEWC, RWalk
 from lifelong.train import TrainSettings, train_task
-from lifelong.train.run import build_stream, seeded_model
 
 
 def main() -> None:
@@ -46,13 +46,18 @@ def main() -> None:
     settings = TrainSettings(cfg.optimizer, cfg.lr, cfg.momentum, cfg.batch_size, epochs=1)
     fisher_data = lambda: ((x, y, None) for x, y, _ in batches([stream[0]], "train", batch_size=1000))  # noqa: E731
 
+    heads = Heads.of(stream)
+
+    def context(model, i):
+        return Context(model, heads, stream=stream, task=stream[i], task_index=i, batch_size=settings.batch_size)
+
     # Train task 1 once, so every strategy starts task 2 from the same trained θ* with a Fisher.
     base = seeded_model(cfg, stream)
-    train_task(base, stream, 0, Naive(), settings, torch.Generator().manual_seed(0))
+    train_task(context(base, 0), Naive(), settings, torch.Generator().manual_seed(0))
     strategies = {"naive": Naive(), **fresh_regularizers()}
     for name, s in strategies.items():
         if name != "naive":  # every regularizer starts task 2 with a penalty in place
-            s.after_task(base, stream[0], fisher_data())
+            s.after_task(context(base, 0))
 
     epoch = {name: [] for name in strategies}
     fisher = {kind: [] for kind in FISHER_KINDS}
@@ -61,7 +66,7 @@ def main() -> None:
             model = seeded_model(cfg, stream)
             model.load_state_dict(base.state_dict())
             t0 = time.perf_counter()
-            train_task(model, stream, 1, s, settings, torch.Generator().manual_seed(r))
+            train_task(context(model, 1), s, settings, torch.Generator().manual_seed(r))
             epoch[name].append(time.perf_counter() - t0)
         for kind in FISHER_KINDS:
             t0 = time.perf_counter()
@@ -96,7 +101,7 @@ def main() -> None:
 def fresh_regularizers() -> dict:
     return {
         "ewc": EWC(100.0), "online-ewc": OnlineEWC(100.0, gamma=0.9), "si": SI(100.0), "mas": MAS(1.0),
-        "rwalk": RWalk(1.0, batch_size=128), "l2": L2(0.01),
+        "rwalk": RWalk(1.0), "l2": L2(0.01),
     }
 
 
@@ -111,14 +116,14 @@ def measure_state_bytes(model: torch.nn.Module) -> dict[str, dict[str, int]]:
         sizes = {}
         for t in range(1, 51):
             x, y = torch.randn(64, 1, 28, 28, generator=g), torch.randint(0, 10, (64,), generator=g)
-            for _ in range(2):
-                loss = torch.nn.functional.cross_entropy(m(x), y) + strategy.penalty(m)
+            for _ in range(2):  # the loop's order: task loss, after_backward, penalty gradient, step
                 opt.zero_grad()
-                loss.backward()
-                strategy.before_step(m)
+                torch.nn.functional.cross_entropy(m(x), y).backward()
+                strategy.after_backward(m, (x, y))
+                strategy.add_penalty_grad(m)
                 opt.step()
-                strategy.after_step(m)
-            strategy.after_task(m, None, [(x, y, None)])
+                strategy.after_step(m, (x, y))
+            strategy.consolidate(m, [(x, y, None)])
             if t in (5, 50):
                 sizes[str(t)] = sum(v.numel() * v.element_size() for v in strategy.state_dict().values())
         out[name] = sizes

@@ -6,6 +6,7 @@ digest of the final weights) with ``tests/golden/golden.json`` exactly, so a ref
 changes any number the library produces is caught. Usage, from the repository root::
 
     python scripts/record_golden.py            # rewrite tests/golden/golden.json
+    python scripts/record_golden.py --check    # say which cases differ from it
 """
 
 from __future__ import annotations
@@ -65,14 +66,15 @@ def weights_digest(model: torch.nn.Module) -> str:
 def run_case(args: list[str]) -> dict:
     """Run one case through the library (no run folder) and return what the golden file keeps."""
     from lifelong.cli import build_parser, config_from_args
-    from lifelong.train.run import build_strategy, build_stream, run_stream, seeded_model
+    from lifelong.experiments.runs import build_strategy, build_stream, seeded_model
+    from lifelong.train import run_stream
 
     ns = build_parser().parse_args(["run", *args, *COMMON])
     cfg = config_from_args(ns)
     torch.set_num_threads(1)
     stream = build_stream(cfg)
     model = seeded_model(cfg, stream)
-    res = run_stream(model, stream, build_strategy(cfg), cfg)
+    res = run_stream(model, stream, build_strategy(cfg), cfg.train_settings(), device="cpu")
     out = {"accuracy_matrix": res["accuracy_matrix"], "weights": weights_digest(model)}
     if "val_accuracy_matrix" in res:
         out["val_accuracy_matrix"] = res["val_accuracy_matrix"]
@@ -97,6 +99,13 @@ def format_golden(golden: dict) -> str:
 
 
 def main() -> None:
+    if "--check" in sys.argv:  # compare with the file instead of rewriting it
+        golden = json.loads((ROOT / "tests" / "golden" / "golden.json").read_text())
+        for name, case in golden.items():
+            got = run_case(case["args"])
+            same = {k: got.get(k) == case.get(k) for k in ("accuracy_matrix", "val_accuracy_matrix", "weights")}
+            print(f"{name:40s} " + " ".join(f"{k}={'ok' if v else 'DIFFERS'}" for k, v in same.items()))
+        return
     golden = {name: {"args": args, **run_case(args)} for name, args in CASES.items()}
     path = ROOT / "tests" / "golden" / "golden.json"
     path.write_text(format_golden(golden))

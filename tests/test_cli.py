@@ -31,10 +31,11 @@ def test_run_writes_a_complete_results_folder(tmp_path):
     assert names <= {p.name for p in out.iterdir()}
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["run_id"] == res["run_id"] and cfg["strategy"] == "ewc" and cfg["scenario"] == "task"
+    assert cfg["settings"] == {"lam": 100.0, "fisher": "exact", "mc_samples": 1}  # the strategy's own, nested
     saved = json.loads((out / "results.json").read_text())
     assert saved["accuracy_matrix"] == res["accuracy_matrix"]
     assert saved["metrics"]["average_accuracy"] == pytest.approx(R[-1].mean())
-    for key in ("train_seconds", "fisher_seconds", "eval_seconds"):
+    for key in ("train_seconds", "after_task_seconds", "eval_seconds"):
         assert len(saved["timings"][key]) == 3
     assert saved["peak_memory_bytes"] > 0 and saved["versions"]["torch"] and saved["seed"] == 0
 
@@ -63,13 +64,20 @@ def test_tune_selects_on_validation_and_reports_test(tmp_path):
     scores = {t["value"]: t["val_average_accuracy"] for t in res["trials"]}
     assert res["chosen"] == max(scores, key=scores.get)
     final_cfg = json.loads((tmp_path / "t" / "final" / "config.json").read_text())
-    assert final_cfg["lam"] == res["chosen"] and final_cfg["val_fraction"] == 0.0
+    assert final_cfg["settings"]["lam"] == res["chosen"] and final_cfg["val_fraction"] == 0.0
     assert json.loads((tmp_path / "t" / "tune.json").read_text())["chosen"] == res["chosen"]
 
 
 BAD = [
     (["--benchmark", "cifar"], "invalid choice"),
-    (["--strategy", "magic"], "invalid choice"),
+    (["--strategy", "magic"], "unknown strategy 'magic'"),
+    (["--strategy", "ewc+magic"], "unknown strategy 'magic'"),
+    (["--strategy", "ewc+ewc"], "names a part twice"),
+    (["--strategy", "si", "--fisher", "mc"], "--fisher is not a setting of si"),
+    (["--strategy", "ewc", "--setting", "xi=3"], "xi is not a setting of ewc"),
+    (["--strategy", "ewc+l2", "--setting", "l2.fisher=mc"], "l2.fisher is not a setting of ewc+l2"),
+    (["--strategy", "rwalk", "--update-every", "0"], "--update-every must be >= 1"),
+    (["--device", "tpu"], "unknown device 'tpu'"),
     (["--ewc-lambda", "-1"], "--lambda must be >= 0"),
     (["--strategy", "online-ewc", "--gamma", "0"], "--gamma must be in (0, 1]"),
     (["--gamma", "1.5"], "--gamma must be in (0, 1]"),
@@ -199,13 +207,18 @@ def test_corrupt_idx_files_are_one_line_exit_2_and_debug_shows_the_traceback(dam
         console_main(["--debug", *args])
 
 
-def test_settings_of_other_strategies_do_not_change_the_run(tmp_path):
-    from lifelong.config import RunConfig
+def test_settings_belong_to_their_strategy():
+    from lifelong.experiments.config import RunConfig
+    from lifelong.strategies.regularization import EWCSettings
 
-    naive = RunConfig(strategy="naive").resolved()
-    assert RunConfig(strategy="naive", lam=5.0, xi=0.3, fisher="mc").resolved() == naive
-    assert RunConfig(strategy="naive", lam=5.0).run_id() == naive.run_id()
-    ewc = RunConfig(strategy="ewc", lam=5.0, xi=0.3).resolved()
-    assert (ewc.lam, ewc.xi) == (5.0, RunConfig().xi)  # λ is EWC's, ξ is SI's
-    with pytest.raises(UsageError, match="--xi must be > 0"):  # but every value given is still checked
-        RunConfig(strategy="ewc", xi=-1.0).resolved()
+    ewc = RunConfig.make(strategy="ewc", lam=5.0).resolved()
+    assert ewc.settings == EWCSettings(lam=5.0) and ewc.to_dict()["settings"]["lam"] == 5.0
+    assert RunConfig.make(strategy="ewc", lam=5).run_id() == ewc.run_id()  # 5 and 5.0 are one experiment
+    with pytest.raises(UsageError, match="xi is not a setting of ewc"):  # SI's ξ cannot be given to EWC
+        RunConfig.make(strategy="ewc", xi=0.3)
+    with pytest.raises(UsageError, match="--xi must be > 0"):  # every value given is checked
+        main(["run", "--xi", "-1", *FAST])
+    # a composite's parts each have their own settings, by prefix; a bare key sets every part having it
+    both = RunConfig.make(strategy="ewc+l2", lam=3.0, **{"l2.lam": 0.5}).resolved()
+    assert both.to_dict()["settings"] == {"ewc": {"lam": 3.0, "fisher": "exact", "mc_samples": 1}, "l2": {"lam": 0.5}}
+    assert RunConfig.from_dict(both.to_dict()) == both

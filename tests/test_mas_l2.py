@@ -20,14 +20,15 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from lifelong.config import RunConfig
+from lifelong.experiments.config import RunConfig
 from lifelong.data import load_dataset
 from lifelong.errors import UsageError
 from lifelong.importance import mas_importance, sum_abs_grads
 from lifelong.scenarios import permuted
-from lifelong.strategies.l2 import L2
-from lifelong.strategies.mas import MAS
-from lifelong.train.run import run_stream, seeded_model
+from lifelong.strategies import L2
+from lifelong.strategies import MAS
+from lifelong.experiments.runs import seeded_model
+from lifelong.train import run_stream
 from zoo import flat, frozen_first_layer, layernorm_mlp, mlp, reference_per_sample, small_cnn, trainable
 
 RTOL = 1e-8  # float64 vs float64 reference: rounding only
@@ -432,11 +433,11 @@ def test_state_size_does_not_grow_with_tasks(cls) -> None:
 
 def test_names_and_validation() -> None:
     assert (MAS.name, L2.name) == ("mas", "l2")
-    assert MAS().lam == L2().lam == 1.0
+    assert MAS().lam == L2().lam == 100.0  # one default for the Python API and the command line
     for cls in (MAS, L2):
-        with pytest.raises(UsageError, match="lambda must be a finite number >= 0"):
+        with pytest.raises(UsageError, match="--lambda must be >= 0"):
             cls(lam=-1.0)
-        with pytest.raises(UsageError, match="lambda must be a finite number >= 0"):
+        with pytest.raises(UsageError, match="--lambda must be a finite number"):
             cls(lam=float("nan"))
 
 
@@ -475,7 +476,7 @@ def test_mas_and_l2_keep_the_first_task_better_than_no_penalty() -> None:
                     optimizer="adam", lr=3e-3, batch_size=64)
     end = {}
     for label, strategy in [("none", MAS(lam=0.0)), ("mas", MAS(lam=1.0)), ("l2", L2(lam=0.01))]:
-        R = np.array(run_stream(seeded_model(cfg, stream), stream, strategy, cfg)["accuracy_matrix"])
+        R = np.array(run_stream(seeded_model(cfg, stream), stream, strategy, cfg.train_settings())["accuracy_matrix"])
         end[label] = R[-1]  # accuracies after the last task, (T,)
     assert end["mas"][0] > end["none"][0] + 0.05, end
     assert end["l2"][0] > end["none"][0] + 0.02, end

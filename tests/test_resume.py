@@ -16,13 +16,15 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lifelong.checkpoint import CHECKPOINT_FILE, CheckpointError, load_checkpoint, save_checkpoint
+from lifelong.train.checkpoint import CHECKPOINT_FILE, CheckpointError, load_checkpoint, save_checkpoint
 from lifelong.cli import console_main, main
-from lifelong.config import RunConfig
+from lifelong.experiments.config import RunConfig
 from lifelong.errors import TrainingDiverged, UsageError
 from lifelong.scenarios import batches
-from lifelong.strategies import STRATEGIES
-from lifelong.train.run import build_strategy, build_stream, seeded_model
+from lifelong.models import Heads
+from lifelong.strategies import STRATEGIES, Context, registry
+from lifelong.train import TrainSettings, train_task
+from lifelong.experiments.runs import build_strategy, build_stream, seeded_model
 
 TINY = str(Path(__file__).parent / "data" / "mnist-tiny")
 FAST = ["--data-dir", TINY, "--no-download", "--no-progress", "--hidden", "32", "--threads", "1"]
@@ -133,7 +135,7 @@ def test_checkpoint_of_another_model_shape_names_the_parameter(tmp_path, capsys)
     cfg = RunConfig(benchmark="split-mnist", tasks=2, hidden=(32,), data_dir=TINY).resolved()
     stream = build_stream(cfg)
     model = seeded_model(cfg, stream)
-    from lifelong.checkpoint import load_model_state, with_prefix
+    from lifelong.train.checkpoint import load_model_state, with_prefix
 
     save_checkpoint(out / CHECKPOINT_FILE, with_prefix(seeded_model(RunConfig(benchmark="split-mnist", tasks=2, hidden=(16,), data_dir=TINY).resolved(), stream).state_dict(), "model"), {})
     tensors, _ = load_checkpoint(out / CHECKPOINT_FILE)
@@ -141,36 +143,36 @@ def test_checkpoint_of_another_model_shape_names_the_parameter(tmp_path, capsys)
         load_model_state(model, {k[6:]: v for k, v in tensors.items()})
 
 
+def _cfg(name: str, **settings) -> RunConfig:
+    """A tiny permuted-MNIST config for ``name`` with those of ``settings`` that it has."""
+    own = {k: v for k, v in settings.items() if k in registry.setting_keys(name)}
+    return RunConfig.make(benchmark="permuted-mnist", tasks=2, hidden=(16,), data_dir=TINY, strategy=name, **own).resolved()
+
+
 def _trained_strategy(name: str, stream, cfg):
-    """A strategy after one consolidated task and a few steps into the next (mid-task state)."""
-    strategy = STRATEGIES[name].from_config(cfg, torch.Generator().manual_seed(0))
+    """A strategy after one consolidated task and a few steps into the next (mid-task state), trained
+    by the library's loop."""
+    strategy = build_strategy(cfg)
     model = seeded_model(cfg, stream)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    for task in list(stream)[:2]:
-        strategy.before_task(model, task)
-        for x, y, _ in list(batches([task], "train", batch_size=64))[:3]:
-            penalty = strategy.penalty(model)
-            loss = torch.nn.functional.cross_entropy(model(x), y) + (0 if penalty is None else penalty)
-            opt.zero_grad()
-            loss.backward()
-            strategy.before_step(model)
-            opt.step()
-            strategy.after_step(model)
-        if task.index == 0:
-            strategy.after_task(model, task, ((x, y, None) for x, y, _ in batches([task], "train", batch_size=500)))
-    return strategy, model
+    ctx = Context(model, Heads.of(stream), stream=stream, generator=torch.Generator().manual_seed(0))
+    settings, order = TrainSettings("adam", 1e-2, batch_size=64, iterations=3), torch.Generator().manual_seed(0)
+    for i in range(2):
+        ctx.task, ctx.task_index, ctx.optimizer = stream[i], i, None
+        train_task(ctx, strategy, settings, order)
+        if i == 0:
+            strategy.after_task(ctx)
+    return strategy, model, ctx
 
 
 @pytest.mark.parametrize("name", sorted(STRATEGIES))
 def test_every_strategy_state_round_trips_exactly_through_a_checkpoint(name, tmp_path):
-    cfg = RunConfig(benchmark="permuted-mnist", tasks=2, hidden=(16,), data_dir=TINY, strategy=name,
-                    fisher="mc", lam=3.0).resolved()
+    cfg = _cfg(name, fisher="mc", lam=3.0)
     stream = build_stream(cfg)
-    strategy, model = _trained_strategy(name, stream, cfg)
+    strategy, model, ctx = _trained_strategy(name, stream, cfg)
     path = tmp_path / "s.safetensors"
     save_checkpoint(path, {f"strategy.{k}": v for k, v in strategy.state_dict().items()}, {})
     tensors, _ = load_checkpoint(path)
-    fresh = STRATEGIES[name].from_config(cfg, torch.Generator().manual_seed(123))
+    fresh = build_strategy(cfg)
     fresh.load_state_dict({k[len("strategy."):]: v for k, v in tensors.items()})
     a, b = strategy.penalty(model), fresh.penalty(model)
     if a is None:
@@ -180,10 +182,11 @@ def test_every_strategy_state_round_trips_exactly_through_a_checkpoint(name, tmp
     gb = torch.autograd.grad(b, list(model.parameters()), allow_unused=True)
     assert a.item() == b.item()
     assert all((x is None and y is None) or torch.equal(x, y) for x, y in zip(ga, gb))
-    # and the next consolidation continues identically
-    data = [(x, y, None) for x, y, _ in batches([stream[1]], "train", batch_size=500)]
-    strategy.after_task(model, stream[1], iter(data))
-    fresh.after_task(model, stream[1], iter(data))
+    # and the next consolidation continues identically (the same generator state for MC labels)
+    rng = ctx.generator.get_state()
+    strategy.after_task(ctx)
+    ctx.generator.set_state(rng)
+    fresh.after_task(ctx)
     assert strategy.penalty(model).item() == fresh.penalty(model).item()
 
 
@@ -245,9 +248,9 @@ def test_random_option_values_give_a_config_or_a_usage_error(opts):
 @pytest.mark.parametrize("name", sorted(STRATEGIES))
 def test_loop_fast_penalty_gradient_equals_autograd_of_the_penalty(name):
     """The loop adds λΩ(θ − θ̄) to p.grad directly; it must equal backpropagating penalty()."""
-    cfg = RunConfig(benchmark="permuted-mnist", tasks=2, hidden=(16,), data_dir=TINY, strategy=name, lam=3.0).resolved()
+    cfg = _cfg(name, lam=3.0)
     stream = build_stream(cfg)
-    strategy, model = _trained_strategy(name, stream, cfg)
+    strategy, model, _ = _trained_strategy(name, stream, cfg)
     x, y, _ = next(batches([stream[1]], "train", batch_size=32))
     model.zero_grad(set_to_none=True)
     torch.nn.functional.cross_entropy(model(x), y).backward()

@@ -15,11 +15,14 @@ import numpy as np
 import pytest
 import torch
 
-from lifelong.config import RunConfig
+from lifelong.experiments.config import RunConfig
 from lifelong.importance import masked_logits
 from lifelong.scenarios import batches
-from lifelong.train.loop import evaluate
-from lifelong.train.run import build_strategy, build_stream, run_stream, seeded_model
+from lifelong.eval import evaluate
+from lifelong.models import Heads
+from lifelong.strategies import Context
+from lifelong.experiments.runs import build_strategy, build_stream, seeded_model
+from lifelong.train import run_stream
 
 TINY = str(Path(__file__).parent / "data" / "mnist-tiny")
 BASE = RunConfig(benchmark="split-mnist", scenario="class", hidden=(64,), epochs=5, batch_size=32, lr=1e-3,
@@ -48,18 +51,18 @@ def class_stream():
 @pytest.mark.parametrize("method", list(METHODS))
 def test_class_incremental_regularizers_land_near_twenty_percent(method, class_stream):
     torch.set_num_threads(1)
-    cfg = dataclasses.replace(BASE, strategy=method, lam=METHODS[method] or 1.0).resolved()
+    cfg = BASE.replace(strategy=method, **({"lam": METHODS[method]} if METHODS[method] else {})).resolved()
     model = seeded_model(cfg, class_stream)
-    R = np.array(run_stream(model, class_stream, build_strategy(cfg), cfg)["accuracy_matrix"])
+    R = np.array(run_stream(model, class_stream, build_strategy(cfg), cfg.train_settings())["accuracy_matrix"])
     assert R[5, 4] == R[5].max() > 0  # the newest task is the best kept, as a single head predicts it...
     assert_no_task_identity_leak(R)  # ...and the old ones are not rescued by a hidden task label
 
 
 def test_class_incremental_evaluation_sees_all_classes(class_stream):
     """No mask at test time: after the last task the model predicts its classes (8, 9) on old inputs."""
-    cfg = dataclasses.replace(BASE, strategy="naive").resolved()
+    cfg = BASE.replace(strategy="naive").resolved()
     model = seeded_model(cfg, class_stream)
-    run_stream(model, class_stream, build_strategy(cfg), cfg)
+    run_stream(model, class_stream, build_strategy(cfg), cfg.train_settings())
     assert all(t.mask is None for t in class_stream)
     x, _, _ = next(batches([class_stream[0]], "test", batch_size=1000))
     with torch.no_grad():
@@ -68,10 +71,10 @@ def test_class_incremental_evaluation_sees_all_classes(class_stream):
 
 
 def test_task_incremental_uses_the_task_label_at_test_time():
-    cfg = dataclasses.replace(BASE, scenario="task", strategy="naive").resolved()
+    cfg = BASE.replace(scenario="task", strategy="naive").resolved()
     stream = build_stream(cfg)
     model = seeded_model(cfg, stream)
-    R = np.array(run_stream(model, stream, build_strategy(cfg), cfg)["accuracy_matrix"])
+    R = np.array(run_stream(model, stream, build_strategy(cfg), cfg.train_settings())["accuracy_matrix"])
     for task in stream:
         x, _, _ = next(batches([task], "test", batch_size=1000))
         with torch.no_grad():
@@ -83,26 +86,28 @@ def test_task_incremental_uses_the_task_label_at_test_time():
 def test_the_leak_guard_fails_when_the_task_identity_leaks(class_stream):
     """Evaluate the class-incremental model *with* each task's classes masked in (a leak): the guard
     must reject the result."""
-    cfg = dataclasses.replace(BASE, strategy="naive").resolved()
+    cfg = BASE.replace(strategy="naive").resolved()
     model = seeded_model(cfg, class_stream)
-    run_stream(model, class_stream, build_strategy(cfg), cfg)
+    run_stream(model, class_stream, build_strategy(cfg), cfg.train_settings())
     leaky_tasks = []
     for t in class_stream:
         mask = torch.zeros(class_stream.n_outputs, dtype=torch.bool)
         mask[list(t.classes)] = True
         leaky_tasks.append(dataclasses.replace(t, mask=mask))
-    R_leak = np.vstack([np.zeros(5), evaluate(model, leaky_tasks, "test")])
+    leaky = dataclasses.replace(class_stream, tasks=tuple(leaky_tasks))
+    R_leak = np.vstack([np.zeros(5), evaluate(Context(model, Heads.of(leaky)), leaky.tasks, upto=4)])
     with pytest.raises(AssertionError, match="leaks the task identity"):
         assert_no_task_identity_leak(R_leak)
 
 
 def test_seen_classes_only_trains_and_tests_over_the_classes_seen_so_far():
-    cfg = dataclasses.replace(BASE, strategy="naive", tasks=3, class_units="seen").resolved()
+    cfg = BASE.replace(strategy="naive", tasks=3, class_units="seen").resolved()
     stream = build_stream(cfg)
-    assert stream.active_mask(-1) is None
-    assert stream.active_mask(1).nonzero().flatten().tolist() == [0, 1, 2, 3]
-    assert build_stream(dataclasses.replace(cfg, scenario="task").resolved()).active_mask(1) is None
-    R = np.array(run_stream(seeded_model(cfg, stream), stream, build_strategy(cfg), cfg)["accuracy_matrix"])
+    heads = Heads.of(stream)
+    assert heads.live(0, -1) is None  # before any training every unit is live
+    assert heads.live(torch.tensor([0, 2]), 1).nonzero().flatten().tolist() == [0, 1, 2, 3]
+    assert Heads.of(build_stream(cfg.replace(scenario="task").resolved())).seen(1) is None
+    R = np.array(run_stream(seeded_model(cfg, stream), stream, build_strategy(cfg), cfg.train_settings())["accuracy_matrix"])
     assert R[1, 1] == 0.0 and R[1, 2] == 0.0 and R[2, 2] == 0.0  # unseen classes cannot be predicted yet
     assert R[1, 0] > 0.9  # a 2-way choice after the first task
     assert R[-1].mean() < 1 / 3 + 0.1  # 3 tasks, no replay: near 1/3 (a leak would give ~0.9)

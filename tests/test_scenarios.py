@@ -9,6 +9,7 @@ import torch
 
 from lifelong.data import load_dataset
 from lifelong.errors import UsageError
+from lifelong.models import Heads
 from lifelong.scenarios import batches, permuted, rotate_images, rotated, split
 
 TINY = Path(__file__).parent / "data" / "mnist-tiny"
@@ -57,7 +58,7 @@ def test_permuted_output_units_per_scenario(mnist, scenario, n_outputs, offset, 
     assert (t1.mask is not None) == masked
     if masked:
         assert t1.mask.sum() == 10 and t1.mask[offset : offset + 10].all()
-        assert s.mask_matrix().shape == (3, 30)
+        assert Heads.of(s).task_masks.shape == (3, 30)
 
 
 def test_split_targets_and_masks_per_scenario(mnist):
@@ -70,7 +71,7 @@ def test_split_targets_and_masks_per_scenario(mnist):
     assert dom.n_outputs == 2 and dom[2].mask is None
     assert set(dom[2].test.targets.unique().tolist()) == {0, 1}
     cls = split(mnist, scenario="class")
-    assert cls.n_outputs == 10 and cls.mask_matrix() is None
+    assert cls.n_outputs == 10 and Heads.of(cls).task_masks is None
     assert set(cls[4].test.targets.unique().tolist()) == {8, 9}
 
 

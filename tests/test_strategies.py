@@ -10,12 +10,13 @@ import numpy as np
 import pytest
 import torch
 
-from lifelong.config import RunConfig
+from lifelong.experiments.config import RunConfig
 from lifelong.importance import fisher_diag_exact
 from lifelong.scenarios import batches, permuted, split
 from lifelong.data import load_dataset
 from lifelong.strategies import EWC, Joint, Naive, OnlineEWC
-from lifelong.train.run import build_strategy, build_stream, run_stream, seeded_model
+from lifelong.experiments.runs import build_strategy, build_stream, seeded_model
+from lifelong.train import run_stream
 
 TINY = Path(__file__).parent / "data" / "mnist-tiny"
 
@@ -112,12 +113,12 @@ def _full_mnist() -> str | None:
 def test_ewc_forgets_less_than_fine_tuning_and_joint_is_the_ceiling():
     """Three permuted-MNIST tasks, 300 Adam steps each: EWC keeps task 1 far better than fine-tuning."""
     base = RunConfig(benchmark="permuted-mnist", tasks=3, iterations=300, hidden=(100,), data_dir=_full_mnist(),
-                     lam=1000.0, threads=None)
+                     threads=None)
     stream = build_stream(base.resolved())
     R = {}
     for name in ("naive", "ewc", "joint"):
-        cfg = dataclasses.replace(base, strategy=name).resolved()
-        R[name] = np.array(run_stream(seeded_model(cfg, stream), stream, build_strategy(cfg), cfg)["accuracy_matrix"])
+        cfg = base.replace(strategy=name, **({"lam": 1000.0} if name == "ewc" else {})).resolved()
+        R[name] = np.array(run_stream(seeded_model(cfg, stream), stream, build_strategy(cfg), cfg.train_settings())["accuracy_matrix"])
     first_task_end = {k: r[-1, 0] for k, r in R.items()}
     assert first_task_end["ewc"] > first_task_end["naive"] + 0.03
     assert R["ewc"][-1].mean() > R["naive"][-1].mean()

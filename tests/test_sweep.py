@@ -9,19 +9,23 @@ from pathlib import Path
 import pytest
 
 import lifelong.report.files as files_module
-import lifelong.sweep as sweep_module
-import lifelong.train.run as run_module
+import lifelong.experiments.executor as executor_module
+import lifelong.experiments.fields as fields_module
+import lifelong.experiments.grid as grid_module
+import lifelong.experiments.runs as run_module
 from lifelong.cli import console_main, main
-from lifelong.config import RunConfig
+from lifelong.experiments.config import RunConfig
 from lifelong.errors import UsageError
-from lifelong.sweep import expand, normalize_spec, parse_set, strategy_hyperparameters, sweep
+from lifelong.experiments.fields import main_hyperparameter, parse_set
+from lifelong.experiments.grid import expand, normalize_spec
+from lifelong.experiments.sweep import sweep
 
 TINY = str(Path(__file__).parent / "data" / "mnist-tiny")
 FAST = ["--data-dir", TINY, "--no-download", "--no-progress", "--hidden", "32", "--threads", "1"]
 BASE = {"benchmark": "split-mnist", "tasks": 2, "iterations": 3, "data_dir": TINY, "download": False,
         "hidden": [32], "threads": 1}
-# EWC's strength, by whatever name RunConfig gives it (found, not assumed: it may be renamed).
-LAM = strategy_hyperparameters("ewc")[0]
+# EWC's strength, by whatever name its settings give it (found, not assumed: it may be renamed).
+LAM = main_hyperparameter("ewc")
 
 
 @pytest.fixture(autouse=True)
@@ -51,9 +55,9 @@ def statuses(index):
 def test_expansion_is_a_cross_product_per_entry_with_seeds_innermost():
     cfgs = expand(spec([{"strategy": "ewc", LAM: [1, 10], "lr": [0.1, 0.01], "fisher": "empirical"},
                         {"strategy": "naive"}], seeds=[0, 1, 2]))
-    ewc = [(getattr(c, LAM), c.lr, c.seed) for c in cfgs if c.strategy == "ewc"]
+    ewc = [(c.flat()[LAM], c.lr, c.seed) for c in cfgs if c.strategy == "ewc"]
     assert ewc == [(lam, lr, s) for lam in (1.0, 10.0) for lr in (0.1, 0.01) for s in (0, 1, 2)]
-    assert all(c.fisher == "empirical" for c in cfgs if c.strategy == "ewc")
+    assert all(c.settings.fisher == "empirical" for c in cfgs if c.strategy == "ewc")
     assert [c.seed for c in cfgs if c.strategy == "naive"] == [0, 1, 2]
     assert len(cfgs) == 15 and all(c.tasks == 2 and c.hidden == (32,) for c in cfgs)
 
@@ -75,14 +79,16 @@ def test_run_ids_are_deterministic_and_independent_of_spelling():
     b = expand({"seeds": [0, 1], "grid": [{LAM: [10.0, 100.0], "strategy": "ewc"}], "base": dict(reversed(BASE.items()))})
     assert [c.run_id() for c in a] == [c.run_id() for c in b]
     assert len({c.run_id() for c in a}) == 4
-    by_hand = RunConfig.from_dict({**BASE, "strategy": "ewc", LAM: 100.0, "seed": 1}).resolved()
+    by_hand = RunConfig.from_flat({**BASE, "strategy": "ewc", LAM: 100.0, "seed": 1}).resolved()
     assert a[3].run_id() == by_hand.run_id()
 
 
 @pytest.mark.parametrize("bad, message", [
     ({"grid": [{"lr": [0.1, 0.01, -1.0]}]}, "sweep run 3 of 3"),
     ({"grid": [{"lr": [0.1, 0.01, -1.0]}]}, "--lr must be > 0"),
-    ({"grid": [{"learning_rate": 0.1}]}, "unknown config keys: learning_rate"),
+    ({"grid": [{"learning_rate": 0.1}]}, "unknown config key 'learning_rate'"),
+    ({"grid": [{"strategy": "naive", "fisher": "mc"}]}, "fisher is not a setting of naive"),
+    ({"grid": [{"strategy": "ewc+l2", "l2.lam": [1, -1]}]}, "--lambda must be >= 0"),
     ({"grid": [{"lr": ["fast"]}]}, "lr=\"fast\" must be a number"),
     ({"grid": [{"epochs": 1.5}]}, "must be an integer"),
     ({"grid": [{"strategy": ["naive", "magic"]}]}, "unknown strategy 'magic'"),
@@ -126,14 +132,14 @@ def fake_runs(monkeypatch):
         ran.append(cfg)
         return {"status": "done", "metrics": {"average_accuracy": 0.5}, "val_metrics": None}
 
-    monkeypatch.setattr(sweep_module, "_run_job", fake)
+    monkeypatch.setattr(executor_module, "run_job", fake)
     return ran
 
 
 def test_cli_varies_a_strategy_hyperparameter_only_for_strategies_that_read_it(tmp_path, fake_runs):
     res = main(["sweep", "--strategies", "naive,ewc", "--set", f"{LAM}=10,100", "--set", "lr=0.01,0.001",
                 "--seeds", "0,1", "--benchmark", "split-mnist", "--tasks", "2", "--out", str(tmp_path / "s"), *FAST])
-    got = sorted((c.strategy, getattr(c, LAM) if c.strategy == "ewc" else None, c.lr, c.seed) for c in fake_runs)
+    got = sorted((c.strategy, c.flat()[LAM] if c.strategy == "ewc" else None, c.lr, c.seed) for c in fake_runs)
     want = sorted([("naive", None, lr, s) for lr in (0.01, 0.001) for s in (0, 1)]
                   + [("ewc", lam, lr, s) for lam in (10.0, 100.0) for lr in (0.01, 0.001) for s in (0, 1)])
     assert got == want and statuses(res) == ["done"] * 12
@@ -157,7 +163,8 @@ def test_cli_spec_file_matches_flags_and_command_line_overrides_its_base(tmp_pat
 @pytest.mark.parametrize("args, message", [
     (["--strategies", "naive", "--set", f"{LAM}=1,2"], "none of the strategies naive use it"),
     (["--strategies", "naive", "--set", "ewc:lr=1"], "ewc is not among the strategies"),
-    (["--strategies", "naive,magic"], "unknown strategies magic"),
+    (["--strategies", "naive,magic"], "unknown strategy 'magic'"),
+    (["--strategies", "naive,ewc", "--xi", "0.5"], "--xi is not a setting of naive"),
     (["--set", "lr=0.1", "--set", "lr=0.2"], "given twice"),
     (["--seed", "1", "--seeds", "1,2"], "either --seed or --seeds"),
     (["--set", "lr=0,1"], "--lr must be > 0"),
@@ -233,7 +240,7 @@ def test_select_chooses_on_validation_then_runs_the_choice_on_every_seed(tmp_pat
         saved = json.loads((tmp_path / r["run_dir"] / "results.json").read_text())
         assert saved["config"]["val_fraction"] == (0.1 if r["phase"] == "validation" else 0.0)
         if r["phase"] == "final" and r["strategy"] == "ewc":
-            assert saved["config"][LAM] == 0.0 and saved["selection"]["params"] == {LAM: 0.0}
+            assert saved["config"]["settings"][LAM] == 0.0 and saved["selection"]["params"] == {LAM: 0.0}
             assert saved["selection"]["candidates"] == ewc["candidates"]
         if r["phase"] == "validation":
             assert "metrics" not in r  # the index keeps only validation numbers of validation runs
@@ -245,16 +252,17 @@ def test_selection_follows_validation_even_when_test_accuracy_ranks_the_other_wa
     val_acc = {1.0: 0.9, 1000.0: 0.6, 10.0: 0.3}  # validation prefers 1
     test_acc = {1.0: 0.2, 1000.0: 0.5, 10.0: 0.95}  # the test set would prefer 10
 
-    def fake_run_stream(model, stream, strategy, cfg, **kw):
+    def fake_run_stream(model, stream, strategy, settings, **kw):
         def matrix(acc):
             return [[0.5, 0.5], [acc, 0.5], [acc, acc]]
 
-        lam = getattr(cfg, LAM)
-        out = {"benchmark": cfg.benchmark, "scenario": cfg.scenario, "strategy": cfg.strategy,
+        lam = getattr(strategy.settings, LAM)
+        out = {"benchmark": stream.name, "scenario": stream.scenario, "strategy": strategy.name,
                "task_names": stream.task_names, "accuracy_matrix": matrix(test_acc[lam]),
                "metrics": {"average_accuracy": test_acc[lam]}}
-        if cfg.val_fraction > 0:
-            out.update(val_accuracy_matrix=matrix(val_acc[lam]), val_metrics={"average_accuracy": val_acc[lam] + cfg.seed / 100})
+        if stream[0].val is not None:
+            out.update(val_accuracy_matrix=matrix(val_acc[lam]),
+                       val_metrics={"average_accuracy": val_acc[lam] + settings.seed / 100})
         return out
 
     monkeypatch.setattr(run_module, "run_stream", fake_run_stream)
@@ -264,7 +272,7 @@ def test_selection_follows_validation_even_when_test_accuracy_ranks_the_other_wa
     assert [c["val_average_accuracy"] for c in choice["candidates"]] == pytest.approx([0.305, 0.605, 0.905])
     assert [c["per_seed"] for c in choice["candidates"]][2] == pytest.approx({"0": 0.9, "1": 0.91})
     finals = [r for r in res["runs"] if r["phase"] == "final"]
-    assert [r["config"][LAM] for r in finals] == [1.0, 1.0] and [r["seed"] for r in finals] == [0, 1]
+    assert [r["config"]["settings"][LAM] for r in finals] == [1.0, 1.0] and [r["seed"] for r in finals] == [0, 1]
 
 
 def test_tune_is_a_thin_wrapper_that_skips_finished_trials(tmp_path):
@@ -281,7 +289,7 @@ def test_tune_is_a_thin_wrapper_that_skips_finished_trials(tmp_path):
 
 
 def sweep_module_tune(cfg):
-    from lifelong.tune import tune
+    from lifelong.experiments.tune import tune
 
     return tune(cfg, LAM, [0, 1e12], quiet=True)
 
@@ -295,5 +303,6 @@ def test_normalized_spec_is_plain_json():
 def test_docstring_examples():
     import doctest
 
-    result = doctest.testmod(sweep_module)
-    assert result.attempted > 0 and result.failed == 0
+    for module in (grid_module, fields_module):
+        result = doctest.testmod(module)
+        assert result.attempted > 0 and result.failed == 0

@@ -10,18 +10,18 @@ Add EWC to your own training loop::
 Or run a whole experiment: ``lifelong run --benchmark permuted-mnist --strategy ewc``.
 """
 
-__version__ = "0.1.0"
-
-from .config import RunConfig
+from ._version import __version__
 from .errors import DataError, LifelongError, TrainingDiverged, UsageError
 from .eval import (
     average_accuracy,
     backward_transfer,
+    evaluate,
     forgetting,
     forward_transfer,
     intransigence,
     summarize,
 )
+from .experiments import RunConfig, run
 from .importance import (
     fisher_diag,
     fisher_diag_empirical,
@@ -29,17 +29,20 @@ from .importance import (
     fisher_diag_mc,
     fisher_diag_predicted,
 )
-from .models import mlp, small_cnn
+from .models import Heads, mlp, small_cnn
 from .penalties import quadratic_penalty
 from .scenarios import Task, TaskStream, permuted, rotated, split
-from .strategies import EWC, Joint, Naive, OnlineEWC, Strategy
-from .train.run import run
+from .strategies import EWC, L2, MAS, SI, Compose, Context, Joint, Naive, OnlineEWC, RWalk, Strategy, build_strategy
+from .train import TrainSettings, run_stream
 
 __all__ = [
-    "EWC", "OnlineEWC", "Naive", "Joint", "Strategy",
+    "__version__",
+    "EWC", "OnlineEWC", "SI", "MAS", "RWalk", "L2", "Naive", "Joint", "Compose", "Strategy", "Context",
+    "build_strategy",
     "fisher_diag", "fisher_diag_empirical", "fisher_diag_predicted", "fisher_diag_exact", "fisher_diag_mc",
     "quadratic_penalty",
-    "Task", "TaskStream", "permuted", "rotated", "split", "mlp", "small_cnn",
+    "Task", "TaskStream", "permuted", "rotated", "split", "mlp", "small_cnn", "Heads",
+    "TrainSettings", "run_stream", "evaluate",
     "RunConfig", "run",
     "average_accuracy", "backward_transfer", "forward_transfer", "forgetting", "intransigence", "summarize",
     "LifelongError", "UsageError", "DataError", "TrainingDiverged",

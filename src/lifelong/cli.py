@@ -1,12 +1,16 @@
 """The ``lifelong`` command.
 
     lifelong run     --benchmark permuted-mnist --strategy ewc --lambda 100 --out runs/ewc
+    lifelong run     --strategy ewc+l2 --setting ewc.lam=100 --setting l2.lam=0.1
     lifelong tune    --strategy ewc --grid 1,10,100,1000 --val-fraction 0.1 --out runs/ewc-tuned
     lifelong sweep   --strategies naive,ewc --set lam=10,100 --seeds 0,1,2 --workers 2 --out sweeps/ewc
     lifelong sweep   SPEC.json --select --out sweeps/ewc-selected
     lifelong compare sweeps/ewc [more run or sweep folders] --metrics average_accuracy,backward_transfer
 
-``main(argv)`` returns the result (a dict) so tests can assert on it and raises
+The options of each strategy come from its settings dataclass (:mod:`lifelong.strategies.settings`):
+its flag, help, type and rule. argv is parsed once: every run option defaults to "not given", so the
+options a user typed are known exactly (a resume compares them with the saved run; a sweep puts them
+in its base). ``main(argv)`` returns the result (a dict) so tests can assert on it and raises
 :class:`lifelong.errors.LifelongError` on bad input; ``console_main`` turns that into one line on
 stderr and exit code 2 (usage) or 1 (run time), with the traceback only under ``--debug``.
 """
@@ -14,11 +18,20 @@ stderr and exit code 2 (usage) or 1 (run time), with the traceback only under ``
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
-from typing import Sequence
+from typing import Any, Sequence
 
-from .config import BENCHMARKS, FISHER_KINDS, MODELS, OPTIMIZERS, SCENARIOS, STRATEGY_NAMES, RunConfig
 from .errors import LifelongError, UsageError
+from .experiments.config import BENCHMARKS, RunConfig
+from .models import MODELS
+from .scenarios import SCENARIOS
+from .strategies import STRATEGIES, registry
+from .strategies.settings import aliases_of, choices_of, coerce, field_type, flag_of, help_of
+from .train.device import DEVICES
+from .train.loop import OPTIMIZERS
+
+GIVEN = argparse.SUPPRESS  # an option not typed is absent from the namespace
 
 
 class _Parser(argparse.ArgumentParser):
@@ -49,65 +62,6 @@ def _groups(text: str) -> tuple[tuple[int, ...], ...]:
         raise argparse.ArgumentTypeError(f"expected class groups like 0,1/2,3/4,5, got {text!r}") from None
 
 
-def _add_run_options(p: argparse.ArgumentParser) -> None:
-    d = RunConfig()
-    g = p.add_argument_group("task stream")
-    g.add_argument("--benchmark", choices=list(BENCHMARKS), default=d.benchmark, help="task stream (default: %(default)s)")
-    g.add_argument("--scenario", choices=SCENARIOS, default=None,
-                   help="task-incremental (task identity given, one head per task), domain-incremental (one shared "
-                        "head) or class-incremental (one head over all classes, no task identity). "
-                        "Default: domain for permuted/rotated, task for split")
-    g.add_argument("--class-units", choices=["all", "seen"], default=RunConfig().class_units,
-                   help="class scenario: softmax over all output units from the start, or only over the classes of "
-                        "the tasks seen so far (Hsu et al. 2018, van de Ven et al.) (default: %(default)s)")
-    g.add_argument("--tasks", type=int, default=None, help="number of tasks (default: 10 permuted, 5 rotated/split)")
-    g.add_argument("--angles", type=_floats, default=None, help="rotated: degrees per task, e.g. 0,45,90 (default: evenly spaced in [0, 180))")
-    g.add_argument("--split-groups", type=_groups, default=None, help="split: classes per task, e.g. 0,1/2,3/4,5 (default: pairs 0,1/2,3/...)")
-    g.add_argument("--val-fraction", type=float, default=d.val_fraction,
-                   help="hold out this fraction of each task's training data as a validation split, measured into "
-                        "val_accuracy_matrix (default: %(default)s)")
-    g.add_argument("--pad", type=int, default=d.pad, help="zero-pad images by this many pixels per side (default: %(default)s)")
-    g.add_argument("--mean", type=float, default=d.mean, help="normalize inputs as (x - mean) / std, x in [0, 1] (default: %(default)s)")
-    g.add_argument("--std", type=float, default=d.std, help="(default: %(default)s)")
-    g.add_argument("--data-dir", default=None, help="folder with the IDX files (else $LIFELONG_DATA_DIR, then the cache, then download)")
-    g.add_argument("--no-download", dest="download", action="store_false", help="never download: fail if the files are not found locally")
-    s = p.add_argument_group("strategy")
-    s.add_argument("--strategy", choices=STRATEGY_NAMES, default=d.strategy,
-                   help="naive fine-tuning (lower bound); joint training on all tasks so far (upper bound); EWC with one "
-                        "penalty per past task; online EWC with one decayed Fisher; SI (path integral); MAS (output "
-                        "sensitivity, label-free); RWalk (running Fisher + path score); L2 (uniform importance) "
-                        "(default: %(default)s)")
-    s.add_argument("--lambda", "--ewc-lambda", dest="lam", type=float, default=d.lam,
-                   help="regularization strength λ in λ/2 Σ Ω (θ-θ*)², Ω the method's importance (EWC: the Fisher) "
-                        "(default: %(default)s)")
-    s.add_argument("--gamma", type=float, default=d.gamma, help="online EWC decay γ in (0, 1]: F ← γF + F_t (default: %(default)s)")
-    s.add_argument("--xi", type=float, default=d.xi, help="SI damping ξ in Ω += ω / (Δθ² + ξ) (default: %(default)s)")
-    s.add_argument("--alpha", type=float, default=d.alpha, help="RWalk: weight of the newest Fisher in its moving average (default: %(default)s)")
-    s.add_argument("--fisher", choices=FISHER_KINDS, default=d.fisher,
-                   help="Fisher diagonal: empirical (true labels), predicted (argmax label), exact (expectation over the "
-                        "model's classes) or mc (labels sampled from the model) (default: %(default)s)")
-    s.add_argument("--mc-samples", type=int, default=d.mc_samples, help="labels sampled per input for --fisher mc (default: %(default)s)")
-    m = p.add_argument_group("model and training")
-    m.add_argument("--model", choices=MODELS, default=d.model, help="MLP or small CNN (default: %(default)s)")
-    m.add_argument("--hidden", type=_ints, default=d.hidden, help="MLP hidden widths (default: 400,400)")
-    m.add_argument("--optimizer", choices=OPTIMIZERS, default=d.optimizer, help="a fresh one per task (default: %(default)s)")
-    m.add_argument("--lr", type=float, default=d.lr, help="learning rate (default: %(default)s)")
-    m.add_argument("--momentum", type=float, default=d.momentum, help="SGD momentum (default: %(default)s)")
-    m.add_argument("--batch-size", type=int, default=d.batch_size, help="(default: %(default)s)")
-    m.add_argument("--epochs", type=int, default=d.epochs, help="epochs per task (default: %(default)s)")
-    m.add_argument("--iterations", type=int, default=None, help="optimizer steps per task; overrides --epochs")
-    m.add_argument("--seed", type=int, default=d.seed, help="seeds the stream, the model, the data order and the Fisher (default: %(default)s)")
-    m.add_argument("--threads", type=int, default=None, help="CPU threads for PyTorch (default: PyTorch's choice)")
-    o = p.add_argument_group("output")
-    o.add_argument("--out", default=None, help="run folder (default: runs/<run id>)")
-    o.add_argument("--overwrite", action="store_true", help="reuse an --out folder that holds a different run")
-    o.add_argument("--progress", dest="progress", action="store_true", default=None, help="show a progress bar (default: when stderr is a terminal)")
-    o.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
-
-
-_CONFIG_KEYS = [f for f in RunConfig.__dataclass_fields__]
-
-
 def _names(text: str) -> tuple[str, ...]:
     names = tuple(v.strip() for v in text.split(",") if v.strip())
     if not names:
@@ -115,12 +69,128 @@ def _names(text: str) -> tuple[str, ...]:
     return names
 
 
+def _strategy(text: str) -> str:
+    try:
+        return registry.check_name(text)
+    except UsageError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def _strategy_names(text: str) -> tuple[str, ...]:
-    names = _names(text)
-    unknown = [n for n in names if n not in STRATEGY_NAMES]
-    if unknown:
-        raise argparse.ArgumentTypeError(f"unknown strategies {', '.join(unknown)}: choose from {', '.join(STRATEGY_NAMES)}")
-    return names
+    return tuple(_strategy(n) for n in _names(text))
+
+
+def _scalar(tp: Any, flag: str):
+    def parse(text: str):
+        try:
+            return {float: float, int: int, str: str}[tp](text)
+        except (KeyError, ValueError):
+            raise argparse.ArgumentTypeError(f"{flag} expects {'an integer' if tp is int else 'a number'}, "
+                                             f"got {text!r}") from None
+    return parse
+
+
+# ---- strategy settings as options ----------------------------------------------------------------------
+
+
+def setting_options() -> dict[str, dict]:
+    """One option per setting name across every strategy: ``{name: {flag, aliases, type, choices, help,
+    owners: {strategy: default}}}``. Two strategies' fields of one name must agree on flag and type."""
+    options: dict[str, dict] = {}
+    for sname, cls in STRATEGIES.items():
+        for f in dataclasses.fields(cls.Settings):
+            tp = field_type(cls.Settings, f.name)
+            o = options.setdefault(f.name, {"flag": flag_of(f), "aliases": aliases_of(f), "type": tp,
+                                            "choices": choices_of(f), "help": help_of(f), "owners": {}})
+            if (o["flag"], o["type"]) != (flag_of(f), tp):
+                raise TypeError(f"setting {f.name!r} of {sname} disagrees with another strategy's on flag or type")
+            o["owners"][sname] = f.default
+    return options
+
+
+def _fmt_default(v: Any) -> str:
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def _add_setting_options(g: argparse._ArgumentGroup) -> None:
+    for name, o in setting_options().items():
+        owners = ", ".join(f"{s} {_fmt_default(d)}" for s, d in o["owners"].items())
+        kw: dict[str, Any] = {"dest": name, "default": GIVEN, "help": f"{o['help']} (default: {owners})"}
+        if o["choices"]:
+            kw["choices"] = list(o["choices"])
+        else:
+            kw["type"] = _scalar(o["type"], o["flag"])
+        g.add_argument(o["flag"], *o["aliases"], **kw)
+
+
+# ---- the run options -----------------------------------------------------------------------------------------
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    d = RunConfig()
+    g = p.add_argument_group("task stream")
+    g.add_argument("--benchmark", choices=list(BENCHMARKS), default=GIVEN, help=f"task stream (default: {d.benchmark})")
+    g.add_argument("--scenario", choices=SCENARIOS, default=GIVEN,
+                   help="task-incremental (task identity given, one head per task), domain-incremental (one shared "
+                        "head) or class-incremental (one head over all classes, no task identity). "
+                        "Default: domain for permuted/rotated, task for split")
+    g.add_argument("--class-units", choices=["all", "seen"], default=GIVEN,
+                   help="class scenario: softmax over all output units from the start, or only over the classes of "
+                        f"the tasks seen so far (Hsu et al. 2018, van de Ven et al.) (default: {d.class_units})")
+    g.add_argument("--tasks", type=int, default=GIVEN, help="number of tasks (default: 10 permuted, 5 rotated/split)")
+    g.add_argument("--angles", type=_floats, default=GIVEN, help="rotated: degrees per task, e.g. 0,45,90 (default: evenly spaced in [0, 180))")
+    g.add_argument("--split-groups", type=_groups, default=GIVEN, help="split: classes per task, e.g. 0,1/2,3/4,5 (default: pairs 0,1/2,3/...)")
+    g.add_argument("--val-fraction", type=float, default=GIVEN,
+                   help="hold out this fraction of each task's training data as a validation split, measured into "
+                        f"val_accuracy_matrix (default: {d.val_fraction})")
+    g.add_argument("--pad", type=int, default=GIVEN, help=f"zero-pad images by this many pixels per side (default: {d.pad})")
+    g.add_argument("--mean", type=float, default=GIVEN, help=f"normalize inputs as (x - mean) / std, x in [0, 1] (default: {d.mean})")
+    g.add_argument("--std", type=float, default=GIVEN, help=f"(default: {d.std})")
+    g.add_argument("--data-dir", default=GIVEN, help="folder with the IDX files (else $LIFELONG_DATA_DIR, then the cache, then download)")
+    g.add_argument("--no-download", dest="download", action="store_false", default=GIVEN,
+                   help="never download: fail if the files are not found locally")
+    s = p.add_argument_group("strategy (each option is a setting of the strategies named in its default)")
+    s.add_argument("--strategy", type=_strategy, default=GIVEN, metavar="NAME",
+                   help=f"one of {', '.join(STRATEGIES)}, or several joined by + (e.g. ewc+l2): naive fine-tuning "
+                        "(lower bound); joint training on all tasks so far (upper bound); EWC with one penalty per past "
+                        "task; online EWC with one decayed Fisher; SI (path integral); MAS (output sensitivity, "
+                        "label-free); RWalk (running Fisher + path score); L2 (uniform importance) "
+                        f"(default: {d.strategy})")
+    _add_setting_options(s)
+    s.add_argument("--setting", dest="setting_items", action="append", default=GIVEN, metavar="[PART.]KEY=VALUE",
+                   help="a strategy setting by its name, e.g. --setting lam=10; in a composite one part's: "
+                        "--setting ewc.lam=100 --setting l2.lam=0.1 (repeatable)")
+    m = p.add_argument_group("model and training")
+    m.add_argument("--model", choices=MODELS, default=GIVEN, help=f"MLP or small CNN (default: {d.model})")
+    m.add_argument("--hidden", type=_ints, default=GIVEN, help="MLP hidden widths (default: 400,400)")
+    m.add_argument("--optimizer", choices=OPTIMIZERS, default=GIVEN, help=f"a fresh one per task (default: {d.optimizer})")
+    m.add_argument("--lr", type=float, default=GIVEN, help=f"learning rate (default: {d.lr})")
+    m.add_argument("--momentum", type=float, default=GIVEN, help=f"SGD momentum (default: {d.momentum})")
+    m.add_argument("--batch-size", type=int, default=GIVEN, help=f"(default: {d.batch_size})")
+    m.add_argument("--epochs", type=int, default=GIVEN, help=f"epochs per task (default: {d.epochs})")
+    m.add_argument("--iterations", type=int, default=GIVEN, help="optimizer steps per task; overrides --epochs")
+    m.add_argument("--seed", type=int, default=GIVEN, help=f"seeds the stream, the model, the data order and the strategy's randomness (default: {d.seed})")
+    m.add_argument("--device", default=GIVEN, metavar="DEVICE",
+                   help=f"{', '.join(DEVICES)}: where the model, the data (uint8), the strategy's state and the "
+                        "optimizer live; auto is the first CUDA GPU if there is one (default: auto)")
+    m.add_argument("--threads", type=int, default=GIVEN, help="CPU threads for PyTorch (default: PyTorch's choice)")
+    o = p.add_argument_group("output")
+    o.add_argument("--out", default=GIVEN, help="run folder (default: runs/<run id>)")
+    o.add_argument("--overwrite", action="store_true", default=False, help="reuse an --out folder that holds a different run")
+    o.add_argument("--progress", dest="progress", action="store_true", default=GIVEN, help="show a progress bar (default: when stderr is a terminal)")
+    o.add_argument("--no-progress", dest="progress", action="store_false", default=GIVEN, help="hide the progress bar")
+    o.add_argument("--checkpoint-every", type=int, default=GIVEN,
+                   help="optimizer steps between checkpoints; one is also saved after every task; 0: only after tasks "
+                        f"(default: {d.checkpoint_every})")
+
+
+def _add_resume_options(p: argparse.ArgumentParser) -> None:
+    r = p.add_argument_group("resume")
+    r.add_argument("--resume", metavar="RUN_DIR", default=None,
+                   help="continue the run in RUN_DIR from its last checkpoint (same results, to the last bit, as a "
+                        "run that was never interrupted); options given with it must match the saved config")
+    r.add_argument("--override-config", action="store_true",
+                   help="with --resume: accept options that differ from the saved config")
 
 
 def _add_sweep_options(p: argparse.ArgumentParser) -> None:
@@ -139,24 +209,17 @@ def _add_sweep_options(p: argparse.ArgumentParser) -> None:
     w.add_argument("--strategies", type=_strategy_names, default=None,
                    help="comma-separated strategies, one grid entry each (default: --strategy)")
     w.add_argument("--set", dest="sets", action="append", default=None, metavar="[STRATEGY:]KEY=V1,V2",
-                   help="alternatives for a config field, crossed with the others, e.g. --set lam=10,100; "
-                        "repeatable. A field only some strategies read (e.g. EWC's lambda) is varied for those only; "
-                        "STRATEGY: restricts it explicitly. For list fields separate alternatives with ';': "
-                        "--set 'hidden=100;400,400'")
+                   help="alternatives for a config field or strategy setting, crossed with the others, e.g. "
+                        "--set lam=10,100; repeatable. A setting only some strategies have (e.g. EWC's lambda) is "
+                        "varied for those only; STRATEGY: restricts it explicitly. For list fields separate "
+                        "alternatives with ';': --set 'hidden=100;400,400'")
     w.add_argument("--seeds", type=_ints, default=None, help="every grid point runs on each seed, e.g. 0,1,2 (default: --seed)")
     w.add_argument("--workers", type=int, default=1,
                    help="parallel processes; each gets cpu_count/N PyTorch threads unless --threads is set (default: 1)")
-    w.add_argument("--select", action="store_true", default=None,
-                   help="choose each method's hyperparameters by final average accuracy on a validation split held "
+    w.add_argument("--select", action="store_true", default=False,
+                   help="choose each method's settings by final average accuracy on a validation split held "
                         "out of the training data (--val-fraction, default 0.1), then run the choice on every seed "
                         "without the split")
-
-
-def config_from_args(args: argparse.Namespace) -> RunConfig:
-    values = {k: getattr(args, k) for k in _CONFIG_KEYS if hasattr(args, k)}
-    if values.get("progress") is None:
-        values["progress"] = sys.stderr.isatty()
-    return RunConfig(**values).resolved()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -173,13 +236,12 @@ def build_parser() -> argparse.ArgumentParser:
                                         "pick the value with the best final average validation accuracy, then rerun "
                                         "it on the full training data and report test accuracy.")
     _add_run_options(tune_p)
-    tune_p.add_argument("--param", default=None, metavar="FIELD",
-                        help="the config field to tune, e.g. lr (default: the strategy's main hyperparameter, "
-                             "e.g. EWC's lambda)")
+    tune_p.add_argument("--param", default=None, metavar="KEY",
+                        help="the config field or strategy setting to tune, e.g. lr (default: the strategy's first "
+                             "setting, e.g. EWC's lambda)")
     tune_p.add_argument("--grid", type=_floats, required=True, help="values to try, e.g. 1,10,100,1000")
     tune_p.add_argument("--workers", type=int, default=1, help="parallel processes for the grid (default: 1)")
-    tune_p.set_defaults(val_fraction=0.1)
-    sweep_p = sub.add_parser("sweep", help="run a grid of strategies x hyperparameters x seeds (resumable, parallel)",
+    sweep_p = sub.add_parser("sweep", help="run a grid of strategies x settings x seeds (resumable, parallel)",
                              description="Run every combination of a grid of configs and seeds into DIR/runs/<run id>; "
                                          "finished runs are skipped, so an interrupted sweep continues where it "
                                          "stopped. The usual run options are the base of every run.")
@@ -198,7 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
     rep_p = sub.add_parser("reproduce", help="run a named reproduction of a published table and print ours beside it",
                            description="Run a recipe's grid (resumable: finished runs are skipped) and print our "
                                        "table beside the published one, cell by cell, with the difference.")
-    from .recipes import RECIPES
+    from .experiments.recipes import RECIPES
 
     rep_p.add_argument("recipe", choices=list(RECIPES), help="the published table to reproduce")
     rep_p.add_argument("--seeds", default="5", help="how many seeds (e.g. 5 = seeds 0..4), or a list like 0,3,7 (default: 5)")
@@ -211,8 +273,76 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# ---- from options to configs -----------------------------------------------------------------------------------
+
+
+_RUN_KEYS = {f.name for f in dataclasses.fields(RunConfig)} - {"settings"}
+
+
+def _setting_items(items: Sequence[str]) -> dict[str, str]:
+    out = {}
+    for item in items:
+        if "=" not in item:
+            raise UsageError(f"--setting expects KEY=VALUE (e.g. lam=10 or ewc.lam=100), got {item!r}")
+        key, value = (s.strip() for s in item.split("=", 1))
+        out[key.replace("-", "_")] = value
+    return out
+
+
+def split_options(given: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The given options as (config fields, strategy settings by key). Each setting's value is checked
+    against its rule (with the first strategy that has it) even before the strategy is known."""
+    run = {k: v for k, v in given.items() if k in _RUN_KEYS}
+    options = setting_options()
+    settings = {k: v for k, v in given.items() if k in options}
+    for key, value in settings.items():
+        owner = next(iter(options[key]["owners"]))
+        STRATEGIES[owner].Settings(**{key: value})  # raises the setting's own one-line error
+    texts = _setting_items(given.get("setting_items", ()))
+    strategy = registry.check_name(run.get("strategy", RunConfig.strategy))
+    for key, text in texts.items():
+        registry.check_setting_key(strategy, key, "--setting ")
+        tp = registry.setting_type(strategy, key)
+        try:
+            settings[key] = coerce(tp, text if tp is str else ({int: int, float: float}[tp](text)), f"--setting {key}")
+        except (KeyError, ValueError):
+            raise UsageError(f"--setting {key}={text}: expected {'an integer' if tp is int else 'a number'}") from None
+    return run, settings
+
+
+def _check_applies(strategy: str, settings: dict[str, Any]) -> None:
+    options = setting_options()
+    for key in settings:
+        if key not in registry.setting_keys(strategy):
+            o = options.get(key)
+            flag = o["flag"] if o else f"--setting {key}"
+            owners = f" (a setting of {', '.join(o['owners'])})" if o else ""
+            raise UsageError(f"{flag} is not a setting of {strategy}{owners}; drop it or choose another --strategy")
+
+
+def config_from_options(given: dict[str, Any]) -> RunConfig:
+    """The resolved RunConfig of the options a user gave (absent ones take their defaults)."""
+    run, settings = split_options(given)
+    run.setdefault("progress", sys.stderr.isatty())
+    strategy = registry.check_name(run.get("strategy", RunConfig.strategy))
+    _check_applies(strategy, settings)
+    return RunConfig.from_flat({**run, **settings}).resolved()
+
+
+def config_from_args(args: argparse.Namespace) -> RunConfig:
+    return config_from_options(vars(args))
+
+
+# ---- commands --------------------------------------------------------------------------------------------------
+
+
 def _seeds(text: str) -> list[int]:
-    vals = _ints(text)
+    try:
+        vals = _ints(text)
+    except argparse.ArgumentTypeError as e:
+        raise UsageError(f"--seeds: {e}") from None
+    if not vals:
+        raise UsageError(f"--seeds needs a number of seeds or a list like 0,1,2, got {text!r}")
     if len(vals) == 1 and "," not in text:
         if vals[0] < 1:
             raise UsageError(f"--seeds must be >= 1, got {vals[0]}")
@@ -222,113 +352,87 @@ def _seeds(text: str) -> list[int]:
 
 def main(argv: Sequence[str] | None = None) -> dict:
     """Parse ``argv`` and run the command; returns its result dict. Raises LifelongError on bad input."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
+    given = vars(args)
     if args.command is None:
-        raise UsageError("no command given: use `lifelong run`, `tune`, `sweep` or `compare` (see `lifelong --help`)")
+        raise UsageError("no command given: use `lifelong run`, `tune`, `sweep`, `compare` or `reproduce` (see `lifelong --help`)")
     if args.command == "compare":
         from .report.compare import compare
 
         return compare(args.paths, out=args.out, metrics=args.metrics)
     if args.command == "sweep":
-        return _sweep(list(sys.argv[1:] if argv is None else argv))
+        return _sweep(given)
     if args.command == "reproduce":
-        from .recipes import reproduce
+        from .experiments.recipes import reproduce
 
         return reproduce(args.recipe, _seeds(args.seeds), out=args.out, workers=args.workers, methods=args.methods,
                          scenarios=args.scenarios, data_dir=args.data_dir, threads=args.threads)
     if args.command == "run" and args.resume:
-        return _resume(list(sys.argv[1:] if argv is None else argv), args)
-    cfg = config_from_args(args)
-    if args.command == "run":
-        from .train.run import run
+        return _resume(given)
+    if args.command == "tune":
+        return _tune(given)
+    from .experiments.runs import run
 
-        result = run(cfg, overwrite=args.overwrite)
-        _print_summary(result)
-        return result
-    from .sweep import main_hyperparameter
-    from .tune import tune
-
-    param = (args.param or "").replace("-", "_") or main_hyperparameter(cfg.strategy)
-    if param is None:
-        raise UsageError(f"strategy {cfg.strategy!r} has no hyperparameter of its own: pass --param (e.g. lr)")
-    return tune(cfg, param, args.grid, overwrite=args.overwrite, workers=args.workers)
-
-
-class _Unset:
-    def __repr__(self) -> str:
-        return "<unset>"
-
-
-_UNSET = _Unset()
-
-
-def _given_options(parser: argparse.ArgumentParser, argv: list[str]) -> dict:
-    """The options ``argv`` sets explicitly: parsed into a namespace pre-filled with a marker, so a
-    value equal to the default still counts as given."""
-    appends = {a.dest for a in parser._actions if isinstance(a, argparse._AppendAction)}
-    ns = argparse.Namespace(**{a.dest: None if a.dest in appends else _UNSET for a in parser._actions if a.dest != "help"})
-    parser.parse_args(argv, namespace=ns)
-    return {k: v for k, v in vars(ns).items() if v is not _UNSET and not (k in appends and v is None)}
-
-
-def _add_resume_options(p: argparse.ArgumentParser) -> None:
-    r = p.add_argument_group("resume")
-    r.add_argument("--resume", metavar="RUN_DIR", default=None,
-                   help="continue the run in RUN_DIR from its last checkpoint (same results, to the last bit, as a "
-                        "run that was never interrupted); options given with it must match the saved config")
-    r.add_argument("--override-config", action="store_true",
-                   help="with --resume: accept options that differ from the saved config")
-    r.add_argument("--checkpoint-every", type=int, default=RunConfig().checkpoint_every,
-                   help="optimizer steps between checkpoints; one is also saved after every task; 0: only after tasks "
-                        "(default: %(default)s)")
-    r.add_argument("--debug", action="store_true", default=False, help="show tracebacks")
-
-
-def _resume(argv: list[str], args: argparse.Namespace) -> dict:
-    """``lifelong run --resume RUN_DIR [options]``."""
-    from .train.run import resume
-
-    parser = _Parser(prog="lifelong run")
-    _add_run_options(parser)
-    _add_resume_options(parser)
-    given = _given_options(parser, argv[argv.index("run") + 1:])
-    fields = set(RunConfig.__dataclass_fields__)
-    options = {k: v for k, v in given.items() if k in fields}
-    if options.get("progress") is None:
-        options["progress"] = sys.stderr.isatty()
-    result = resume(args.resume, options, allow_changes=args.override_config)
+    result = run(config_from_options(given), overwrite=args.overwrite)
     _print_summary(result)
     return result
 
 
-def _sweep(argv: list[str]) -> dict:
+def _tune(given: dict) -> dict:
+    from .experiments.fields import main_hyperparameter
+    from .experiments.tune import tune
+
+    given = {"val_fraction": 0.1, **given}
+    cfg = config_from_options(given)
+    param = (given.get("param") or "").replace("-", "_") or main_hyperparameter(cfg.strategy)
+    if param is None:
+        raise UsageError(f"strategy {cfg.strategy!r} has no setting of its own: pass --param (e.g. lr)")
+    return tune(cfg, param, given["grid"], overwrite=given["overwrite"], workers=given["workers"])
+
+
+def _resume(given: dict) -> dict:
+    """``lifelong run --resume RUN_DIR [options]``."""
+    from .experiments.runs import resume
+
+    run, settings = split_options(given)
+    if "progress" not in run:
+        run["progress"] = sys.stderr.isatty()
+    result = resume(given["resume"], {**run, **settings}, allow_changes=given["override_config"])
+    _print_summary(result)
+    return result
+
+
+def _sweep(given: dict) -> dict:
     """``lifelong sweep``: the spec from a file (run options given on the command line override its
     base) or from --strategies/--set/--seeds over the run options given."""
-    from .sweep import applies_to, load_spec, parse_set, strategy_hyperparameters, sweep
+    from .experiments.fields import applies_to, parse_set
+    from .experiments.grid import load_spec
+    from .experiments.sweep import sweep
 
-    parser = _Parser(prog="lifelong sweep")
-    _add_sweep_options(parser)
-    given = _given_options(parser, argv[argv.index("sweep") + 1:])
-    fields = set(RunConfig.__dataclass_fields__)
-    run_options = {k: v for k, v in given.items() if k in fields and k != "out"}
-    workers = given.get("workers", 1)
-    select = True if given.get("select") else None
+    run, settings = split_options(given)
+    run.pop("out", None)
+    workers, overwrite = given["workers"], given["overwrite"]
+    select = True if given["select"] else None
     if given.get("spec") is not None:
-        flags = [f"--{k}" for k in ("strategies", "strategy", "sets", "seeds", "seed") if k in given]
+        flags = [f"--{k}" for k in ("strategies", "set", "seeds") if given.get("sets" if k == "set" else k)]
+        flags += [f"--{k}" for k in ("strategy", "seed") if k in run]
         if flags:
-            raise UsageError(f"{', '.join(flags).replace('sets', 'set')}: with a spec file, put strategies, values and "
+            raise UsageError(f"{', '.join(flags)}: with a spec file, put strategies, values and "
                              "seeds in the file (other run options given here override its base)")
         spec = load_spec(given["spec"])
-        spec["base"].update(run_options)
-        return sweep(spec, given.get("out"), workers=workers, select=select, overwrite=bool(given.get("overwrite")))
+        spec["base"].update({**run, **settings})
+        return sweep(spec, given.get("out"), workers=workers, select=select, overwrite=overwrite)
 
-    if "strategies" in given and "strategy" in given:
+    if given.get("strategies") and "strategy" in run:
         raise UsageError("give either --strategy or --strategies")
-    if "seeds" in given and "seed" in given:
+    if given.get("seeds") and "seed" in run:
         raise UsageError("give either --seed or --seeds")
-    base = {k: v for k, v in run_options.items() if k not in ("strategy", "seed")}
-    strategies = given.get("strategies") or (run_options.get("strategy", RunConfig().strategy),)
+    base = {k: v for k, v in run.items() if k not in ("strategy", "seed")}
+    strategies = given.get("strategies") or (run.get("strategy", RunConfig.strategy),)
+    for key in settings:
+        if not any(applies_to(key, s) for s in strategies):
+            _check_applies(strategies[0], {key: settings[key]})
+    base.update(settings)
     sets = [parse_set(text) for text in given.get("sets") or ()]
     keys = [(scope, key) for scope, key, _ in sets]
     for scope, key in keys:
@@ -340,16 +444,15 @@ def _sweep(argv: list[str]) -> dict:
     for scope, key, values in sets:
         targets = [e for e in grid if (e["strategy"] == scope if scope else applies_to(key, e["strategy"]))]
         if not targets:
-            users = [s for s in STRATEGY_NAMES if key in (strategy_hyperparameters(s) or ())]
-            raise UsageError(f"--set {key}: none of the strategies {', '.join(strategies)} use it "
-                             f"(it is read by {', '.join(users)}); add one of them to --strategies")
+            users = [s for s in STRATEGIES if applies_to(key, s)]
+            raise UsageError(f"--set {key}: none of the strategies {', '.join(strategies)} use it"
+                             + (f" (it is read by {', '.join(users)}); add one of them to --strategies" if users else ""))
         for entry in targets:
             entry[key] = list(values) if len(values) > 1 else values[0]
-    seeds = list(given.get("seeds") or (given.get("seed", RunConfig().seed),))
-    if "progress" not in base:
-        base["progress"] = False
+    seeds = list(given.get("seeds") or (run.get("seed", RunConfig.seed),))
+    base.setdefault("progress", False)
     spec = {"base": base, "grid": grid, "seeds": seeds}
-    return sweep(spec, given.get("out"), workers=workers, select=select, overwrite=bool(given.get("overwrite")))
+    return sweep(spec, given.get("out"), workers=workers, select=select, overwrite=overwrite)
 
 
 def _print_summary(result: dict) -> None:
@@ -367,7 +470,7 @@ def console_main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     try:
-        result = main(argv)
+        result = main([a for a in argv if a != "--debug"] if debug else argv)
     except LifelongError as e:
         if debug:
             raise

@@ -17,7 +17,8 @@ from lifelong.importance.fisher import (
     multinomial_cov_factor,
 )
 from lifelong.importance.mas import mas_importance, norm_sq_direction
-from lifelong.importance.persample import masked_logits, sum_abs_grads, sum_sq_grads
+from lifelong.importance.persample import sum_abs_grads, sum_sq_grads
+from lifelong.models.heads import masked_logits
 
 __all__ = [
     "FISHER_KINDS",

@@ -2,7 +2,7 @@
 
 EWC (Kirkpatrick et al. 2017, "Overcoming catastrophic forgetting in neural networks", PNAS, eq. 3)
 weighs each parameter by the diagonal of the Fisher information. For a classifier with logits z,
-masked softmax p (see :func:`~lifelong.importance.persample.masked_logits`) and N samples x_n:
+masked softmax p (see :func:`~lifelong.models.heads.masked_logits`) and N samples x_n:
 
     exact       F = 1/N Σ_n Σ_c p_c(x_n) (∂ log p(c|x_n)/∂θ)²                                   (1)
     mc          F = 1/N Σ_n 1/S Σ_s (∂ log p(y_s|x_n)/∂θ)²,   y_s ~ p(·|x_n)                      (2)
@@ -49,7 +49,8 @@ import torch
 from torch import Tensor, nn
 
 from lifelong.errors import UsageError
-from lifelong.importance.persample import batch_mean, masked_logits, sum_sq_grads
+from lifelong.importance.persample import batch_mean, sum_sq_grads
+from lifelong.models.heads import masked_logits
 
 FISHER_KINDS = ("empirical", "predicted", "exact", "mc")
 

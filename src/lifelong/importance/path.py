@@ -30,17 +30,24 @@ from the anchor without bound. Hsu et al. 2018 (GT-RIPL/Continual-Learning-Bench
 Riemannian Walk (Chaudhry, Dokania, Ajanthan & Torr 2018, "Riemannian Walk for Incremental Learning:
 Understanding Forgetting and Intransigence", ECCV; code: facebookresearch/agem, ``model/model.py``)::
 
-    F^t = α F_batch^t + (1 − α) F^{t−1}                   EWC++ running Fisher, every step (Sec. 4.1)
-    s_k += − g_k Δθ_k / (½ F_k^t Δθ_k² + ε)                  path score of one step           (eq. 10)
+    F^t = α F_batch^t + (1 − α) F^{t−1}                   EWC++ running Fisher (Sec. 4.1)
+    s_k += − g_k Δθ_k / (½ F_k^t Δθ_k² + ε)                  path score                       (eq. 10)
     s ← ½ (s_old + s_task)                                  at a task's end (s = s_task after the first)
     L̃(θ) = L(θ) + λ Σ_k (F_k + s_k)(θ_k − θ*_k)²             θ* = parameters after the last task (eq. 11)
 
-The score divides each step's loss decrease by the KL divergence the step caused,
+The score divides the loss decrease by the KL divergence the parameter change caused,
 KL(p_θ ‖ p_{θ+Δθ}) ≈ ½ Δθᵀ F Δθ (diagonal here), instead of SI's squared Euclidean distance.
+
+Schedule (Chaudhry et al.'s code, facebookresearch/agem ``model/model.py`` and the RWALK branch of its
+training scripts): the mini-batch squares are summed over an interval of ``update_every`` = 10 steps;
+at the interval's end the running Fisher moves towards their mean, F ← (1 − α)F + α·mean (α = 0.9),
+and the interval's loss drop ω = −Σ g Δθ (summed per step, as SI's) is divided by ½ F Δθ² + ε with Δθ
+the interval's parameter change. :func:`accumulate_sq`, :func:`ema_fisher_update` and
+:func:`rwalk_interval_score` are those three steps; an interval of one step is eq. 10 as written.
 
 F_batch: the paper squares the gradient of the *mini-batch* loss, which is not the Fisher: for B
 per-sample gradients with mean μ and variance σ², E[ḡ²] = μ² + σ²/B, which shrinks like 1/B (see
-:mod:`lifelong.importance.fisher`). We use B ḡ² (:func:`ema_fisher_step`), with E[B ḡ²] = Bμ² + σ²;
+:mod:`lifelong.importance.fisher`). We use B ḡ² (:func:`accumulate_sq`, B the batch's real size), with E[B ḡ²] = Bμ² + σ²;
 that estimates the per-sample second moment E[g_n²] = μ² + σ² when the mean gradient is small
 (Bμ² ≪ σ², near a minimum) and overestimates it by (B − 1)μ² early in a task. It keeps ½ F Δθ² a
 per-sample KL in nats, so ε means the same at every batch size. Per-sample gradients would cost a
@@ -116,27 +123,34 @@ def si_consolidate(state: QuadraticState, omega: Params, start: Params, end: Par
 # ---- RWalk (Chaudhry et al. 2018) ---------------------------------------------------------------
 
 
-def ema_fisher_step(fisher: Sequence[Tensor], grad: Sequence[Tensor], alpha: float, batch_size: int) -> list[Tensor]:
-    """F ← α B g² + (1 − α) F: the EWC++ running Fisher (Sec. 4.1) with the mini-batch gradient's square
-    scaled by the batch size B (see the module docstring). Two multi-tensor kernels."""
+def accumulate_sq(total: Sequence[Tensor], grad: Sequence[Tensor], batch_size: int) -> list[Tensor]:
+    """total + B g²: one step's mini-batch Fisher, the square of the batch gradient scaled by the batch's
+    real size B (see the module docstring), added to the interval's sum. One multi-tensor kernel."""
+    return torch._foreach_addcmul(list(total), list(grad), list(grad), value=float(batch_size))
+
+
+def ema_fisher_update(fisher: Sequence[Tensor], interval_sum: Sequence[Tensor], n_steps: int, alpha: float) -> list[Tensor]:
+    """F ← (1 − α) F + α · interval_sum / n: the EWC++ running Fisher (Sec. 4.1) updated with the mean
+    of the interval's mini-batch Fishers, as Chaudhry et al.'s code does every ``update_every`` steps
+    (facebookresearch/agem: ``set_running_fisher`` with ``fisher_update_after`` = 10)."""
     out = torch._foreach_mul(list(fisher), 1.0 - alpha)
-    torch._foreach_addcmul_(out, list(grad), list(grad), value=alpha * batch_size)
+    torch._foreach_add_(out, list(interval_sum), alpha=alpha / n_steps)
     return out
 
 
-def rwalk_score_step(
-    score: Sequence[Tensor], grad: Sequence[Tensor], delta: Sequence[Tensor], fisher: Sequence[Tensor], eps: float
+def rwalk_interval_score(
+    score: Sequence[Tensor], omega: Sequence[Tensor], delta: Sequence[Tensor], fisher: Sequence[Tensor], eps: float
 ) -> list[Tensor]:
-    """s − g Δθ / (½ F Δθ² + ε): one step of the path score (eq. 10); signed.
+    """s + ω / (½ F Δθ² + ε): the path score (eq. 10) of one interval; signed.
 
-    ``fisher`` is the running Fisher *including* this step's gradient (F^t of eq. 10)."""
+    ``omega`` is the interval's loss drop −Σ g Δθ per parameter, ``delta`` its parameter change and
+    ``fisher`` the running Fisher after the interval's update. With an interval of one step this is
+    eq. 10 term by term."""
     den = torch._foreach_mul(list(delta), list(delta))  # Δθ²
     torch._foreach_mul_(den, list(fisher))  # F Δθ²
     torch._foreach_mul_(den, 0.5)
     torch._foreach_add_(den, eps)  # ½ F Δθ² + ε
-    num = torch._foreach_mul(list(grad), list(delta))  # g Δθ
-    torch._foreach_div_(num, den)
-    return torch._foreach_sub(list(score), num)
+    return torch._foreach_add(list(score), torch._foreach_div(list(omega), den))
 
 
 def rwalk_average_scores(previous: Params | None, task_score: Params) -> dict[str, Tensor]:
@@ -146,7 +160,9 @@ def rwalk_average_scores(previous: Params | None, task_score: Params) -> dict[st
     code doubles the first task's score so that its running update reproduces this.)"""
     if not previous:
         return {n: s.clone() for n, s in task_score.items()}
-    return {n: 0.5 * (previous[n] + s) for n, s in task_score.items()}
+    out = dict(previous)  # a parameter not trained in this task (frozen) keeps its score
+    out.update({n: 0.5 * (previous[n] + s) if n in previous else s.clone() for n, s in task_score.items()})
+    return out
 
 
 def normalize_by_max(x: Params) -> dict[str, Tensor]:
@@ -166,4 +182,4 @@ def rwalk_importance(fisher: Params, score: Params) -> dict[str, Tensor]:
     :func:`normalize_by_max` so that neither term's scale dominates (as the A-GEM and Avalanche
     implementations do). Negative scores count as 0."""
     f, s = normalize_by_max(fisher), normalize_by_max(score)
-    return {n: f[n] + s[n] for n in fisher}
+    return {n: f[n] + s[n] if n in s else f[n] for n in fisher}

@@ -66,20 +66,6 @@ METHODS = ("auto", "hooks", "func")
 DEFAULT_MAX_ELEMENTS = 2**24
 
 
-def masked_logits(logits: Tensor, mask: Tensor | None) -> Tensor:
-    """Logits with inactive classes set to −inf, so a softmax runs over the active classes only.
-
-    ``mask`` is bool, True = active, shaped ``(C,)`` (one mask for the batch) or ``(B, C)``
-    (per sample); ``None`` means no masking.
-
-    >>> masked_logits(torch.zeros(1, 3), torch.tensor([True, False, True])).softmax(-1)
-    tensor([[0.5000, 0.0000, 0.5000]])
-    """
-    if mask is None:
-        return logits
-    return logits.masked_fill(~mask, float("-inf"))  # (B, C)
-
-
 def sum_sq_grads(
     model: nn.Module,
     x: Tensor,

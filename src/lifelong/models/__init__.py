@@ -1,7 +1,7 @@
 """Models: an MLP with configurable widths and a small CNN.
 
 Both map inputs ``(B, C, H, W)`` to logits ``(B, n_outputs)``. Task-incremental heads are masks over
-the output units (see :mod:`lifelong.scenarios`), so a model is just a plain ``nn.Module``: no task
+the output units (:mod:`lifelong.models.heads`), so a model is just a plain ``nn.Module``: no task
 argument, which keeps it usable with any training loop and with the vectorized per-sample Fisher
 (whose fast paths cover ``nn.Linear`` and ``nn.Conv2d``).
 """
@@ -15,8 +15,10 @@ import torch
 from torch import nn
 
 from ..errors import UsageError
+from .heads import Heads, masked_logits
 
 MODELS = ("mlp", "cnn")
+__all__ = ["MODELS", "Heads", "build_model", "count_parameters", "masked_logits", "mlp", "small_cnn"]
 
 
 def mlp(in_features: int, hidden: Sequence[int] = (400, 400), n_outputs: int = 10) -> nn.Sequential:

@@ -19,6 +19,8 @@ from typing import Mapping
 import torch
 from torch import Tensor
 
+from ..errors import UsageError
+
 Params = Mapping[str, Tensor]
 QuadraticState = dict  # {"importance": dict[str, Tensor], "anchor": dict[str, Tensor], "offset": Tensor}
 
@@ -37,7 +39,11 @@ def quadratic_penalty(params: Params, state: QuadraticState, lam: float) -> Tens
     if not names:
         return torch.zeros((), device=_device(params))
     theta = [params[n] for n in names]
-    return _Quadratic.apply(float(lam), state, names, *theta)
+    try:
+        return _Quadratic.apply(float(lam), state, names, *theta)
+    except RuntimeError:
+        check_shapes(params, state)
+        raise
 
 
 def quadratic_penalty_reference(params: Params, state: QuadraticState, lam: float) -> Tensor:
@@ -83,15 +89,29 @@ def add_quadratic_grad_(params: Params, state: QuadraticState, lam: float) -> No
     """``p.grad += λ Ω (θ − θ̄)`` for every penalized parameter, in place and without autograd: the
     training loop's fast path (two multi-tensor passes; the autograd route of
     :func:`quadratic_penalty` makes five and allocates the gradient twice)."""
-    names = [n for n in params if n in state["importance"]]
+    names = [n for n, p in params.items() if n in state["importance"] and p.requires_grad]  # frozen: untouched
     if not names:
         return
     theta = [params[n] for n in names]
     for p in theta:
         if p.grad is None:
             p.grad = torch.zeros_like(p)
-    diff = torch._foreach_sub([p.detach() for p in theta], [state["anchor"][n] for n in names])  # θ − θ̄
-    torch._foreach_addcmul_([p.grad for p in theta], diff, [state["importance"][n] for n in names], value=float(lam))
+    try:
+        diff = torch._foreach_sub([p.detach() for p in theta], [state["anchor"][n] for n in names])  # θ − θ̄
+        torch._foreach_addcmul_([p.grad for p in theta], diff, [state["importance"][n] for n in names], value=float(lam))
+    except RuntimeError:
+        check_shapes(params, state)
+        raise
+
+
+def check_shapes(params: Params, state: QuadraticState) -> None:
+    """Raise a UsageError naming the first parameter whose shape differs from its penalty's."""
+    for n, w in state["importance"].items():
+        if n in params and tuple(params[n].shape) != tuple(w.shape):
+            raise UsageError(
+                f"parameter {n!r} has shape {tuple(params[n].shape)} but its penalty was built for "
+                f"{tuple(w.shape)}: a parameter cannot change shape between tasks (rebuild the strategy)"
+            )
 
 
 def _device(params: Params) -> torch.device:
@@ -118,14 +138,19 @@ def merge_sum(state: QuadraticState, importance: Params, anchor: Params) -> Quad
     ΣF_tθ² − 2θΣF_tθ*_t + ΣF_tθ*_t² rearranged so that the value is not a difference of large
     numbers (no cancellation in float32 near the anchor). Where a + b = 0 the anchor is μ.
     """
+    _check_merge(state, importance, anchor)
     if not state["importance"]:
         return {
             "importance": {n: f.detach().clone() for n, f in importance.items()},
             "anchor": {n: anchor[n].detach().clone() for n in importance},
             "offset": state["offset"].clone(),
         }
-    imp, anc, offset = {}, {}, state["offset"].clone()
+    # a parameter without new importance (frozen in this task) keeps its old term unchanged (b = 0)
+    imp, anc, offset = dict(state["importance"]), dict(state["anchor"]), state["offset"].clone()
     for n, b in importance.items():
+        if n not in state["importance"]:  # newly trainable: its first term (a = 0)
+            imp[n], anc[n] = b.detach().clone(), anchor[n].detach().clone()
+            continue
         a, m, mu = state["importance"][n], state["anchor"][n], anchor[n].detach()
         total = a + b
         safe = torch.where(total > 0, total, torch.ones_like(total))
@@ -141,15 +166,28 @@ def merge_decay(state: QuadraticState, importance: Params, anchor: Params, gamma
     The penalty keeps one quadratic around the latest parameters, with older Fisher information decayed
     by γ ∈ (0, 1]; the offset stays 0.
     """
-    imp = {
+    _check_merge(state, importance, anchor)
+    # a parameter without new importance (frozen in this task) keeps γ Ω and its anchor
+    imp = {n: gamma * w for n, w in state["importance"].items() if n not in importance}
+    anc = {n: state["anchor"][n] for n in imp}
+    imp.update({
         n: (gamma * state["importance"][n] + f) if n in state["importance"] else f.detach().clone()
         for n, f in importance.items()
-    }
-    return {
-        "importance": imp,
-        "anchor": {n: anchor[n].detach().clone() for n in importance},
-        "offset": torch.zeros((), dtype=torch.float64),
-    }
+    })
+    anc.update({n: anchor[n].detach().clone() for n in importance})
+    return {"importance": imp, "anchor": anc, "offset": torch.zeros((), dtype=torch.float64)}
+
+
+def _check_merge(state: QuadraticState, importance: Params, anchor: Params) -> None:
+    for n, f in importance.items():
+        if n not in anchor:
+            raise UsageError(f"no anchor for parameter {n!r}: importance and anchor must name the same parameters")
+        old = state["importance"].get(n)
+        if old is not None and tuple(old.shape) != tuple(f.shape):
+            raise UsageError(
+                f"parameter {n!r} has shape {tuple(f.shape)} now but {tuple(old.shape)} in the penalty of earlier "
+                "tasks: a parameter cannot change shape between tasks"
+            )
 
 
 def state_tensors(state: QuadraticState, prefix: str = "") -> dict[str, Tensor]:

@@ -9,7 +9,7 @@ the given paths, groups the runs into methods and writes ``compare.md``, ``compa
   method differ only by seed; the same run (same run id) found twice counts once.
 * **Labels**: the strategy, plus the config values that differ between the methods of the table, e.g.
   ``ewc (lam=100)``. A value only some strategies read (EWC's λ) is left out of the label of a
-  strategy that does not read it (see :func:`lifelong.sweep.strategy_hyperparameters`) unless two labels
+  strategy that does not read it (see :func:`lifelong.experiments.fields.applies_to`) unless two labels
   would then be equal.
 * **Mixed benchmarks or scenarios** are compared side by side, not refused: methods are grouped per
   benchmark and scenario, labels get a ``benchmark/scenario:`` prefix, and a note says so. Values that
@@ -76,13 +76,24 @@ _STD_NOTE = "mean ± sample std (ddof=1) over seeds; n = number of seeds; one se
 def _not_method_fields() -> set[str]:
     """Config keys that do not define a method: the seed, the run id, and the fields RunConfig leaves out
     of the run id because they do not change the numbers."""
-    try:
-        from lifelong import config
+    from lifelong.experiments.config import NOT_IN_ID
 
-        not_in_id = set(getattr(config, "NOT_IN_ID", ()))
-    except ImportError:  # pragma: no cover - config is part of the package
-        not_in_id = set()
-    return not_in_id | {"seed", "run_id", "out", "data_dir", "threads", "progress", "download"}
+    return set(NOT_IN_ID) | {"seed", "run_id", "config_version", "out", "data_dir", "threads", "progress", "download"}
+
+
+def flat_config(config: dict) -> dict:
+    """A config.json as one flat dict: the strategy's settings spread as keys (``lam``; ``ewc.lam`` in a
+    composite), so that methods are grouped and labelled by them. Version-1 configs are flat already."""
+    c = dict(config)
+    settings = c.pop("settings", None)
+    if isinstance(settings, dict):
+        if "+" in str(c.get("strategy")):
+            for part, values in settings.items():
+                if isinstance(values, dict):
+                    c.update({f"{part}.{k}": v for k, v in values.items()})
+        else:
+            c.update(settings)
+    return c
 
 
 # ---- finding and reading runs -------------------------------------------------------------------------------------
@@ -146,7 +157,7 @@ def _load(d: Path) -> dict | None:
         return None
     if not isinstance(config, dict) or not isinstance(results, dict):
         return None
-    return {"dir": d, "config": config, "results": results,
+    return {"dir": d, "config": flat_config(config), "results": results,
             "id": config.get("run_id") or results.get("run_id") or str(d)}
 
 
@@ -178,7 +189,15 @@ def _resolve(metric: str, runs: list[dict]) -> tuple[str, ...]:
                      "(or a dotted path into results.json such as timings.total_seconds)")
 
 
+def _undefined(results: dict, path: tuple[str, ...]) -> bool:
+    """Forward transfer in the class-incremental scenario measures the initialization alone: left out
+    (also for runs written before results.json said so)."""
+    return path[-1] == "forward_transfer" and results.get("scenario") == "class"
+
+
 def _value(results: dict, metric: str, path: tuple[str, ...]) -> float | None:
+    if _undefined(results, path):
+        return None
     v = _lookup(results, path)
     if v is _MISSING or v is None:
         return None
@@ -213,10 +232,8 @@ def _sortable(v: Any) -> tuple:
 
 
 def _applies(key: str, strategy: str) -> bool:
-    try:
-        from lifelong.sweep import applies_to
-    except ImportError:  # pragma: no cover
-        return True
+    from lifelong.experiments.fields import applies_to
+
     try:
         return applies_to(key, strategy)
     except Exception:  # noqa: BLE001 - labels only: when unsure, show the value
@@ -290,6 +307,7 @@ def compare(
     ``strategy``, ``benchmark``, ``scenario``, ``params``, ``n``, ``seeds``, ``run_dirs`` and
     ``values[metric] = {"mean", "std", "n"}`` (fractions, as in results.json).
     """
+    chosen = bool(metrics)
     metrics = list(metrics) if metrics else list(DEFAULT_METRICS)
     dirs, notes = find_runs(paths)
     runs, broken = [], []
@@ -303,6 +321,13 @@ def compare(
         raise UsageError(f"no readable runs under {', '.join(map(str, paths))}: their results.json or config.json "
                          "are not valid JSON")
     where = {m: _resolve(m, runs) for m in metrics}
+    undefined = [m for m in metrics if any(_undefined(r["results"], where[m]) for r in runs)]
+    if undefined and not chosen and all(_undefined(r["results"], where[m]) for m in undefined for r in runs):
+        metrics = [m for m in metrics if m not in undefined]  # every run is class-incremental: no column
+    for m in undefined:
+        notes.append(f"{m} is left out of class-incremental runs: it is undefined there (the units of an unseen "
+                     "class have never been trained, so the accuracy before training a task measures the "
+                     "initialization alone)")
 
     groups = _groups(runs)
     if _label_groups(groups):

@@ -14,8 +14,8 @@ Scenarios (van de Ven & Tolias 2019, "Three scenarios for continual learning"; H
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Iterator, NamedTuple, Sequence
 
 import torch
 from torch import Tensor
@@ -36,6 +36,9 @@ class Preprocess:
     mean: float = 0.0
     std: float = 1.0
     perm: Tensor | None = None  # (H' * W',) int64
+
+    def to(self, device: torch.device | str) -> "Preprocess":
+        return self if self.perm is None else replace(self, perm=self.perm.to(device))
 
     def __call__(self, images: Tensor) -> Tensor:
         x = images.to(torch.float32).div_(255.0)  # (B, H, W)
@@ -58,6 +61,20 @@ class Split:
 
     def __len__(self) -> int:
         return int(self.targets.shape[0])
+
+    def to(self, device: torch.device | str, memo: dict | None = None) -> "Split":
+        """This split with its tensors on ``device``; ``memo`` maps tensors already moved (by id) to their
+        copies, so tasks that share images (every permuted task shares MNIST's) are copied once."""
+        return Split(_moved(self.images, device, memo), _moved(self.targets, device, memo))
+
+
+def _moved(t: Tensor, device, memo: dict | None) -> Tensor:
+    if memo is None:
+        return t.to(device)
+    key = (id(t), str(device))
+    if key not in memo:
+        memo[key] = (t, t.to(device))  # keep t alive, so its id is not reused while memo lives
+    return memo[key][1]
 
 
 @dataclass(frozen=True)
@@ -82,6 +99,22 @@ class Task:
         if s is None:
             raise ValueError(f"task {self.name} has no {name} split (set val_fraction > 0)")
         return s
+
+    @property
+    def device(self) -> torch.device:
+        return self.train.images.device
+
+    def to(self, device: torch.device | str, memo: dict | None = None) -> "Task":
+        """This task with its images (still uint8), targets, permutation and mask on ``device``."""
+        memo = {} if memo is None else memo
+        return replace(
+            self,
+            train=self.train.to(device, memo),
+            test=self.test.to(device, memo),
+            val=None if self.val is None else self.val.to(device, memo),
+            preprocess=self.preprocess.to(device),
+            mask=None if self.mask is None else self.mask.to(device),
+        )
 
 
 @dataclass(frozen=True)
@@ -109,26 +142,19 @@ class TaskStream:
     def task_names(self) -> list[str]:
         return [t.name for t in self.tasks]
 
-    def active_mask(self, i: int) -> Tensor | None:
-        """Output units live while task ``i`` is trained or after it is evaluated, in the class scenario
-        with ``seen_classes_only`` (the classes of tasks 0..i; Hsu et al. 2018's ``valid_out_dim``,
-        van de Ven's "active classes"); None otherwise (all units, or each task's own mask)."""
-        if not self.seen_classes_only or i < 0:
-            return None
-        mask = torch.zeros(self.n_outputs, dtype=torch.bool)
-        for t in self.tasks[: i + 1]:
-            mask[list(t.classes)] = True
-        return mask
-
-    def mask_matrix(self) -> Tensor | None:
-        """(T, n_outputs) bool: row t is task t's active output units; None if nothing is masked."""
-        if all(t.mask is None for t in self.tasks):
-            return None
-        full = torch.ones(self.n_outputs, dtype=torch.bool)
-        return torch.stack([full if t.mask is None else t.mask for t in self.tasks])
+    def to(self, device: torch.device | str) -> "TaskStream":
+        """The stream with every task's data on ``device``, each distinct tensor copied once (uint8
+        images: a 10-task permuted MNIST stream costs one copy of MNIST there). A no-op on its device."""
+        memo: dict = {}
+        return replace(self, tasks=tuple(t.to(device, memo) for t in self.tasks))
 
 
-Batch = tuple[Tensor, Tensor, Tensor]  # x (B, C, H, W) float, y (B,) int64, task index (B,) int64
+class Batch(NamedTuple):
+    """One mini-batch: what every step hook receives. Unpacks as ``x, y, t = batch``."""
+
+    x: Tensor  # (B, C, H, W) float inputs
+    y: Tensor  # (B,) int64 targets (output units)
+    task: Tensor  # (B,) int64 index of each sample's task
 
 
 def batches(
@@ -140,12 +166,15 @@ def batches(
     generator: torch.Generator | None = None,
     skip: int = 0,
 ) -> Iterator[Batch]:
-    """Yield ``(x, y, t)`` mini-batches over the union of ``tasks``' ``split``.
+    """Yield :class:`Batch` ``(x, y, t)`` mini-batches over the union of ``tasks``' ``split``, on the
+    tasks' device (see :meth:`TaskStream.to`): batches are cut and preprocessed there.
 
     With ``shuffle`` the order is a permutation drawn from ``generator`` (required, so that the data
-    order is reproducible and independent of global random state); a batch may mix tasks, which is
-    what joint training and replay need. The last batch may be smaller. ``skip`` drops the first
-    ``skip`` batches of the order (resuming mid-epoch: same generator state, same order, later start).
+    order is reproducible and independent of global random state; a CPU generator, whatever the
+    device, so that the order is the same on every device); a batch may mix tasks, which is what joint
+    training and replay need. The last batch may be smaller. ``skip`` drops the first ``skip`` batches
+    of the order (resuming mid-epoch: same generator state, same order, later start). No step reads a
+    value back from the device: the order moves there once per epoch.
     """
     sizes = [len(t.split(split)) for t in tasks]
     offsets = torch.tensor([0, *sizes]).cumsum(0)  # (T + 1,)
@@ -156,20 +185,23 @@ def batches(
         order = torch.randperm(total, generator=generator)
     else:
         order = torch.arange(total)
+    device = tasks[0].device
+    if len(tasks) == 1:
+        order = order.to(device)  # one copy per epoch; batches are slices of it
     for start in range(skip * batch_size, total, batch_size):
         idx = order[start : start + batch_size]  # (B,) positions in the concatenation
         if len(tasks) == 1:
             yield _gather(tasks[0], split, idx)
             continue
-        owner = torch.searchsorted(offsets[1:], idx, right=True)  # (B,) task position of each sample
+        owner = torch.searchsorted(offsets[1:], idx, right=True)  # (B,) task position of each sample (CPU)
         parts = [
-            _gather(tasks[k], split, idx[owner == k] - offsets[k])
+            _gather(tasks[k], split, (idx[owner == k] - offsets[k]).to(device))
             for k in owner.unique().tolist()
         ]
-        yield tuple(torch.cat(p) for p in zip(*parts))  # type: ignore[misc]
+        yield Batch(*(torch.cat(p) for p in zip(*parts)))
 
 
 def _gather(task: Task, split: str, idx: Tensor) -> Batch:
     s = task.split(split)
     x = task.preprocess(s.images[idx])
-    return x, s.targets[idx], torch.full((len(idx),), task.index, dtype=torch.long)
+    return Batch(x, s.targets[idx], torch.full((len(idx),), task.index, dtype=torch.long, device=idx.device))

@@ -1,12 +1,18 @@
-"""Strategies: hooks into the one training loop. Naive and joint bound EWC from below and above."""
+"""Strategies: hooks into the one training loop, each with its own settings dataclass.
 
-from .base import Joint, Naive, Strategy
-from .ewc import EWC, OnlineEWC
-from .l2 import L2
-from .mas import MAS
-from .rwalk import RWalk
-from .si import SI
+Naive and joint bound every method from below and above; the regularization family shares one
+quadratic penalty; ``Compose`` runs several strategies as one. See :mod:`lifelong.strategies.base`
+for the hooks and their order.
+"""
 
-STRATEGIES = {s.name: s for s in (Naive, Joint, EWC, OnlineEWC, SI, MAS, RWalk, L2)}
+from .base import Compose, ComposeSettings, Context, NoSettings, Strategy
+from .baselines import Joint, Naive
+from .regularization import EWC, L2, MAS, SI, OnlineEWC, Regularizer, RWalk
+from .registry import STRATEGIES, build_strategy, check_name, default_settings, parts
+from .settings import Settings, setting
 
-__all__ = ["EWC", "Joint", "L2", "MAS", "Naive", "OnlineEWC", "RWalk", "SI", "STRATEGIES", "Strategy"]
+__all__ = [
+    "Compose", "ComposeSettings", "Context", "EWC", "Joint", "L2", "MAS", "Naive", "NoSettings", "OnlineEWC",
+    "RWalk", "Regularizer", "SI", "STRATEGIES", "Settings", "Strategy", "build_strategy", "check_name",
+    "default_settings", "parts", "setting",
+]

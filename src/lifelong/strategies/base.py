@@ -1,64 +1,168 @@
-"""The strategy hooks the training loop calls, in this order, for each task i of a stream:
+"""The shape every strategy shares: a training context, the hooks in the order the loop calls them,
+and composition.
 
-    training_tasks(stream, i)   which tasks' data to train on (joint: all seen so far)
-    before_task(model, task)
-    per step:  CE.backward();  add_penalty_grad(model);  before_step(model);  optimizer step;  after_step(model)
-    after_task(model, task, data)   consolidate (EWC: Fisher at θ*, merged into the penalty)
+For each task i of a stream the loop (:func:`lifelong.train.train_task`) calls, in this order::
 
-A strategy's state is ``state_dict()``: a flat ``dict[str, Tensor]``, saved without pickle.
-A new method is a new small subclass, not a new flag.
+    training_tasks(stream, i)         which tasks' data to train on (joint: all seen so far)
+    before_task(ctx)
+    per step, with the batch:
+        batch = prepare_batch(ctx, batch)          may change the batch (replay adds memory samples)
+        logits = forward(ctx, batch.x, batch.task)
+        loss = task_loss(ctx, batch, logits)       cross-entropy over the live units (heads)
+             + extra_loss(ctx, batch, logits)      a strategy's extra term (distillation), or None
+        loss.backward()
+        after_backward(ctx, batch)                 p.grad holds the task-loss gradient alone
+        add_penalty_grad(ctx)                      p.grad += d penalty / dθ
+        before_step(ctx, batch)                    the last look before the optimizer moves θ
+        optimizer.step()
+        after_step(ctx, batch)
+    after_task(ctx)                   consolidate (EWC: Fisher at θ*, merged into the penalty)
+and evaluation asks ``predict(ctx, x, task_ids)`` for the scores of each test batch.
+
+Every hook receives the same :class:`Context` (model, optimizer, device, task, steps, generator,
+heads); a strategy overrides only the hooks it needs. Its state is ``state_dict()``: a flat
+``dict[str, Tensor]``, saved without pickle. Its hyperparameters are a small frozen dataclass,
+``Strategy.Settings`` (see :mod:`lifelong.strategies.settings`). Two or more strategies run together
+through :class:`Compose` (``ewc+l2``): a new method is a new small strategy, not a new flag.
 """
 
 from __future__ import annotations
 
-import math
-from typing import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import UsageError
-from ..penalties import add_quadratic_grad_, empty_state, quadratic_penalty, state_from_tensors, state_tensors
-from ..scenarios import Task, TaskStream
+from ..models.heads import Heads
+from ..scenarios import Batch, Task, TaskStream, batches
+from .settings import Settings
+
+
+@dataclass
+class Context:
+    """What every hook sees. The loop keeps it up to date; a strategy reads it and may keep its own
+    state, never this object.
+
+    ``step`` counts optimizer steps over the whole stream, ``task_step`` within the current task
+    (both the index of the step being taken inside step hooks). ``generator`` is the strategy's
+    source of randomness (MC Fisher labels, replay sampling), a CPU generator saved in checkpoints.
+    ``heads`` says which output units are live (:class:`lifelong.models.heads.Heads`).
+    """
+
+    model: nn.Module
+    heads: Heads
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    generator: torch.Generator = field(default_factory=lambda: torch.Generator().manual_seed(0))
+    stream: TaskStream | None = None
+    optimizer: torch.optim.Optimizer | None = None
+    task: Task | None = None
+    task_index: int = -1
+    step: int = 0
+    task_step: int = 0
+    batch_size: int = 128
+
+    def live(self, task_ids: Tensor | int, upto: int | None = None) -> Tensor | None:
+        """The live output units for samples of ``task_ids`` while training task ``upto`` (default:
+        the current task); None when every unit is live."""
+        return self.heads.live(task_ids, self.task_index if upto is None else upto)
+
+    def task_batches(self, split: str = "train", batch_size: int = 1000) -> Iterator[tuple[Tensor, Tensor, Tensor | None]]:
+        """The current task's ``split`` as ``(x, y, live units)`` batches in order, on the device: the
+        data an importance estimator (Fisher, MAS) consumes at the end of a task."""
+        mask = self.live(self.task_index)
+        for x, y, _ in batches([self.task], split, batch_size=batch_size):
+            yield x, y, mask
+
+
+def _overrides(part: "Strategy", hook: str) -> bool:
+    return getattr(type(part), hook) is not getattr(Strategy, hook)
+
+
+@dataclass(frozen=True)
+class NoSettings(Settings):
+    """A strategy with no hyperparameters of its own."""
 
 
 class Strategy:
-    """Naive fine-tuning: train on each task in turn with no protection (the lower bound)."""
+    """Naive fine-tuning: train on each task in turn with no protection (the lower bound).
+
+    Subclasses set ``name`` and ``Settings`` and override hooks. ``Strategy(settings)`` or
+    ``Strategy(**fields)`` (positional fields in declaration order, e.g. ``EWC(100.0)``).
+    """
 
     name = "naive"
-    hyperparameters: tuple[str, ...] = ()  # RunConfig fields that are this strategy's own settings
+    Settings: type = NoSettings
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        if len(args) == 1 and not kwargs and isinstance(args[0], self.Settings):
+            self.settings = args[0]
+        else:
+            try:
+                self.settings = self.Settings(*args, **kwargs)
+            except TypeError as e:
+                raise UsageError(f"{self.name}: {e}") from None
 
     @classmethod
-    def from_config(cls, cfg, generator: torch.Generator) -> "Strategy":
-        """Build from a RunConfig: the constructor takes ``hyperparameters`` as keyword arguments (the
-        sweep reads the same tuple to know which settings belong to which strategy)."""
-        return cls(**{k: getattr(cfg, k) for k in cls.hyperparameters})
+    def from_settings(cls, settings: Any) -> "Strategy":
+        return cls(settings)
 
+    # ---- the stream ------------------------------------------------------------------------------
     def training_tasks(self, stream: TaskStream, i: int) -> Sequence[Task]:
+        """The tasks whose training data task ``i`` trains on (default: task i alone)."""
         return [stream[i]]
 
-    def before_task(self, model: nn.Module, task: Task) -> None:
-        pass
+    def before_task(self, ctx: Context) -> None:
+        """A task starts (``ctx.task``, ``ctx.task_index``); not called again when a task resumes."""
 
-    def penalty(self, model: nn.Module) -> Tensor | None:
+    # ---- one step ----------------------------------------------------------------------------------
+    def prepare_batch(self, ctx: Context, batch: Batch) -> Batch:
+        """The batch the step trains on (replay appends memory samples)."""
+        return batch
+
+    def forward(self, ctx: Context, x: Tensor, task_ids: Tensor) -> Tensor:
+        """Scores (B, C) over every output unit; the heads mask them afterwards."""
+        return ctx.model(x)
+
+    def task_loss(self, ctx: Context, batch: Batch, logits: Tensor) -> Tensor:
+        """Mean cross-entropy over the live units of each sample (its task's, or those seen so far)."""
+        return F.cross_entropy(ctx.heads.logits(logits, batch.task, ctx.task_index), batch.y)
+
+    def extra_loss(self, ctx: Context, batch: Batch, logits: Tensor) -> Tensor | None:
+        """A term added to the task loss before backward (distillation), or None."""
         return None
 
-    def add_penalty_grad(self, model: nn.Module) -> None:
-        """After the task loss's backward: add d penalty/dθ to ``p.grad``. By default through autograd;
-        a strategy that knows its penalty's gradient in closed form adds it directly (faster)."""
-        pen = self.penalty(model)
-        if pen is not None:
+    def after_backward(self, ctx: Context, batch: Batch) -> None:
+        """``p.grad`` holds the gradient of the loss above alone, no penalty (SI, RWalk, A-GEM)."""
+
+    def penalty(self, ctx: Context | nn.Module) -> Tensor | None:
+        """The penalty's value (a 0-d tensor differentiable in the parameters), or None."""
+        return None
+
+    def add_penalty_grad(self, ctx: Context) -> None:
+        """``p.grad += d penalty/dθ``. By default through autograd; a strategy that knows its penalty's
+        gradient in closed form adds it directly (faster)."""
+        pen = self.penalty(ctx)
+        if pen is not None and pen.requires_grad:
             pen.backward()
 
-    def before_step(self, model: nn.Module) -> None:
-        """After backward, before the optimizer step: ``p.grad`` holds d(CE + penalty)/dθ."""
+    def before_step(self, ctx: Context, batch: Batch) -> None:
+        """``p.grad`` holds d(loss + penalty)/dθ; the optimizer step comes next."""
 
-    def after_step(self, model: nn.Module) -> None:
-        """After the optimizer step."""
+    def after_step(self, ctx: Context, batch: Batch) -> None:
+        """The optimizer has moved θ (reservoir sampling, path integrals)."""
 
-    def after_task(self, model: nn.Module, task: Task, data: Iterable) -> None:
-        """``data`` yields ``(x, y, mask)`` batches of the task's training split."""
+    # ---- the end of a task, and prediction --------------------------------------------------------
+    def after_task(self, ctx: Context) -> None:
+        """The task's training is done (consolidate); ``ctx.task_batches()`` yields its data."""
 
+    def predict(self, ctx: Context, x: Tensor, task_ids: Tensor) -> Tensor:
+        """Scores (B, C) evaluation takes the argmax of (after masking units that are not live)."""
+        return self.forward(ctx, x, task_ids)
+
+    # ---- state -------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Tensor]:
         return {}
 
@@ -69,83 +173,125 @@ class Strategy:
     def divergence_hint(self, optimizer: str, lr: float) -> str:
         return f"the learning rate is probably too large for this model: lower --lr (now {lr:g})"
 
-
-class Naive(Strategy):
-    name = "naive"
-
-
-class Joint(Strategy):
-    """Joint multi-task training, the upper bound: when task i arrives, train on the union of the
-    training data of tasks 0..i (mixed in every mini-batch), continuing from the current model."""
-
-    name = "joint"
-
-    def training_tasks(self, stream: TaskStream, i: int) -> Sequence[Task]:
-        return list(stream.tasks[: i + 1])
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.settings!r})"
 
 
-class Regularizer(Strategy):
-    """The shared part of EWC, online EWC, SI, MAS, RWalk and L2: the quadratic penalty
+@dataclass(frozen=True)
+class ComposeSettings:
+    """The settings of each part of a composite, in order."""
 
-        λ/2 Σ_i Ω_i (θ_i − θ̄_i)²  (+ λ/2 · offset)           (lifelong.penalties, eq. 1)
+    parts: tuple[Any, ...]
 
-    with its state ``self.state`` (importance, anchor, offset). A subclass says how Ω is computed
-    and merged at the end of a task (``consolidate``). Running tensors a subclass keeps between steps
-    (SI's ω, RWalk's Fisher...) are ``{param name: tensor}`` dict attributes named in ``_buffers``;
-    ``state_dict`` saves them under ``"<buffer>.<param name>"`` next to ``"penalty.*"``.
+
+class Compose(Strategy):
+    """Several strategies as one (optax's ``chain``): ``Compose(EWC(100.0), L2(0.1))``, on the command
+    line ``--strategy ewc+l2``.
+
+    Every hook calls the parts in order: batches pass through each part's ``prepare_batch``; extra
+    losses and penalties are summed and each part adds its penalty's gradient; ``forward``,
+    ``task_loss``, ``predict`` and ``training_tasks`` come from the one part that overrides each (two
+    parts overriding the same one is an error). State is saved under each part's name as a prefix
+    (``ewc.penalty.importance.0.weight``).
     """
 
-    name = "regularizer"
-    importance_symbol = "Omega"  # how divergence messages name Ω (EWC: F, the Fisher)
-    _buffers: tuple[str, ...] = ()
+    Settings = ComposeSettings
+    _single = ("training_tasks", "forward", "task_loss", "predict")
 
-    def __init__(self, lam: float = 1.0):
-        if not (math.isfinite(lam) and lam >= 0):
-            raise UsageError(f"{self.name} lambda must be a finite number >= 0, got {lam}")
-        self.lam = float(lam)
-        self.state = empty_state()
+    def __init__(self, *parts: Strategy) -> None:
+        if len(parts) < 2:
+            raise UsageError("a composite needs at least two strategies, e.g. ewc+l2")
+        names = [p.name for p in parts]
+        if len(set(names)) != len(names):
+            raise UsageError(f"a composite takes each strategy once, got {'+'.join(names)}")
+        for p in parts:
+            if isinstance(p, Compose):
+                raise UsageError("compose strategies directly: ewc+l2+si, not a composite of composites")
+        self.parts = list(parts)
+        self.name = "+".join(names)
+        self.settings = ComposeSettings(tuple(p.settings for p in parts))
+        self._owner: dict[str, Strategy | None] = {}
+        for hook in self._single:
+            owners = [p for p in parts if _overrides(p, hook)]
+            if len(owners) > 1:
+                raise UsageError(f"{self.name}: {owners[0].name} and {owners[1].name} both define {hook}; "
+                                 "they cannot be combined")
+            self._owner[hook] = owners[0] if owners else None
 
-    def penalty(self, model: nn.Module) -> Tensor:
-        """λ/2 Σ_i Ω_i (θ_i − θ̄_i)² (+ the constant of merged tasks); 0 before the first task."""
-        return quadratic_penalty(dict(model.named_parameters()), self.state, self.lam)
+    def training_tasks(self, stream, i):
+        return self._owner["training_tasks"].training_tasks(stream, i) if self._owner["training_tasks"] else [stream[i]]
 
-    def add_penalty_grad(self, model: nn.Module) -> None:
-        """``p.grad += λ Ω (θ − θ̄)``: the penalty's gradient in closed form, no autograd."""
-        add_quadratic_grad_(dict(model.named_parameters()), self.state, self.lam)
+    def before_task(self, ctx):
+        for p in self.parts:
+            p.before_task(ctx)
 
-    def consolidate(self, model: nn.Module, data: Iterable | None = None) -> dict[str, Tensor]:
-        """End of a task: compute this task's importance at θ* and merge it into the penalty."""
-        raise NotImplementedError
+    def prepare_batch(self, ctx, batch):
+        for p in self.parts:
+            batch = p.prepare_batch(ctx, batch)
+        return batch
 
-    def after_task(self, model: nn.Module, task: Task, data: Iterable) -> None:
-        self.consolidate(model, data)
+    def forward(self, ctx, x, task_ids):
+        owner = self._owner["forward"]
+        return owner.forward(ctx, x, task_ids) if owner else ctx.model(x)
 
-    def state_dict(self) -> dict[str, Tensor]:
-        out = state_tensors(self.state, "penalty.")
-        for key in self._buffers:
-            out.update({f"{key}.{n}": t for n, t in getattr(self, key).items()})
-        return out
+    def task_loss(self, ctx, batch, logits):
+        owner = self._owner["task_loss"]
+        return owner.task_loss(ctx, batch, logits) if owner else Strategy.task_loss(self, ctx, batch, logits)
 
-    def load_state_dict(self, state: dict[str, Tensor]) -> None:
-        known = ("penalty.", *(f"{key}." for key in self._buffers))
-        unknown = sorted(k for k in state if not k.startswith(known))
+    def extra_loss(self, ctx, batch, logits):
+        return _sum(p.extra_loss(ctx, batch, logits) for p in self.parts)
+
+    def after_backward(self, ctx, batch):
+        for p in self.parts:
+            p.after_backward(ctx, batch)
+
+    def penalty(self, ctx):
+        return _sum(p.penalty(ctx) for p in self.parts)
+
+    def add_penalty_grad(self, ctx):
+        for p in self.parts:
+            p.add_penalty_grad(ctx)
+
+    def before_step(self, ctx, batch):
+        for p in self.parts:
+            p.before_step(ctx, batch)
+
+    def after_step(self, ctx, batch):
+        for p in self.parts:
+            p.after_step(ctx, batch)
+
+    def after_task(self, ctx):
+        for p in self.parts:
+            p.after_task(ctx)
+
+    def predict(self, ctx, x, task_ids):
+        owner = self._owner["predict"] or self._owner["forward"]
+        return owner.predict(ctx, x, task_ids) if owner else ctx.model(x)
+
+    def state_dict(self):
+        return {f"{p.name}.{k}": v for p in self.parts for k, v in p.state_dict().items()}
+
+    def load_state_dict(self, state):
+        names = {p.name for p in self.parts}
+        unknown = sorted(k for k in state if k.split(".", 1)[0] not in names)
         if unknown:
             raise ValueError(f"strategy {self.name!r} does not know the state keys {unknown[:3]}")
-        self.state = state_from_tensors(state, "penalty.")
-        for key in self._buffers:
-            setattr(self, key, {k[len(key) + 1 :]: t for k, t in state.items() if k.startswith(f"{key}.")})
+        for p in self.parts:
+            prefix = f"{p.name}."
+            p.load_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})
 
-    def divergence_hint(self, optimizer: str, lr: float) -> str:
-        imp = self.state["importance"]
-        if not imp:
-            return super().divergence_hint(optimizer, lr)
-        wmax = max(float(t.max()) for t in imp.values())
-        if optimizer == "sgd":
-            return (
-                f"with SGD the {self.name} penalty is stable only if lambda x lr x max({self.importance_symbol}) < 2, here "
-                f"{self.lam:g} x {lr:g} x {wmax:.3g} = {self.lam * lr * wmax:.3g}: lower --lambda or --lr"
-            )
-        return (
-            f"{self.name} lambda={self.lam:g} with max({self.importance_symbol})={wmax:.3g} may be too large: "
-            "lower --lambda or --lr"
-        )
+    def divergence_hint(self, optimizer, lr):
+        default = Strategy.divergence_hint(self, optimizer, lr)
+        hints = [h for h in (p.divergence_hint(optimizer, lr) for p in self.parts) if h != default]
+        return "; or ".join(hints) if hints else default
+
+    def __repr__(self) -> str:
+        return f"Compose({', '.join(map(repr, self.parts))})"
+
+
+def _sum(terms) -> Tensor | None:
+    total = None
+    for t in terms:
+        if t is not None:
+            total = t if total is None else total + t
+    return total

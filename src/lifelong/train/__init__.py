@@ -1,5 +1,7 @@
-"""Training: the one-screen loop (``loop``) and the whole-stream runner (``run``)."""
+"""Training: the one-screen loop (``loop``), a whole stream (``stream``), devices, checkpoint files."""
 
-from .loop import OPTIMIZERS, TrainSettings, evaluate, make_optimizer, train_task
+from .device import resolve_device
+from .loop import OPTIMIZERS, TrainSettings, make_optimizer, train_task
+from .stream import run_stream
 
-__all__ = ["OPTIMIZERS", "TrainSettings", "evaluate", "make_optimizer", "train_task"]
+__all__ = ["OPTIMIZERS", "TrainSettings", "make_optimizer", "resolve_device", "run_stream", "train_task"]

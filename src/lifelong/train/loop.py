@@ -1,32 +1,40 @@
-"""The training loop: one task, one screen, a few named strategy hooks."""
+"""The training loop: one task, one screen, the strategy's hooks in the order they are called.
+
+The order is documented in :mod:`lifelong.strategies.base` and read here, top to bottom, in
+:func:`train_task`. Nothing in a step reads a value back from the device: the loss is checked for
+NaN/inf every ``check_every`` steps (and before every checkpoint and at the task's end) from losses
+kept on the device, and a diverged run stops within that many steps, naming the first bad step.
+"""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable
 
-import numpy as np
 import torch
-import torch.nn.functional as F
-from torch import nn
+from torch import Tensor, nn
 
 from ..errors import TrainingDiverged, UsageError
-from ..importance import masked_logits
-from ..scenarios import Task, TaskStream, batches
-from ..strategies import Strategy
+from ..scenarios import batches
+from ..strategies import Context, Strategy
 
 OPTIMIZERS = ("sgd", "adam")
 
 
 @dataclass(frozen=True)
 class TrainSettings:
+    """How each task is trained. ``iterations`` (optimizer steps per task) overrides ``epochs``;
+    ``seed`` derives the data order and the strategy's generator."""
+
     optimizer: str = "sgd"
     lr: float = 0.1
     momentum: float = 0.0
     batch_size: int = 128
     epochs: int = 1
-    iterations: int | None = None  # optimizer steps per task; overrides epochs when set
+    iterations: int | None = None
+    seed: int = 0
+    check_every: int = 50  # steps between reads of the loss from the device (NaN / inf check)
 
 
 def make_optimizer(model: nn.Module, s: TrainSettings) -> torch.optim.Optimizer:
@@ -38,86 +46,112 @@ def make_optimizer(model: nn.Module, s: TrainSettings) -> torch.optim.Optimizer:
     raise UsageError(f"unknown optimizer {s.optimizer!r}: choose one of {', '.join(OPTIMIZERS)}")
 
 
+def steps_per_epoch(ctx: Context, strategy: Strategy, s: TrainSettings) -> int:
+    tasks = strategy.training_tasks(ctx.stream, ctx.task_index)
+    return math.ceil(sum(len(t.train) for t in tasks) / s.batch_size)
+
+
 def train_task(
-    model: nn.Module,
-    stream: TaskStream,
-    i: int,
+    ctx: Context,
     strategy: Strategy,
     s: TrainSettings,
-    generator: torch.Generator,
-    bar=None,
+    order: torch.Generator,
     *,
-    opt: torch.optim.Optimizer | None = None,
+    bar=None,
     start_step: int = 0,
-    on_step: Callable[[int, torch.optim.Optimizer, torch.Tensor], None] | None = None,
+    checkpoint_every: int = 0,
+    on_checkpoint: Callable[[int, Tensor], None] | None = None,
 ) -> int:
-    """Train on task ``i`` of ``stream`` (on ``strategy.training_tasks`` data); returns the steps taken.
+    """Train ``ctx.task`` (on ``strategy.training_tasks`` data); returns the steps taken.
 
-    Resuming: pass the restored ``opt``, ``start_step`` and a ``generator`` in the state it had at the
-    start of that step's epoch; the epoch's order is drawn again and its first batches skipped.
-    ``on_step(step, opt, order_state)`` runs after every step with the generator state a resume needs.
+    ``ctx.optimizer`` is made fresh when None. Resuming: pass the restored optimizer in ``ctx``,
+    ``start_step`` and the ``order`` generator in the state it had at the start of that step's epoch;
+    the epoch's order is drawn again and its first batches skipped. Every ``checkpoint_every`` steps
+    ``on_checkpoint(step, order_state)`` gets the generator state a resume needs.
     """
-    tasks = strategy.training_tasks(stream, i)
-    masks = stream.mask_matrix()  # (T, n_outputs) bool, or None
-    active = stream.active_mask(i)  # class scenario, seen classes only: (n_outputs,) bool, else None
-    per_epoch = math.ceil(sum(len(t.train) for t in tasks) / s.batch_size)
+    model, tasks = ctx.model, strategy.training_tasks(ctx.stream, ctx.task_index)
+    per_epoch = steps_per_epoch(ctx, strategy, s)
     steps = s.iterations or s.epochs * per_epoch
-    opt = opt or make_optimizer(model, s)
+    opt = ctx.optimizer = ctx.optimizer or make_optimizer(model, s)
+    first_step = ctx.step - start_step  # the stream's step count when this task began
     if start_step == 0:
-        strategy.before_task(model, stream[i])
+        strategy.before_task(ctx)
     model.train()
+    watch = LossWatch(s.check_every, lambda step, loss: _diverged(ctx, strategy, s, step, loss))
     if bar is not None:
         bar.reset(total=steps)
         bar.update(start_step)
     step = start_step
     while step < steps:
         epoch, skip = divmod(step, per_epoch)
-        order_state = generator.get_state()  # this epoch's order is drawn from here
-        for x, y, t in batches(tasks, "train", batch_size=s.batch_size, shuffle=True, generator=generator, skip=skip):
-            loss = F.cross_entropy(masked_logits(model(x), active if masks is None else masks[t]), y)
-            if not torch.isfinite(loss):
-                raise TrainingDiverged(_diverged(stream[i], step, loss, strategy, s))
+        order_state = order.get_state()  # this epoch's order is drawn from here
+        for batch in batches(tasks, "train", batch_size=s.batch_size, shuffle=True, generator=order, skip=skip):
+            ctx.task_step, ctx.step = step, first_step + step
+            batch = strategy.prepare_batch(ctx, batch)  # replay: memory samples join the batch
+            logits = strategy.forward(ctx, batch.x, batch.task)  # (B, C)
+            loss = strategy.task_loss(ctx, batch, logits)  # cross-entropy over the live units
+            extra = strategy.extra_loss(ctx, batch, logits)  # distillation
+            if extra is not None:
+                loss = loss + extra
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            strategy.add_penalty_grad(model)  # p.grad += d penalty/dθ
-            strategy.before_step(model)
+            strategy.after_backward(ctx, batch)  # p.grad: the task-loss gradient alone
+            strategy.add_penalty_grad(ctx)  # p.grad += d penalty / dθ
+            strategy.before_step(ctx, batch)
             opt.step()
-            strategy.after_step(model)
+            strategy.after_step(ctx, batch)
             step += 1
+            watch.add(step - 1, loss)
             if bar is not None:
-                bar.update(1)
-                if step % 25 == 0 or step == steps:
-                    with torch.no_grad():
-                        penalty = strategy.penalty(model)
-                    pen = 0.0 if penalty is None else penalty.item()
-                    bar.set_postfix_str(f"epoch {epoch + 1} loss {loss.item():.4f} penalty {pen:.4f}", refresh=False)
-            if on_step is not None:  # at an epoch's end the next epoch draws from the current state
-                on_step(step, opt, generator.get_state() if step % per_epoch == 0 else order_state)
+                _show(bar, ctx, strategy, step, steps, epoch, loss)
+            if on_checkpoint is not None and checkpoint_every and step % checkpoint_every == 0:
+                watch.check()  # never save a diverged state
+                # at an epoch's end the next epoch draws from the current state
+                on_checkpoint(step, order.get_state() if step % per_epoch == 0 else order_state)
             if step >= steps:
                 break
+    watch.check()
+    ctx.task_step, ctx.step = step, first_step + step
     return step
 
 
-def _diverged(task: Task, step: int, loss, strategy: Strategy, s: TrainSettings) -> str:
-    return (
-        f"the loss became {loss.item()} at step {step + 1} of task "
-        f"{task.name!r}; likely cause: {strategy.divergence_hint(s.optimizer, s.lr)}"
+class LossWatch:
+    """Keeps each step's loss on the device and looks at them every ``every`` steps (one host read):
+    ``on_bad(step, loss)`` raises for the first non-finite one."""
+
+    def __init__(self, every: int, on_bad: Callable[[int, float], None]):
+        self.every, self.on_bad = max(1, every), on_bad
+        self.losses: list[Tensor] = []
+        self.first = 0
+
+    def add(self, step: int, loss: Tensor) -> None:
+        if not self.losses:
+            self.first = step
+        self.losses.append(loss.detach())
+        if len(self.losses) >= self.every:
+            self.check()
+
+    def check(self) -> None:
+        if not self.losses:
+            return
+        values, self.losses = torch.stack(self.losses), []
+        bad = ~torch.isfinite(values)
+        if bool(bad.any()):
+            k = int(bad.nonzero()[0, 0])
+            self.on_bad(self.first + k, float(values[k]))
+
+
+def _diverged(ctx: Context, strategy: Strategy, s: TrainSettings, step: int, loss: float) -> None:
+    raise TrainingDiverged(
+        f"the loss became {loss} at step {step + 1} of task {ctx.task.name!r}; "
+        f"likely cause: {strategy.divergence_hint(s.optimizer, s.lr)}"
     )
 
 
-@torch.no_grad()
-def evaluate(model: nn.Module, tasks: Sequence[Task], split: str = "test", batch_size: int = 1000,
-             active: torch.Tensor | None = None) -> np.ndarray:
-    """Accuracy on each task's ``split`` (fraction correct). (T,) Task-incremental: each task's mask;
-    otherwise ``active`` (the units live at this point of the stream), or every unit if None."""
-    was_training = model.training
-    model.eval()
-    acc = np.zeros(len(tasks))
-    for j, task in enumerate(tasks):
-        correct = 0
-        for x, y, _ in batches([task], split, batch_size=batch_size):
-            mask = task.mask if task.mask is not None else active
-            correct += int((masked_logits(model(x), mask).argmax(1) == y).sum())
-        acc[j] = correct / len(task.split(split))
-    model.train(was_training)
-    return acc
+def _show(bar, ctx: Context, strategy: Strategy, step: int, steps: int, epoch: int, loss: Tensor) -> None:
+    bar.update(1)
+    if step % 25 == 0 or step == steps:  # reads the device: only with a progress bar
+        with torch.no_grad():
+            penalty = strategy.penalty(ctx)
+        pen = 0.0 if penalty is None else penalty.item()
+        bar.set_postfix_str(f"epoch {epoch + 1} loss {loss.item():.4f} penalty {pen:.4f}", refresh=False)

@@ -5,9 +5,10 @@ A checkpoint holds everything a run needs to continue exactly where it stopped:
     model.<name>            model parameters and buffers
     optim.<i>.<key>         optimizer state tensors (Adam's step, exp_avg, exp_avg_sq, ...)
     strategy.<key>          the strategy's state_dict (Fisher sums and anchors, SI accumulators, ...)
-    rng.<name>              torch.Generator states (data order at the start of the current epoch)
+    rng.order, rng.strategy torch.Generator states (data order at the start of the current epoch; the
+                            strategy's generator: MC Fisher labels, replay sampling)
 
-and, as JSON under the header key ``lifelong``: the format version, the run config, the position in
+and, as JSON under the header key ``lifelong``: the format version, the run id and config, the position in
 the stream (task, epoch, step, batch), the accuracy-matrix rows so far, timings, and the optimizer's
 non-tensor state (param groups). Loading parses no code: safetensors is a flat header + raw bytes, so
 opening a checkpoint from someone else can't execute anything. The file is replaced atomically
@@ -23,10 +24,10 @@ from typing import Any, Mapping
 import torch
 from torch import Tensor, nn
 
-from ._io import atomic_write_bytes
-from .errors import UsageError
+from .._io import atomic_write_bytes
+from ..errors import UsageError
 
-FORMAT = 1
+FORMAT = 2  # 2: lifelong 0.2 (rng.strategy; strategy state of the new hooks). 1: lifelong 0.1
 HEADER_KEY = "lifelong"
 CHECKPOINT_FILE = "checkpoint.safetensors"
 
@@ -66,6 +67,11 @@ def load_checkpoint(path: str | Path) -> tuple[dict[str, Tensor], dict[str, Any]
             f"checkpoint {path} is corrupt or not a lifelong checkpoint ({_first_line(e)}); "
             "delete it to start the run again"
         ) from None
+    if meta.get("format") == 1:
+        raise CheckpointError(
+            f"checkpoint {path} was written by lifelong 0.1, whose strategy state this version does not read; "
+            "start the run again (lifelong run ... --overwrite)"
+        )
     if meta.get("format") != FORMAT:
         raise CheckpointError(f"checkpoint {path} has format {meta.get('format')!r}, this version reads {FORMAT}")
     return tensors, meta

@@ -1,9 +1,9 @@
 """Hyperparameter selection on a validation split, never on the test set: one parameter, one grid.
 
-``tune(cfg, "lam", [1, 10, 100])`` runs each value with ``cfg.val_fraction`` of every task's
+``tune(cfg, "lam", [1, 10, 100])`` runs each value of a config field or strategy setting with ``cfg.val_fraction`` of every task's
 training data held out, scores it by the final average accuracy on those held-out samples, then reruns
 the best value on the full training data (``val_fraction=0``) and reports its test accuracy. It is the
-one-method, one-seed case of :func:`lifelong.sweep.sweep` with selection, and shares its machinery:
+one-method, one-seed case of :func:`lifelong.experiments.sweep.sweep` with selection, and shares its machinery:
 finished runs are skipped when tuning again, and the final run's results.json records the selection.
 Folder layout::
 
@@ -19,9 +19,14 @@ import dataclasses
 from pathlib import Path
 from typing import Any, Sequence
 
+from ..errors import UsageError
+from ..strategies import registry
 from .config import RunConfig
-from .errors import UsageError
-from .sweep import _choose, _coerce, _error_of, _field_types, _fmt, _Index, _Job, _validated
+from .executor import Index, Job
+from .fields import coerce, run_fields
+from .grid import fmt, validated
+from .selection import choose
+from .sweep import error_of
 
 
 def tune(
@@ -33,31 +38,34 @@ def tune(
     quiet: bool = False,
     workers: int = 1,
 ) -> dict:
-    """Choose ``param`` (a RunConfig field) from ``grid`` on the validation split; return the summary
+    """Choose ``param`` (a RunConfig field or a setting of ``cfg.strategy``) from ``grid`` on the validation split; return the summary
     that is also written to ``OUT/tune.json``. Raises the run's error if the final run fails, or if
     every value of the grid failed."""
     if not grid:
         raise UsageError("--grid needs at least one value")
-    if param not in _field_types():
-        raise UsageError(f"--param {param!r} is not a config field: choose one of {', '.join(_field_types())}")
+    cfg = cfg.resolved()
+    settings = registry.setting_keys(cfg.strategy)
+    if param not in run_fields() and param not in settings:
+        raise UsageError(f"--param {param!r} is neither a config field nor a setting of {cfg.strategy}: choose one of "
+                         f"{', '.join([*settings, *run_fields()])}")
     if cfg.val_fraction <= 0:
         raise UsageError("tuning needs a validation split: pass --val-fraction > 0 (e.g. 0.1)")
-    values = list(dict.fromkeys(_coerce(param, v, f"--grid for --param {param}") for v in grid))
+    values = list(dict.fromkeys(coerce(param, v, f"--grid for --param {param}", cfg.strategy) for v in grid))
     base = Path(cfg.out) if cfg.out else Path("runs") / f"tune-{cfg.run_id()}-{param}"
-    spec = {"base": {k: v for k, v in cfg.to_dict().items() if k != "out"}, "grid": [{param: values}],
+    spec = {"base": {k: v for k, v in cfg.flat().items() if k != "out"}, "grid": [{param: values}],
             "seeds": [cfg.seed], "select": True, "tune": {"param": param}}
-    book = _Index(spec, base, workers, quiet)
+    book = Index(spec, base, workers, quiet)
 
     trials = []
     for value in values:  # all validated before anything runs
-        trial = dataclasses.replace(cfg, **{param: value}, out=str(base / f"trial-{param}-{_fmt(value)}"))
-        trials.append(_Job(_validated(lambda: trial, f"--param {param}={_fmt(value)}"), "validation", cfg.strategy,
-                           {param: value}))
-    finals = {value: _validated(lambda: dataclasses.replace(t.cfg, val_fraction=0.0, out=str(base / "final")),
-                                f"--param {param}={_fmt(value)}") for value, t in zip(values, trials)}
+        where = f"--param {param}={fmt(value)}"
+        trial = validated(lambda: _with(cfg, param, value, out=str(base / f"trial-{param}-{fmt(value)}")), where)
+        trials.append(Job(trial, "validation", cfg.strategy, {param: value}))
+    finals = {value: validated(lambda: dataclasses.replace(t.cfg, val_fraction=0.0, out=str(base / "final")),
+                               f"--param {param}={fmt(value)}") for value, t in zip(values, trials)}
     book.run(trials, overwrite)
 
-    choice = _choose(cfg.strategy, trials, [cfg.seed], cfg.val_fraction)
+    choice = choose(cfg.strategy, trials, [cfg.seed], cfg.val_fraction)
     book.selection.append(choice)
     summary = {
         "param": param,
@@ -67,28 +75,35 @@ def tune(
     }
     if choice["params"] is None:
         first = next(t for t in trials if t.status == "failed")
-        raise type(_error_of(first.outcome))(f"every value of --grid failed; {param}={_fmt(first.params[param])}: "
+        raise type(error_of(first.outcome))(f"every value of --grid failed; {param}={fmt(first.params[param])}: "
                                              f"{first.outcome['message']}")
     chosen = choice["params"][param]
-    final = _Job(finals[chosen], "final", cfg.strategy, {param: chosen}, selection=choice)
+    final = Job(finals[chosen], "final", cfg.strategy, {param: chosen}, selection=choice)
     book.run([final], overwrite=True)  # final/ holds the previous choice's run if the choice changed
     book.save()
     if final.status == "failed":
-        raise _error_of(final.outcome)
+        raise error_of(final.outcome)
     summary["chosen"] = chosen
     summary["final"] = {"run_id": final.id, "run_dir": final.cfg.out, "metrics": final.outcome["metrics"]}
-    from .report.files import write_json
+    from ..report.files import write_json
 
     write_json(base / "tune.json", summary)
     if not quiet:
         m = final.outcome["metrics"]
         bwt = m.get("backward_transfer")
-        print(f"chosen {param}={_fmt(chosen)}; test average accuracy {100 * m['average_accuracy']:.2f}%, "
+        print(f"chosen {param}={fmt(chosen)}; test average accuracy {100 * m['average_accuracy']:.2f}%, "
               f"BWT {'n/a' if bwt is None else f'{100 * bwt:+.2f}'} -> {base / 'tune.json'}")
     return summary
 
 
-def _trial(t: _Job, param: str) -> dict:
+def _with(cfg: RunConfig, param: str, value: Any, **changes: Any) -> RunConfig:
+    """``cfg`` with ``param`` (a config field or a setting) set to ``value``."""
+    if param in run_fields():
+        return dataclasses.replace(cfg, **{param: value}, **changes)
+    return dataclasses.replace(cfg, settings=registry.with_settings(cfg.strategy, cfg.settings, {param: value}), **changes)
+
+
+def _trial(t: Job, param: str) -> dict:
     d = {"value": t.params[param], "status": t.status,
          "val_average_accuracy": (t.outcome.get("val_metrics") or {}).get("average_accuracy"),
          "run_id": t.id, "run_dir": t.cfg.out}

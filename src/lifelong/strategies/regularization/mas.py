@@ -32,7 +32,7 @@ from typing import Iterable
 
 from torch import Tensor, nn
 
-from ..penalties import merge_decay
+from ...penalties import merge_decay
 from .base import Regularizer
 
 
@@ -42,15 +42,12 @@ class MAS(Regularizer):
 
     name = "mas"
 
-    hyperparameters = ("lam",)
-
     def consolidate(self, model: nn.Module, data: Iterable) -> dict[str, Tensor]:
         """Compute Ω_t at the current θ (= θ*) over ``data`` (x, (x,), (x, y) or (x, y, mask) batches),
         add it to Ω, move the anchor to θ, and return Ω_t."""
-        from ..importance import mas_importance
+        from ...importance import mas_importance
 
         omega = mas_importance(model, data)
         anchor = {n: p.detach() for n, p in model.named_parameters() if n in omega}
         self.state = merge_decay(self.state, omega, anchor, gamma=1.0)  # Ω ← Ω + Ω_t, θ̄ ← θ*_t
         return omega
-

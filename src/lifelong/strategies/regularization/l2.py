@@ -27,7 +27,7 @@ from typing import Iterable
 import torch
 from torch import Tensor, nn
 
-from ..penalties import empty_state, merge_decay
+from ...penalties import empty_state, merge_decay
 from .base import Regularizer
 
 
@@ -36,11 +36,12 @@ class L2(Regularizer):
 
     name = "l2"
 
-    hyperparameters = ("lam",)
-
     def consolidate(self, model: nn.Module, data: Iterable | None = None) -> dict[str, Tensor]:
         """Anchor at the current θ with Ω = 1 (``data`` is not needed) and return that Ω."""
         ones = {n: torch.ones_like(p) for n, p in model.named_parameters() if p.requires_grad}
         anchor = {n: p.detach() for n, p in model.named_parameters() if n in ones}
         self.state = merge_decay(empty_state(), ones, anchor, gamma=1.0)  # replaces: Ω = 1, θ̄ = θ*
         return ones
+
+    def after_task(self, ctx) -> None:
+        self.consolidate(ctx.model)

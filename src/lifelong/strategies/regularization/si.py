@@ -13,68 +13,70 @@ anchored at θ_end, and while learning the next tasks minimize
 
 So Zenke et al.'s strength c is our λ/2. The maths, the clipping and the sources are in
 :mod:`lifelong.importance.path`. Summed importance and newest anchor is
-:func:`lifelong.penalties.merge_decay` with γ = 1. ω is recovered from ``p.grad`` without a second
-backward pass, at O(parameters) per step.
+:func:`lifelong.penalties.merge_decay` with γ = 1. g is read from ``p.grad`` in ``after_backward``,
+before the loop adds the penalty's gradient: the task-loss gradient itself, with no second backward
+pass and no subtraction (which would lose precision in float32 at large λ), at O(parameters) per step.
 
 ξ: the default 0.1 is Hsu et al. 2018's ``damping_factor`` (GT-RIPL/Continual-Learning-Benchmark,
 ``agents/regularization.py``) and the authors' own value for permuted MNIST (the result file of
 ganguli-lab/pathint ``fig_permuted_mnist`` is named ``xi=0.1``); they used ξ = 1e-3 for split CIFAR.
 
-Use it in your own loop (the hooks in the loop's order)::
+Use it in your own loop (the hooks in the loop's order; ``model`` where the loop passes its context)::
 
     si = SI(lam=1.0)
-    loss = F.cross_entropy(model(x), y) + si.penalty(model)
+    loss = F.cross_entropy(model(x), y)              # the task loss alone
     opt.zero_grad(); loss.backward()
-    si.before_step(model); opt.step(); si.after_step(model)
+    si.after_backward(model, None)                   # g = p.grad, the task-loss gradient
+    si.add_penalty_grad(model)                       # p.grad += λ Ω (θ − θ̄)
+    opt.step(); si.after_step(model, None)           # ω ← ω − g Δθ
     ...
     si.consolidate(model)   # after each task
 """
 
 from __future__ import annotations
 
-import math
+from dataclasses import dataclass
 from typing import Iterable
 
 import torch
 from torch import Tensor, nn
 
-from ..errors import UsageError
-from ..importance.path import copy_tensors, si_consolidate, si_step, unregularized_grads
-from ..penalties import detach_params
-from ..scenarios import Task
-from .base import Regularizer
-
-
-def trainable(model: nn.Module) -> dict[str, Tensor]:
-    """The parameters an optimizer moves: ``{name: p}`` for ``p.requires_grad``."""
-    return {n: p for n, p in model.named_parameters() if p.requires_grad}
+from ...importance.path import copy_tensors, si_consolidate, si_step
+from ...penalties import detach_params
+from ..base import Context
+from ..settings import Settings, setting
+from .base import Regularizer, lam_setting, model_of, trainable
 
 
 class PathStrategy(Regularizer):
     """What SI and RWalk share: a quadratic penalty, and per step the task-loss gradient g and the
-    parameters θ before the optimizer step (kept only between ``before_step`` and ``after_step``).
+    parameters θ before the optimizer step (kept only between ``after_backward`` and ``after_step``).
 
     State is plain tensors, never updated in place, so a ``state_dict()`` taken earlier stays valid.
+    The set of trainable parameters may change between tasks (a layer frozen or unfrozen): running
+    tensors are (re)made for the parameters trainable when a task starts.
     """
 
     _buffers: tuple[str, ...] = ("step_grad", "step_theta")
 
-    def __init__(self, lam: float):
-        super().__init__(lam)
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
         self.step_grad: dict[str, Tensor] = {}  # g at the pending step's start
         self.step_theta: dict[str, Tensor] = {}  # θ at the pending step's start
 
     def _begin(self, model: nn.Module) -> None:
         """Set up the running tensors of a task, unless one is under way (so a resumed run keeps them)."""
 
-    def before_task(self, model: nn.Module, task: Task) -> None:
-        self._begin(model)
+    def before_task(self, ctx: Context) -> None:
+        self._begin(model_of(ctx))
 
-    def before_step(self, model: nn.Module) -> None:
-        """Remember g = p.grad − ∂P/∂θ and θ (one multi-tensor kernel each)."""
+    def after_backward(self, ctx: Context | nn.Module, batch=None) -> None:
+        """Remember g = p.grad (the task-loss gradient: the penalty's is not added yet) and θ, one
+        multi-tensor copy each; a trainable parameter without a gradient has g = 0."""
+        model = model_of(ctx)
         self._begin(model)
         params = trainable(model)
-        grads = unregularized_grads(params, self.state, self.lam)
+        grads = copy_tensors([p.grad if p.grad is not None else torch.zeros_like(p) for p in params.values()])
         theta = copy_tensors(list(params.values()))
         self.step_grad, self.step_theta = dict(zip(params, grads)), dict(zip(params, theta))
 
@@ -82,8 +84,8 @@ class PathStrategy(Regularizer):
         """Names, g and Δθ = θ_now − θ_before of the step just taken; clears the pending step."""
         if not self.step_theta:
             raise RuntimeError(
-                f"{self.name}: after_step without before_step; call strategy.before_step(model) after "
-                "backward and before optimizer.step()"
+                f"{self.name}: after_step without after_backward; call strategy.after_backward(...) after "
+                "the task loss's backward and before optimizer.step()"
             )
         names = list(self.step_theta)
         params = dict(model.named_parameters())
@@ -93,20 +95,23 @@ class PathStrategy(Regularizer):
         return names, grads, delta
 
 
+@dataclass(frozen=True)
+class SISettings(Settings):
+    lam: float = lam_setting()
+    xi: float = setting(0.1, flag="--xi", check=lambda v: v > 0, must="be > 0",
+                        help="SI damping ξ in Ω += ω / (Δθ² + ξ)")
+
+
 class SI(PathStrategy):
     """Synaptic Intelligence: λ/2 Σ_k Ω_k (θ_k − θ_end,k)², Ω the clipped sum over past tasks of
     ω/(Δ² + ξ) (Zenke et al. 2017, eqs. 3-5); ``xi`` is the damping ξ."""
 
     name = "si"
+    Settings = SISettings
     _buffers = ("omega", "start", *PathStrategy._buffers)
 
-    hyperparameters = ("lam", "xi")
-
-    def __init__(self, lam: float = 1.0, *, xi: float = 0.1):
-        super().__init__(lam)
-        if not (math.isfinite(xi) and xi > 0):
-            raise UsageError(f"SI xi (the damping) must be a finite number > 0, got {xi}")
-        self.xi = float(xi)
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
         self.omega: dict[str, Tensor] = {}  # running ω of the current task
         self.start: dict[str, Tensor] = {}  # θ at the current task's start
 
@@ -117,19 +122,25 @@ class SI(PathStrategy):
             self.start = detach_params(params)
             self.omega = {n: torch.zeros_like(p) for n, p in params.items()}
 
-    def after_step(self, model: nn.Module) -> None:
-        """ω ← ω − g Δθ (one multi-tensor kernel)."""
+    def after_step(self, ctx: Context | nn.Module, batch=None) -> None:
+        """ω ← ω − g Δθ (one multi-tensor kernel). A parameter that became trainable mid-task starts at ω = 0."""
+        model = model_of(ctx)
         names, grads, delta = self._take_step(model)
-        self.omega = dict(zip(names, si_step([self.omega[n] for n in names], grads, delta)))
+        params = dict(model.named_parameters())
+        for n in names:
+            if n not in self.omega:
+                self.omega[n] = torch.zeros_like(params[n])
+                self.start[n] = params[n].detach().clone()
+        self.omega = {**self.omega, **dict(zip(names, si_step([self.omega[n] for n in names], grads, delta)))}
 
     def consolidate(self, model: nn.Module, data: Iterable | None = None) -> dict[str, Tensor]:
         """End of a task: Ω ← max(0, Ω + ω/(Δ² + ξ)), anchor and next θ_start ← θ, ω ← 0. Returns the
-        task's ω."""
+        task's ω. Parameters frozen now keep what they earned while they were trainable."""
         self._begin(model)
-        end = detach_params(trainable(model))
+        params = dict(model.named_parameters())
+        end = {n: params[n].detach().clone() for n in self.omega}
         omega = self.omega
-        self.state = si_consolidate(self.state, omega, self.start, end, self.xi)
-        self.start = end
-        self.omega = {n: torch.zeros_like(w) for n, w in omega.items()}
+        self.state = si_consolidate(self.state, omega, self.start, end, self.settings.xi)
+        self.start, self.omega = {}, {}
+        self._begin(model)  # the next task starts from θ_end with the parameters trainable now
         return omega
-

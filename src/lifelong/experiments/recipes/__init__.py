@@ -2,7 +2,7 @@
 
 A recipe module provides ``NAME``, ``PUBLISHED``, ``configs(seeds, methods, scenarios, **overrides)``,
 ``compare_table(accuracies)`` and ``format_table(rows)``. ``reproduce`` runs the recipe's grid through
-:func:`lifelong.sweep.sweep` (so it is resumable: finished runs are skipped, and can use several
+:func:`lifelong.experiments.sweep.sweep` (so it is resumable: finished runs are skipped, and can use several
 worker processes), then prints our table beside the published one, cell by cell, with the difference.
 """
 
@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from .._io import atomic_write_json, atomic_write_text
-from ..errors import UsageError
+from ..._io import atomic_write_json, atomic_write_text
+from ...errors import UsageError
 from . import hsu2018
 
 RECIPES = {hsu2018.NAME: hsu2018}
@@ -31,6 +31,7 @@ def reproduce(
     **overrides,
 ) -> dict:
     """Run recipe ``name`` on ``seeds`` and return ``{"rows", "table", "out", "seconds", ...}``."""
+    from ..fields import run_fields
     from ..sweep import sweep
 
     if name not in RECIPES:
@@ -46,11 +47,12 @@ def reproduce(
             raise UsageError(f"recipe {name} has no scenario {s!r}: choose from {', '.join(recipe.SCENARIOS)}")
     overrides = {k: v for k, v in overrides.items() if v is not None}
     cfgs = recipe.configs(seeds, methods, scenarios, **overrides)
-    fixed = set(cfgs[0].to_dict()) - {"seed", "strategy", "scenario", "lam", "out"}
+    first = cfgs[0].flat()
+    own = {"seed", "strategy", "scenario", "out"}  # per grid entry (with the strategy's settings), or per seed
     spec = {
-        "base": {k: cfgs[0].to_dict()[k] for k in fixed},
+        "base": {k: v for k, v in first.items() if k in run_fields() and k not in own},
         "grid": [
-            {"strategy": c.strategy, "scenario": c.scenario, "lam": c.lam}
+            {k: v for k, v in c.flat().items() if k in ("strategy", "scenario") or k not in run_fields()}
             for c in cfgs if c.seed == cfgs[0].seed
         ],
         "seeds": list(seeds),

@@ -51,18 +51,24 @@ COEFFICIENTS: dict[str, dict[str, float]] = {
 
 BASE = dict(
     benchmark="split-mnist", tasks=5, pad=2, mean=0.1, std=0.2752, model="mlp", hidden=(400, 400),
-    epochs=4, batch_size=128, optimizer="adam", lr=1e-3, fisher="predicted", gamma=1.0, xi=0.1,
+    epochs=4, batch_size=128, optimizer="adam", lr=1e-3,
     class_units="seen",  # their --incremental_class: softmax over the classes seen so far (valid_out_dim)
 )
+# Settings of their methods besides the coefficient.
+SETTINGS: dict[str, dict] = {
+    "ewc": {"fisher": "predicted"},
+    "online-ewc": {"fisher": "predicted", "gamma": 1.0},
+    "si": {"xi": 0.1},
+}
 
 
 def config(method: str, scenario: str, seed: int, **overrides) -> RunConfig:
     """The RunConfig of one cell of Table 2 for one seed (λ = 2 × their coefficient)."""
-    fields = dict(BASE, strategy=method, scenario=scenario, seed=seed)
+    fields = dict(BASE, strategy=method, scenario=scenario, seed=seed, **SETTINGS.get(method, {}))
     if method in COEFFICIENTS:
         fields["lam"] = 2.0 * COEFFICIENTS[method][scenario]
     fields.update(overrides)
-    return RunConfig(**fields).resolved()
+    return RunConfig.from_flat(fields).resolved()
 
 
 def configs(seeds: Iterable[int], methods: Sequence[str] = tuple(PUBLISHED), scenarios: Sequence[str] = SCENARIOS, **overrides) -> list[RunConfig]:

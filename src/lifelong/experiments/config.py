@@ -1,0 +1,299 @@
+"""Run configuration: one validated dataclass that owns every default of a run, the strategy's
+settings nested inside it.
+
+A run writes its resolved config (``config.json``) before training starts; its id is a hash of the
+fields that change results, so the same experiment always gets the same id. Unknown keys are errors.
+In ``config.json`` the strategy is a name and the settings of its dataclass::
+
+    {"benchmark": "permuted-mnist", ..., "strategy": "ewc",
+     "settings": {"lam": 100.0, "fisher": "exact", "mc_samples": 1}, ...}
+
+and a composite's settings are keyed by part: ``"strategy": "ewc+l2", "settings": {"ewc": {...},
+"l2": {...}}``. Flat dicts (a sweep grid entry, ``RunConfig.from_flat``) may give settings as plain
+keys (``"lam": 10``; ``"ewc.lam"`` for one part of a composite). Folders written by lifelong 0.1 have a
+flat config (``"lam"`` beside ``"strategy"``, ``config_version`` absent): :func:`from_dict` reads it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from dataclasses import dataclass, fields
+from typing import Any, Mapping
+
+from ..errors import UsageError
+from ..models import MODELS
+from ..scenarios import DEFAULT_SPLIT_GROUPS as DEFAULT_GROUPS
+from ..scenarios import SCENARIOS
+from ..strategies import registry
+from ..train.device import check_device_name
+from ..train.loop import OPTIMIZERS, TrainSettings
+
+CONFIG_VERSION = 2
+
+# benchmark -> (data set, stream kind)
+BENCHMARKS = {
+    "permuted-mnist": ("mnist", "permuted"),
+    "rotated-mnist": ("mnist", "rotated"),
+    "split-mnist": ("mnist", "split"),
+    "permuted-fashion": ("fashion-mnist", "permuted"),
+    "rotated-fashion": ("fashion-mnist", "rotated"),
+    "split-fashion": ("fashion-mnist", "split"),
+}
+DEFAULT_TASKS = {"permuted": 10, "rotated": 5, "split": 5}
+MAX_PERMUTED_TASKS = 1000
+
+# Fields that do not change the numbers a run produces (up to floating-point rounding across devices
+# and thread counts): left out of the run id.
+NOT_IN_ID = ("data_dir", "download", "threads", "device", "out", "progress", "checkpoint_every")
+# Settings of version-1 (flat) configs, by the strategies that read them.
+LEGACY_SETTINGS = ("lam", "gamma", "fisher", "mc_samples", "xi", "alpha")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    benchmark: str = "permuted-mnist"
+    scenario: str | None = None  # default: domain for permuted/rotated, task for split
+    tasks: int | None = None  # default: 10 permuted, 5 rotated and split
+    angles: tuple[float, ...] | None = None  # rotated: degrees per task (default: evenly spaced in [0, 180))
+    split_groups: tuple[tuple[int, ...], ...] | None = None  # split: classes per task
+    class_units: str = "all"  # class scenario: softmax over "all" units, or those of tasks "seen" so far
+    strategy: str = "naive"
+    settings: Any = None  # the strategy's settings dataclass (default: its defaults)
+    pad: int = 0  # zero-pad images by this many pixels per side (Hsu et al. 2018: 2, to 32x32)
+    mean: float = 0.0  # then normalize: (x - mean) / std, x in [0, 1]
+    std: float = 1.0
+    model: str = "mlp"
+    hidden: tuple[int, ...] = (400, 400)
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    momentum: float = 0.0
+    batch_size: int = 128
+    epochs: int = 1
+    iterations: int | None = None
+    val_fraction: float = 0.0
+    seed: int = 0
+    device: str = "auto"
+    threads: int | None = None
+    data_dir: str | None = None
+    download: bool = True
+    out: str | None = None
+    progress: bool = False
+    checkpoint_every: int = 500  # optimizer steps between checkpoints (0: only at the end of each task)
+
+    def __post_init__(self) -> None:
+        """Lists from JSON become the tuples the fields are typed as (so configs compare and hash)."""
+        try:
+            for name, depth in (("hidden", 1), ("angles", 1), ("split_groups", 2)):
+                v = getattr(self, name)
+                if isinstance(v, (list, tuple)):
+                    cast = float if name == "angles" else int
+                    v = tuple(tuple(cast(c) for c in g) for g in v) if depth == 2 else tuple(cast(c) for c in v)
+                    object.__setattr__(self, name, v)
+        except (TypeError, ValueError) as e:
+            raise UsageError(f"config: {name} holds a value of the wrong type ({e})") from None
+
+    # ---- derived views -------------------------------------------------------------------------
+    @property
+    def dataset(self) -> str:
+        return BENCHMARKS[self.benchmark][0]
+
+    @property
+    def kind(self) -> str:
+        return BENCHMARKS[self.benchmark][1]
+
+    def train_settings(self) -> TrainSettings:
+        return TrainSettings(self.optimizer, self.lr, self.momentum, self.batch_size, self.epochs, self.iterations,
+                             self.seed)
+
+    def resolved(self) -> "RunConfig":
+        """Fill benchmark-dependent defaults and the strategy's default settings, then validate.
+        Idempotent."""
+        _check_choice("benchmark", self.benchmark, BENCHMARKS)
+        kind = BENCHMARKS[self.benchmark][1]
+        c = self
+        name = registry.check_name(c.strategy)
+        if name != c.strategy or c.settings is None:
+            c = dataclasses.replace(c, strategy=name, settings=c.settings or registry.default_settings(name))
+        if c.scenario is None:
+            c = dataclasses.replace(c, scenario="task" if kind == "split" else "domain")
+        if kind == "rotated" and c.angles is None:
+            n = c.tasks or DEFAULT_TASKS["rotated"]
+            c = dataclasses.replace(c, angles=tuple(round(180.0 * t / n, 6) for t in range(n)))
+        if kind == "split" and c.split_groups is None:
+            n = c.tasks or DEFAULT_TASKS["split"]
+            if not 1 <= n <= len(DEFAULT_GROUPS):
+                raise UsageError(
+                    f"split benchmarks have at most {len(DEFAULT_GROUPS)} tasks of 2 classes, got --tasks {n}; "
+                    "use --split-groups to choose other class groups"
+                )
+            c = dataclasses.replace(c, split_groups=DEFAULT_GROUPS[:n])
+        if c.tasks is None:
+            n = {"rotated": len(c.angles or ()), "split": len(c.split_groups or ())}.get(kind, DEFAULT_TASKS[kind])
+            c = dataclasses.replace(c, tasks=n)
+        c.validate()
+        if c.scenario != "class" and c.class_units != "all":
+            c = dataclasses.replace(c, class_units="all")  # only the class scenario has a choice of live units
+        return c
+
+    def validate(self) -> None:
+        _check_choice("benchmark", self.benchmark, BENCHMARKS)
+        _check_choice("scenario", self.scenario, SCENARIOS)
+        _check_settings(self.strategy, self.settings)
+        _check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        _check_choice("model", self.model, MODELS)
+        _check(self.tasks is not None and self.tasks >= 1, f"--tasks must be >= 1, got {self.tasks}")
+        if self.kind == "permuted":
+            _check(self.tasks <= MAX_PERMUTED_TASKS, f"--tasks must be <= {MAX_PERMUTED_TASKS} for permuted streams")
+        if self.kind == "rotated":
+            _check(
+                len(self.angles or ()) == self.tasks,
+                f"--tasks {self.tasks} does not match the {len(self.angles or ())} --angles given; drop one of them",
+            )
+            _check(all(math.isfinite(a) for a in self.angles), "--angles must be finite numbers of degrees")
+        if self.kind == "split":
+            groups = self.split_groups or ()
+            _check(len(groups) == self.tasks, f"--tasks {self.tasks} does not match the {len(groups)} --split-groups")
+            flat = [c for g in groups for c in g]
+            _check(all(len(g) > 0 for g in groups), "--split-groups: every group needs at least one class")
+            _check(len(set(flat)) == len(flat), f"--split-groups overlap: {_fmt_groups(groups)}; a class may be in one task only")
+            _check(all(0 <= c <= 9 for c in flat), "--split-groups: classes must be in 0..9")
+            if self.scenario == "domain":
+                _check(len({len(g) for g in groups}) == 1, "the domain scenario needs --split-groups of equal size")
+        _check(0 <= self.pad <= 64, f"--pad must be in 0..64, got {self.pad}")
+        _check(math.isfinite(self.mean), "--mean must be a finite number")
+        _check(math.isfinite(self.std) and self.std > 0, f"--std must be > 0, got {self.std:g}")
+        _check(len(self.hidden) >= 1 and all(h >= 1 for h in self.hidden), f"--hidden must be positive widths like 400,400, got {self.hidden}")
+        _check(math.isfinite(self.lr) and self.lr > 0, f"--lr must be > 0, got {self.lr:g}")
+        _check(math.isfinite(self.momentum) and 0 <= self.momentum < 1, f"--momentum must be in [0, 1), got {self.momentum:g}")
+        _check(self.batch_size >= 1, f"--batch-size must be >= 1, got {self.batch_size}")
+        _check(self.epochs >= 1, f"--epochs must be >= 1, got {self.epochs}")
+        _check(self.iterations is None or self.iterations >= 1, f"--iterations must be >= 1, got {self.iterations}")
+        _check(0.0 <= self.val_fraction < 1.0, f"--val-fraction must be in [0, 1), got {self.val_fraction:g}")
+        _check(self.threads is None or self.threads >= 1, f"--threads must be >= 1, got {self.threads}")
+        _check(self.seed >= 0, f"--seed must be >= 0, got {self.seed}")
+        _check_choice("class-units", self.class_units, ("all", "seen"))
+        _check(self.checkpoint_every >= 0, f"--checkpoint-every must be >= 0, got {self.checkpoint_every}")
+        _check(isinstance(self.device, str), "--device must be a device name like cpu or cuda:0")
+        check_device_name(self.device)
+
+    # ---- serialization -------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {}
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if f.name == "settings":
+                v = None if v is None else registry.settings_dict(self.strategy, v)
+            elif f.name in ("hidden", "angles") and v is not None:
+                v = list(v)
+            elif f.name == "split_groups" and v is not None:
+                v = [list(g) for g in v]
+            d[f.name] = v
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], where: str = "config") -> "RunConfig":
+        """A config from its ``to_dict`` form (or a version-1 flat one, see the module docstring)."""
+        if not isinstance(d, Mapping):
+            raise UsageError(f"{where} must be a JSON object of config fields, got {type(d).__name__}")
+        d = dict(d)
+        d.pop("config_version", None)
+        if "settings" not in d and any(k in d for k in LEGACY_SETTINGS):
+            d = _from_legacy(d)
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise UsageError(f"{where}: unknown config keys: {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+        strategy = registry.check_name(d.get("strategy", "naive"))
+        d["strategy"] = strategy
+        d["settings"] = registry.settings_from(strategy, d.get("settings"), f"{where}: settings")
+        return cls(**d)
+
+    @classmethod
+    def from_flat(cls, values: Mapping[str, Any], where: str = "") -> "RunConfig":
+        """A config from one flat mapping of run fields and strategy settings (``{"strategy": "ewc",
+        "lam": 10, "lr": 0.01}``; a composite's parts as ``"ewc.lam"``). Settings not given take the
+        strategy's defaults; a setting the strategy does not have is a UsageError."""
+        run_keys = {f.name for f in fields(cls)} - {"settings"}
+        run = {k: v for k, v in values.items() if k in run_keys}
+        given = {k: v for k, v in values.items() if k not in run_keys and k != "settings"}
+        strategy = registry.check_name(run.get("strategy", "naive"))
+        base = values.get("settings")
+        if base is None:
+            base = registry.default_settings(strategy)
+        elif isinstance(base, Mapping):
+            base = registry.settings_from(strategy, base, f"{where}settings")
+        settings = registry.with_settings(strategy, base, given, where)
+        return cls(**{**run, "strategy": strategy, "settings": settings})
+
+    @classmethod
+    def make(cls, **values: Any) -> "RunConfig":
+        """``RunConfig.make(strategy="ewc", lam=10, lr=0.01)``: :meth:`from_flat` with keywords."""
+        return cls.from_flat(values)
+
+    def replace(self, **changes: Any) -> "RunConfig":
+        """This config with run fields and strategy settings changed (``cfg.replace(lam=10, seed=1)``);
+        with a new ``strategy``, settings not given take that strategy's defaults."""
+        run = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "settings"}
+        same = registry.check_name(changes.get("strategy", self.strategy)) == registry.check_name(self.strategy)
+        settings = {"settings": self.settings} if same and self.settings is not None else {}
+        return RunConfig.from_flat({**run, **settings, **changes})
+
+    def flat(self) -> dict[str, Any]:
+        """``to_dict`` with the settings spread out as keys (``lam``, or ``ewc.lam`` in a composite):
+        the form sweeps vary and compare labels show."""
+        d = self.to_dict()
+        settings = d.pop("settings") or {}
+        if "+" in self.strategy:
+            for part, values in settings.items():
+                d.update({f"{part}.{k}": v for k, v in values.items()})
+        else:
+            d.update(settings)
+        return d
+
+    def run_id(self) -> str:
+        """``<benchmark>-<strategy>-<12 hex>``: a hash of every field that changes the results."""
+        d = {k: v for k, v in self.resolved().to_dict().items() if k not in NOT_IN_ID}
+        digest = hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
+        return f"{self.benchmark}-{self.strategy}-{digest}"
+
+
+def _from_legacy(d: dict[str, Any]) -> dict[str, Any]:
+    """A version-1 flat config: settings spread as keys, and those of other strategies present too
+    (reset to their defaults). Keep the ones the strategy has."""
+    d = dict(d)
+    legacy = {k: d.pop(k) for k in LEGACY_SETTINGS if k in d}
+    strategy = registry.check_name(d.get("strategy", "naive"))
+    own = registry.setting_keys(strategy)
+    d["settings"] = registry.settings_dict(
+        strategy, registry.with_settings(strategy, registry.default_settings(strategy),
+                                         {k: v for k, v in legacy.items() if k in own}))
+    return d
+
+
+def _check_settings(strategy: str, settings: Any) -> None:
+    registry.check_name(strategy)
+    expected = type(registry.default_settings(strategy))
+    if type(settings) is not expected:
+        raise UsageError(f"settings of {strategy} must be a {expected.__name__}, got {type(settings).__name__}")
+    if isinstance(settings, registry.ComposeSettings):
+        for part, s in zip(registry.parts(strategy), settings.parts):
+            cls = registry.STRATEGIES[part].Settings
+            if type(s) is not cls:
+                raise UsageError(f"settings of {part} in {strategy} must be a {cls.__name__}, got {type(s).__name__}")
+
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise UsageError(message)
+
+
+def _check_choice(what: str, value, choices) -> None:
+    if value not in choices:
+        raise UsageError(f"unknown {what} {value!r}: choose one of {', '.join(choices)}")
+
+
+def _fmt_groups(groups) -> str:
+    return "/".join(",".join(str(c) for c in g) for g in groups)

@@ -1,0 +1,198 @@
+"""Running a sweep's jobs: each a run folder, in this process or a pool of worker processes, with the
+sweep's index (``sweep.json``) rewritten after every run.
+
+A job whose folder already holds its ``results.json`` (same run id) is skipped, so running an
+interrupted sweep again continues where it stopped; a folder with ``config.json`` but no
+``results.json`` is run again (resuming is a run's own business, see :mod:`lifelong.experiments.runs`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import multiprocessing
+import os
+import time
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+
+from ..errors import LifelongError, UsageError
+from .config import RunConfig
+from .grid import label
+
+
+@dataclasses.dataclass
+class Job:
+    cfg: RunConfig  # resolved, out set
+    phase: str  # "run" (plain sweep), "validation" or "final" (selection)
+    method: str = ""
+    params: dict = dataclasses.field(default_factory=dict)
+    selection: dict | None = None  # written into results.json under "selection" (final runs)
+    status: str = "pending"
+    outcome: dict = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.id = self.cfg.run_id()  # computed once: the index is rewritten after every run
+        self.config = self.cfg.to_dict()
+
+    def record(self, root: Path) -> dict:
+        try:
+            run_dir = Path(self.cfg.out).relative_to(root).as_posix()
+        except ValueError:
+            run_dir = str(self.cfg.out)
+        rec = {"id": self.id, "phase": self.phase, "method": self.method, "strategy": self.cfg.strategy,
+               "params": self.params, "seed": self.cfg.seed, "run_dir": run_dir, "status": self.status}
+        if self.status == "failed":
+            rec["message"] = self.outcome.get("message")
+        if self.status == "done":
+            rec["seconds"] = self.outcome.get("seconds")
+        if self.phase != "validation" and self.outcome.get("metrics") is not None:
+            rec["metrics"] = self.outcome["metrics"]  # validation runs: only validation numbers are kept here
+        if self.outcome.get("val_metrics") is not None:
+            rec["val_metrics"] = self.outcome["val_metrics"]
+        rec["config"] = self.config
+        return rec
+
+
+def summary(results: Mapping) -> dict:
+    return {"metrics": results.get("metrics"), "val_metrics": results.get("val_metrics")}
+
+
+def run_job(cfg: RunConfig, threads: int | None) -> dict:
+    """Run one config (in this process or a worker); never raises for a failing run."""
+    if threads is not None and cfg.threads is None:
+        import torch
+
+        torch.set_num_threads(threads)
+    t0 = time.perf_counter()
+    try:
+        import importlib
+
+        run = importlib.import_module("lifelong.experiments.runs").run  # looked up at call time: tests patch it
+        results = run(cfg, overwrite=True)
+        return {"status": "done", "seconds": round(time.perf_counter() - t0, 3), **summary(results)}
+    except LifelongError as e:
+        return {"status": "failed", "error": type(e).__name__, "message": str(e)}
+    except Exception as e:  # noqa: BLE001 - one broken run must not stop the others; the message says what
+        return {"status": "failed", "error": type(e).__name__, "message": f"{type(e).__name__}: {e}"}
+
+
+def finished(job: Job) -> dict | None:
+    """The results of a finished run of ``job`` in its folder, or None."""
+    try:
+        results = json.loads((Path(job.cfg.out) / "results.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    return results if results.get("run_id") == job.id else None
+
+
+def check_folders(jobs: Sequence[Job], overwrite: bool) -> None:
+    """Refuse, before anything runs, a run folder that holds a different run (unless ``overwrite``)."""
+    if overwrite:
+        return
+    for job in jobs:
+        previous = Path(job.cfg.out) / "config.json"
+        try:
+            old = json.loads(previous.read_text()).get("run_id")
+        except (OSError, json.JSONDecodeError, AttributeError):
+            continue
+        if old != job.id:
+            raise UsageError(f"{job.cfg.out} holds another run ({old}); choose another --out or pass --overwrite")
+
+
+def write_selection(job: Job, results: dict | None = None) -> None:
+    """Put ``job.selection`` into its results.json (atomically), unless it is there already."""
+    if job.selection is None:
+        return
+    from ..report.files import to_jsonable, write_json
+
+    path = Path(job.cfg.out) / "results.json"
+    results = results if results is not None else json.loads(path.read_text())
+    if results.get("selection") != to_jsonable(job.selection):
+        write_json(path, {**results, "selection": job.selection})
+
+
+class Index:
+    """The jobs of a sweep and their statuses; ``run(jobs)`` runs them and rewrites ``sweep.json``."""
+
+    def __init__(self, spec: dict, root: Path, workers: int, quiet: bool):
+        self.spec, self.root, self.workers, self.quiet = spec, root, workers, quiet
+        self.jobs: list[Job] = []
+        self.selection: list[dict] | None = [] if spec.get("select") else None
+
+    def as_dict(self) -> dict:
+        counts = {s: sum(j.status == s for j in self.jobs) for s in ("done", "skipped", "failed", "pending")}
+        d = {"spec": self.spec, "out": str(self.root), "workers": self.workers, "counts": counts,
+             "failed": [j.id for j in self.jobs if j.status == "failed"],
+             "runs": [j.record(self.root) for j in self.jobs]}
+        if self.selection is not None:
+            d["selection"] = self.selection
+        return d
+
+    def save(self) -> None:
+        from ..report.files import write_json
+
+        write_json(self.root / "sweep.json", self.as_dict())
+
+    def run(self, jobs: Sequence[Job], overwrite: bool) -> None:
+        """Run the jobs not finished before: in this process, or ``workers`` spawned processes."""
+        check_folders(jobs, overwrite)
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise UsageError(
+                f"cannot create the sweep folder {self.root}: {e.strerror}; choose another --out"
+            ) from None
+        self.jobs.extend(jobs)
+        todo = []
+        for job in jobs:
+            results = finished(job)
+            if results is None:
+                todo.append(job)
+            else:
+                write_selection(job, results)
+                self._finish(job, {"status": "skipped", **summary(results)})
+        self.save()
+        n_proc = min(self.workers, len(todo))
+        if n_proc <= 1:
+            for job in todo:
+                self._finish(job, run_job(job.cfg, None))
+            return
+        # PyTorch's OpenMP threads spin while they wait: N processes using all cores each stall one another.
+        threads = max(1, (os.cpu_count() or 1) // n_proc)
+        with ProcessPoolExecutor(n_proc, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = {pool.submit(run_job, dataclasses.replace(j.cfg, progress=False), threads): j for j in todo}
+            try:
+                for future in as_completed(futures):
+                    try:
+                        outcome = future.result()
+                    except Exception as e:  # noqa: BLE001 - the worker process died (killed, out of memory)
+                        outcome = {"status": "failed", "error": type(e).__name__,
+                                   "message": f"worker process failed: {e!r}"}
+                    self._finish(futures[future], outcome)
+            except BaseException:
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
+
+    def _finish(self, job: Job, outcome: dict) -> None:
+        job.status, job.outcome = outcome["status"], outcome
+        if job.status == "done":
+            write_selection(job)
+        if job.status != "skipped":
+            self.save()
+        if self.quiet:
+            return
+        k = sum(j.status != "pending" for j in self.jobs)
+        what = f"{job.cfg.strategy}{' ' + label(job.params) if job.params else ''} seed={job.cfg.seed}"
+        if job.status == "failed":
+            detail = f"FAILED: {outcome['message']}"
+        else:
+            metrics = outcome.get("val_metrics") if job.phase == "validation" else outcome.get("metrics")
+            acc = (metrics or {}).get("average_accuracy")
+            name = "validation" if job.phase == "validation" else "test"
+            detail = f"{name} average accuracy {'n/a' if acc is None else f'{100 * acc:.2f}%'}"
+            detail += " (finished before)" if job.status == "skipped" else ""
+        print(f"[{k}/{len(self.jobs)}] {job.status:<7} {what}: {detail}  -> {job.cfg.out}", flush=True)
+
+

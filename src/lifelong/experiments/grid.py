@@ -1,0 +1,187 @@
+"""Sweep specs: the grid of strategies × settings × seeds a sweep runs, normalized and expanded.
+
+A spec (a JSON file, or built by ``lifelong sweep --strategies ... --set ...``)::
+
+    {"base":  {"benchmark": "split-mnist", "tasks": 3},       config fields shared by every run
+     "grid":  [{"strategy": "ewc", "lam": [10, 100]},   one entry per method: a list-valued key is a
+               {"strategy": "naive"}],                          set of alternatives (cross product), a scalar is fixed
+     "seeds": [0, 1, 2],                                        every point of the grid runs on every seed
+     "select": false}                                           true: choose each method's values on validation
+
+Keys are RunConfig fields or settings of the entry's strategy (``lam``; ``ewc.lam`` for one part of a
+composite); a strategy setting in ``base`` applies to the entries whose strategy has it. For a key
+whose value is itself a list (``hidden``, ``angles``, ``split_groups``), alternatives are a list of
+such values, ``"hidden": [[100], [400, 400]]``; a flat ``"hidden": [400, 400]`` is one value. Unknown
+keys and bad values are errors, raised for every expanded config before any run starts.
+
+>>> from lifelong.experiments.grid import expand
+>>> [(c.strategy, c.lr, c.seed) for c in expand({"grid": [{"strategy": "naive", "lr": [0.1, 0.01]}], "seeds": [0, 1]})]
+[('naive', 0.1, 0), ('naive', 0.1, 1), ('naive', 0.01, 0), ('naive', 0.01, 1)]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import itertools
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Callable
+
+from ..errors import UsageError
+from ..strategies import registry
+from .config import RunConfig
+from .fields import SET_BY_SWEEP, applies_to, coerce, depth, key_type, run_fields, setting_names, value_depth
+
+SPEC_KEYS = ("base", "grid", "seeds", "select")
+
+
+def load_spec(path: str | os.PathLike) -> dict:
+    """Read a JSON spec file and return it normalized (see :func:`normalize_spec`)."""
+    try:
+        text = Path(path).read_text()
+    except OSError as e:
+        raise UsageError(f"cannot read the sweep spec {path}: {e.strerror}") from None
+    try:
+        spec = json.loads(text)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise UsageError(f"the sweep spec {path} is not valid JSON: {e}") from None
+    return normalize_spec(spec, where=str(path))
+
+
+def _entry_strategy(entry: Mapping, base: Mapping, where: str) -> str:
+    name = entry.get("strategy", base.get("strategy", RunConfig.strategy))
+    if not isinstance(name, str):
+        raise UsageError(f"{where}: strategy must be a name like \"ewc\", got {json.dumps(name)}")
+    return registry.check_name(name)
+
+
+def check_key(key: str, strategy: str, where: str) -> None:
+    """A UsageError unless ``key`` is a config field or a setting of ``strategy``."""
+    if key in run_fields() or key in registry.setting_keys(strategy):
+        return
+    if key.split(".")[-1] in setting_names():
+        registry.check_setting_key(strategy, key, f"{where}: ")  # says which strategies have it
+    raise UsageError(f"{where}: unknown config key {key!r} (config fields: {', '.join(run_fields())}; settings of "
+                     f"{strategy}: {', '.join(registry.setting_keys(strategy)) or 'none'})")
+
+
+def split_entry(entry: Mapping, where: str, strategy: str) -> tuple[dict, dict]:
+    """A grid entry -> (fixed values, {key: [alternatives]}), each value coerced to its key's type."""
+    fixed, varied = {}, {}
+    for key, value in entry.items():
+        if key in SET_BY_SWEEP:
+            raise UsageError(f"{where}: {key!r} cannot be set in the grid: {SET_BY_SWEEP[key]}")
+        if key != "strategy" and key not in run_fields():
+            check_key(key, strategy, where)
+        tp = key_type(key, strategy)
+        if isinstance(value, list) and value_depth(value) == (depth(tp) if tp is not None else 0) + 1:
+            if not value:
+                raise UsageError(f"{where}: {key} has an empty list of values; give at least one")
+            varied[key] = [coerce(key, v, where, strategy) for v in value]
+        else:
+            fixed[key] = coerce(key, value, where, strategy)
+    return fixed, varied
+
+
+def normalize_spec(spec: Mapping, where: str = "sweep spec") -> dict:
+    """Check a spec's shape and coerce its values to their keys' types; returns a plain dict with
+    every key present (``seeds`` defaults to the base's seed, ``grid`` to one point: the base)."""
+    if not isinstance(spec, Mapping):
+        raise UsageError(f"{where} must be a JSON object with keys {', '.join(SPEC_KEYS)}")
+    unknown = sorted(set(spec) - set(SPEC_KEYS))
+    if unknown:
+        raise UsageError(f"{where}: unknown keys {', '.join(unknown)} (known: {', '.join(SPEC_KEYS)})")
+    base = spec.get("base") or {}
+    if not isinstance(base, Mapping):
+        raise UsageError(f"{where}: 'base' must be an object of config fields")
+    base = {k: coerce(k, v, f"{where}, base") for k, v in base.items()}
+    if "out" in base:
+        raise UsageError(f"{where}, base: 'out' is set by the sweep (each run goes to DIR/runs/<run id>)")
+    grid = spec.get("grid", [{}])
+    if not isinstance(grid, list) or not grid or not all(isinstance(e, Mapping) for e in grid):
+        raise UsageError(f"{where}: 'grid' must be a non-empty list of objects, e.g. [{{\"strategy\": \"naive\"}}]")
+    # an entry whose strategy is a list of alternatives is one entry per strategy (each has its own settings)
+    grid = [{**e, "strategy": s} if isinstance(e.get("strategy"), list) else dict(e)
+            for e in grid for s in (e["strategy"] if isinstance(e.get("strategy"), list) else [None])]
+    for i, entry in enumerate(grid):
+        w = f"{where}, grid entry {i + 1}"
+        split_entry(entry, w, _entry_strategy(entry, base, w))  # raises on bad entries
+    seeds = spec.get("seeds")
+    if seeds is None:
+        seeds = [base.pop("seed", RunConfig.seed)]
+    elif "seed" in base:
+        raise UsageError(f"{where}: give either base.seed or 'seeds', not both")
+    if not isinstance(seeds, list) or not seeds:
+        raise UsageError(f"{where}: 'seeds' must be a non-empty list of integers like [0, 1, 2]")
+    seeds = list(dict.fromkeys(coerce("seed", s, f"{where}, seeds") for s in seeds))
+    select = spec.get("select", False)
+    if not isinstance(select, bool):
+        raise UsageError(f"{where}: 'select' must be true or false")
+    from ..report.files import to_jsonable
+
+    return to_jsonable({"base": base, "grid": [dict(e) for e in grid], "seeds": seeds, "select": select})
+
+
+@dataclasses.dataclass(frozen=True)
+class Point:
+    cfg: RunConfig  # resolved; out not set
+    entry: int  # index of the grid entry
+    params: dict  # the values of the entry's list-valued keys at this point
+
+
+def label(params: Mapping) -> str:
+    return " ".join(f"{k}={fmt(v)}" for k, v in params.items())
+
+
+def fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:g}"
+    if isinstance(v, (list, tuple)):
+        return ("/" if v and isinstance(v[0], (list, tuple)) else ",").join(fmt(x) for x in v)
+    return str(v)
+
+
+def points(spec: dict) -> list[Point]:
+    """Every (grid point, seed) of a normalized spec, validated; duplicates (same run id) dropped."""
+    combos = []
+    for i, entry in enumerate(spec["grid"]):
+        where = f"grid entry {i + 1}"
+        strategy = _entry_strategy(entry, spec["base"], where)
+        fixed, varied = split_entry(entry, where, strategy)
+        base = {k: v for k, v in spec["base"].items() if k in run_fields() or applies_to(k, strategy)}
+        for values in itertools.product(*varied.values()):
+            combos.append((i, {**base, **fixed, "strategy": strategy}, dict(zip(varied, values))))
+    n = len(combos) * len(spec["seeds"])
+    out, seen, k = [], set(), 0
+    for i, fixed, params in combos:
+        for seed in spec["seeds"]:
+            k += 1
+            d = {**fixed, **params, "seed": seed}
+            where = f"sweep run {k} of {n} (grid entry {i + 1}{', ' + label(params) if params else ''}, seed {seed})"
+            cfg = validated(lambda: RunConfig.from_flat(d), where)
+            if cfg.run_id() not in seen:
+                seen.add(cfg.run_id())
+                out.append(Point(cfg, i, params))
+    return out
+
+
+def validated(make: Callable[[], RunConfig], where: str) -> RunConfig:
+    try:
+        return make().resolved()
+    except UsageError as e:
+        raise UsageError(f"{where}: {e}") from None
+    except (TypeError, ValueError) as e:
+        raise UsageError(f"{where}: invalid value ({e})") from None
+
+
+def expand(spec: Mapping) -> list[RunConfig]:
+    """The resolved, validated configs a spec describes, in order: grid entries, their cross products,
+    then seeds innermost. Raises UsageError for the first invalid one (saying which)."""
+    return [p.cfg for p in points(normalize_spec(spec))]
+
+
+def spec_id(spec: Mapping) -> str:
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]

@@ -1,0 +1,159 @@
+"""Sweeps: a grid over strategies × hyperparameters × seeds, resumable, optionally in parallel, with
+hyperparameter selection on a validation split held out of the training data (never the test set).
+
+The spec (strategies, settings, seeds) is described in :mod:`lifelong.experiments.grid`; jobs run
+through :mod:`lifelong.experiments.executor`, selection is :mod:`lifelong.experiments.selection`.
+Sweep folder::
+
+    DIR/sweep.json            the spec and every run: id, phase, config, status (pending/done/skipped/failed)
+    DIR/runs/<run id>/        one run folder each (see lifelong.experiments.runs)
+    DIR/validation/<run id>/  with selection: the runs that scored each candidate on the validation split
+    DIR/selection.json        with selection: the candidates, their validation scores and the choice
+
+A run whose ``results.json`` exists is skipped, so running an interrupted sweep again continues where it
+stopped; a folder with ``config.json`` but no ``results.json`` is run again from scratch.
+
+Selection (``select``): for each grid entry and strategy (a "method"), every candidate (a combination of
+the entry's list-valued fields) runs on every seed with ``val_fraction`` of each task's training data held
+out (the base's value, or 0.1 if it is 0). The score of a candidate is the mean over seeds of its final
+validation average accuracy (``val_metrics.average_accuracy`` in results.json); a candidate that failed on
+any seed is out; ties go to the first in grid order. The chosen config then runs with ``val_fraction=0``
+on every seed, and its results.json gets a ``selection`` key saying what was chosen and on what.
+
+>>> from lifelong.experiments.grid import expand
+>>> [(c.strategy, c.lr, c.seed) for c in expand({"grid": [{"strategy": "naive", "lr": [0.1, 0.01]}], "seeds": [0, 1]})]
+[('naive', 0.1, 0), ('naive', 0.1, 1), ('naive', 0.01, 0), ('naive', 0.01, 1)]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from .. import errors
+from ..errors import LifelongError, UsageError
+from .config import RunConfig
+from .executor import Index, Job
+from .grid import Point, label, load_spec, normalize_spec, points, spec_id, split_entry, validated
+from .selection import DEFAULT_VAL_FRACTION, SCORE, choose
+
+__all__ = ["sweep"]
+
+
+def sweep(
+    spec: Mapping | str | os.PathLike,
+    out: str | os.PathLike | None = None,
+    *,
+    workers: int = 1,
+    select: bool | None = None,
+    overwrite: bool = False,
+    quiet: bool = False,
+) -> dict:
+    """Run every config of ``spec`` (a dict or a JSON file) into ``out``; return the sweep index.
+
+    ``out`` defaults to ``sweeps/sweep-<hash of the spec>``. ``workers`` > 1 runs that many spawned
+    processes, each with ``cpu_count // workers`` PyTorch threads unless the config sets ``threads``.
+    ``select`` (default: the spec's ``select``) first chooses each method's hyperparameters on a
+    validation split (see the module docstring). A failing run is recorded (``status: failed`` with its
+    message; its id in ``index["failed"]``) and does not stop the others. The index is also written to
+    ``out/sweep.json``, after every run. ``overwrite``: reuse run folders that hold other runs.
+    """
+    spec = load_spec(spec) if isinstance(spec, (str, os.PathLike)) else normalize_spec(spec)
+    if select is not None:
+        spec["select"] = bool(select)
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise UsageError(f"--workers must be >= 1, got {workers}")
+    pts = points(spec)  # every config is validated before anything is created
+    root = Path(out) if out is not None else Path("sweeps") / f"sweep-{spec_id(spec)}"
+    methods: dict[tuple[int, str], list[Point]] = {}  # a method: a grid entry's strategy
+    for p in pts:
+        methods.setdefault((p.entry, p.cfg.strategy), []).append(p)
+    names = _method_names(spec, methods)
+
+    def job(cfg: RunConfig, phase: str, p: Point, folder: str) -> Job:
+        if workers > 1:
+            cfg = dataclasses.replace(cfg, progress=False)
+        cfg = dataclasses.replace(cfg, out=str(root / folder / cfg.run_id()))
+        return Job(cfg, phase, names[(p.entry, p.cfg.strategy)], p.params)
+
+    book = Index(spec, root, workers, quiet)
+    if not spec["select"]:
+        book.run([job(p.cfg, "run", p, "runs") for p in pts], overwrite)
+        return _done(book)
+
+    # Selection. Both variants of every candidate (split held out, then not) are validated up front.
+    if any("val_fraction" in p.params for p in pts):
+        raise UsageError("val_fraction cannot be varied in a sweep with selection: it sets the validation split")
+    val_jobs, finals = [], {}
+    for key, pts in methods.items():
+        several = len({json.dumps(p.params, sort_keys=True) for p in pts}) > 1
+        for p in pts:
+            where = f"{names[key]} {label(p.params)} seed {p.cfg.seed}"
+            vf = p.cfg.val_fraction or DEFAULT_VAL_FRACTION
+            val_cfg = validated(lambda: dataclasses.replace(p.cfg, val_fraction=vf), where)
+            finals[id(p)] = validated(lambda: dataclasses.replace(p.cfg, val_fraction=0.0), where)
+            if several:  # a single candidate needs no validation runs
+                val_jobs.append(job(val_cfg, "validation", p, "validation"))
+    if not quiet:
+        print(f"sweep: selecting on validation; {len(val_jobs)} validation runs -> {root}", flush=True)
+    book.run(val_jobs, overwrite)
+
+    final_jobs: list[Job] = []
+    for key, pts in methods.items():
+        name = names[key]
+        vjobs = [j for j in val_jobs if j.method == name]
+        vf = pts[0].cfg.val_fraction or DEFAULT_VAL_FRACTION
+        if vjobs:
+            choice = choose(name, vjobs, spec["seeds"], vf)
+        else:
+            choice = {"method": name, "params": pts[0].params, "scored_on": None,
+                      "note": "one candidate: nothing to select, no validation runs", "candidates": []}
+        book.selection.append(choice)
+        if not quiet:
+            chosen = label(choice["params"]) or "(fixed)" if choice["params"] is not None else "none: all failed"
+            print(f"selected for {name}: {chosen}", flush=True)
+        for p in pts:
+            if choice["params"] is not None and p.params == choice["params"]:
+                j = job(finals[id(p)], "final", p, "runs")
+                j.selection = choice
+                if all(j.id != f.id for f in final_jobs):
+                    final_jobs.append(j)
+    from ..report.files import write_json
+
+    write_json(root / "selection.json", {"scored_on": "validation", "score": SCORE, "seeds": spec["seeds"],
+                                         "methods": book.selection})
+    book.run(final_jobs, overwrite)
+    return _done(book)
+
+
+def _done(book: Index) -> dict:
+    book.save()
+    result = book.as_dict()
+    if not book.quiet:
+        c = result["counts"]
+        print(f"sweep: {c['done']} run, {c['skipped']} finished before, {c['failed']} failed -> "
+              f"{book.root / 'sweep.json'}; compare with `lifelong compare {book.root}`", flush=True)
+    return result
+
+
+def _method_names(spec: dict, methods: Mapping[tuple[int, str], list[Point]]) -> dict[tuple[int, str], str]:
+    """A name per (grid entry, strategy): the strategy, plus the entry's fixed values where two methods
+    would otherwise share a name."""
+    names = {key: key[1] for key in methods}
+    taken = [n for n in names.values()]
+    for key in methods:
+        if taken.count(key[1]) > 1:
+            fixed, _ = split_entry(spec["grid"][key[0]], "grid", key[1])
+            fixed.pop("strategy", None)
+            names[key] = f"{key[1]} ({label(fixed) or f'grid entry {key[0] + 1}'})"
+    return names
+
+
+def error_of(outcome: Mapping) -> LifelongError:
+    """The error a failed run's outcome describes, as its LifelongError type (for callers that raise)."""
+    kind = getattr(errors, str(outcome.get("error")), None)
+    kind = kind if isinstance(kind, type) and issubclass(kind, LifelongError) else LifelongError
+    return kind(outcome.get("message") or "the run failed")

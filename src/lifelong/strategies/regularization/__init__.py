@@ -1,0 +1,13 @@
+"""The regularization family: one quadratic penalty, importances computed and merged per method."""
+
+from .base import LambdaSettings, Regularizer, model_of, trainable
+from .ewc import EWC, EWCSettings, OnlineEWC, OnlineEWCSettings
+from .l2 import L2
+from .mas import MAS
+from .rwalk import RWalk, RWalkSettings
+from .si import SI, PathStrategy, SISettings
+
+__all__ = [
+    "EWC", "EWCSettings", "L2", "LambdaSettings", "MAS", "OnlineEWC", "OnlineEWCSettings", "PathStrategy",
+    "RWalk", "RWalkSettings", "Regularizer", "SI", "SISettings", "model_of", "trainable",
+]

@@ -1,0 +1,90 @@
+"""Elastic Weight Consolidation (Kirkpatrick et al. 2017, PNAS, eq. 3) and online EWC
+(Schwarz et al. 2018, "Progress & Compress", eq. 8).
+
+After task A, keep θ*_A and the diagonal Fisher F_A; while learning B minimize
+
+    L_B(θ) + λ/2 Σ_i F_A,i (θ_i − θ*_A,i)²                                   (Kirkpatrick eq. 3)
+
+- ``EWC`` (separate): one penalty per past task, Σ_t λ/2 Σ_i F_t,i (θ_i − θ*_t,i)², carried exactly as
+  one quadratic (see :func:`lifelong.penalties.merge_sum`), so memory stays constant in T.
+- ``OnlineEWC``: one running Fisher, F ← γ F + F_t, anchored at the newest θ* (Schwarz eq. 8).
+
+Use it in your own loop::
+
+    ewc = EWC(lam=100.0)
+    loss = F.cross_entropy(model(x), y) + ewc.penalty(model)
+    ...
+    ewc.consolidate(model, loader)   # after each task; loader yields (x, y) batches
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable
+
+import torch
+from torch import Tensor, nn
+
+from ...importance import FISHER_KINDS
+from ...penalties import merge_decay, merge_sum
+from ..base import Context
+from ..settings import Settings, setting
+from .base import Regularizer, lam_setting
+
+
+@dataclass(frozen=True)
+class EWCSettings(Settings):
+    lam: float = lam_setting()
+    fisher: str = setting("exact", flag="--fisher", choices=FISHER_KINDS,
+                          help="Fisher diagonal: empirical (true labels), predicted (argmax label), exact (expectation "
+                               "over the model's classes) or mc (labels sampled from the model)")
+    mc_samples: int = setting(1, flag="--mc-samples", check=lambda v: v >= 1, must="be >= 1", maximum=10_000,
+                              help="labels sampled per input for --fisher mc")
+
+
+@dataclass(frozen=True)
+class OnlineEWCSettings(EWCSettings):
+    gamma: float = setting(1.0, flag="--gamma", check=lambda v: 0.0 < v <= 1.0, must="be in (0, 1]",
+                           help="online EWC decay γ in (0, 1]: F ← γF + F_t")
+
+
+class EWC(Regularizer):
+    """Separate EWC: λ/2 Σ_t Σ_i F_t,i (θ_i − θ*_t,i)², with ``fisher`` one of
+    "empirical", "predicted", "exact" (default) or "mc" (see :mod:`lifelong.importance.fisher`)."""
+
+    name = "ewc"
+    Settings = EWCSettings
+    importance_symbol = "F"
+
+    def __init__(self, *args, generator: torch.Generator | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Labels of the MC Fisher when consolidate() is called without a generator (your own loop);
+        # in lifelong's loop the context's generator is used, and saved with the run.
+        self.generator = generator if generator is not None else torch.Generator().manual_seed(0)
+
+    def consolidate(self, model: nn.Module, data: Iterable, *, generator: torch.Generator | None = None) -> dict[str, Tensor]:
+        """Compute the Fisher at the current θ (= θ*) over ``data`` ((x, y) or (x, y, mask) batches),
+        merge it into the penalty, and return it."""
+        from ...importance import fisher_diag
+
+        s = self.settings
+        fisher = fisher_diag(model, data, s.fisher, generator=generator or self.generator, mc_samples=s.mc_samples)
+        anchor = {n: p.detach() for n, p in model.named_parameters() if n in fisher}
+        self.state = self._merge(fisher, anchor)
+        return fisher
+
+    def after_task(self, ctx: Context) -> None:
+        self.consolidate(ctx.model, ctx.task_batches(), generator=ctx.generator)
+
+    def _merge(self, fisher, anchor):
+        return merge_sum(self.state, fisher, anchor)
+
+
+class OnlineEWC(EWC):
+    """Online EWC: F ← γ F + F_t, anchor θ* of the newest task (Schwarz et al. 2018, eq. 8)."""
+
+    name = "online-ewc"
+    Settings = OnlineEWCSettings
+
+    def _merge(self, fisher, anchor):
+        return merge_decay(self.state, fisher, anchor, self.settings.gamma)

@@ -1,0 +1,71 @@
+"""Devices: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"`` to a torch.device, with a
+one-line error when the device is not there; peak memory of a run on it."""
+
+from __future__ import annotations
+
+import resource
+import sys
+
+import torch
+
+from ..errors import UsageError
+
+DEVICES = ("auto", "cpu", "cuda", "cuda:N", "mps")
+
+
+def check_device_name(spec: str) -> None:
+    """A UsageError unless ``spec`` has the form of a device name (whether it is present is checked when
+    a run starts, by :func:`resolve_device`)."""
+    s = str(spec).strip().lower()
+    if s in ("auto", "cpu", "cuda", "mps") or (s.startswith("cuda:") and s[5:].isdigit()):
+        return
+    raise UsageError(f"unknown device {spec!r}: choose one of {', '.join(DEVICES)}")
+
+
+def resolve_device(spec: str | torch.device | None = "auto") -> torch.device:
+    """The device ``spec`` names. ``auto``: the first CUDA GPU if there is one, else the CPU (never
+    MPS, whose kernels do not all match the CPU's; ask for it by name)."""
+    if isinstance(spec, torch.device):
+        spec = str(spec)
+    spec = (spec or "auto").strip().lower()
+    if spec == "auto":
+        return torch.device("cuda:0") if torch.cuda.is_available() else torch.device("cpu")
+    if spec == "cpu":
+        return torch.device("cpu")
+    if spec == "mps":
+        if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+            raise UsageError("--device mps: this machine has no MPS (Apple GPU) backend; use --device cpu")
+        return torch.device("mps")
+    if spec == "cuda" or spec.startswith("cuda:"):
+        index = 0
+        if spec != "cuda":
+            tail = spec.split(":", 1)[1]
+            if not tail.isdigit():
+                raise UsageError(f"--device {spec}: expected cuda:N with N a GPU index, e.g. cuda:0")
+            index = int(tail)
+        if not torch.cuda.is_available():
+            raise UsageError(f"--device {spec}: no CUDA GPU is available here (torch {torch.__version__}, "
+                             f"CUDA build: {torch.version.cuda or 'none'}); use --device cpu")
+        if index >= torch.cuda.device_count():
+            raise UsageError(f"--device {spec}: this machine has {torch.cuda.device_count()} CUDA GPU(s), "
+                             f"indices 0..{torch.cuda.device_count() - 1}")
+        return torch.device("cuda", index)
+    raise UsageError(f"unknown device {spec!r}: choose one of {', '.join(DEVICES)}")
+
+
+def reset_peak_memory(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def peak_device_memory(device: torch.device) -> int | None:
+    """Peak bytes allocated on a CUDA device since the last reset; None on other devices."""
+    if device.type == "cuda":
+        return int(torch.cuda.max_memory_allocated(device))
+    return None
+
+
+def peak_rss_bytes() -> int:
+    """Peak resident memory of this process (ru_maxrss is KiB on Linux, bytes on macOS)."""
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(rss if sys.platform == "darwin" else rss * 1024)

@@ -1,0 +1,174 @@
+"""A whole stream: train task after task, fill the accuracy matrix. No files, no command-line config.
+
+``run_stream(model, stream, strategy, settings)`` is what ``lifelong run``, the Python API and the
+integrations share. Saving is the caller's business: ``on_checkpoint(tensors, meta)`` receives, at the
+end of every task and every ``checkpoint_every`` steps, everything a resumed run needs (model,
+optimizer, strategy state, generators, progress), and ``resume=(tensors, meta)`` continues from one.
+
+R[0] is measured before any training, R[i] after task i (see :mod:`lifelong.eval.metrics`).
+"""
+
+from __future__ import annotations
+
+import platform
+import sys
+import time
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from .._version import __version__
+from ..models import count_parameters
+from ..models.heads import Heads
+from ..scenarios import TaskStream, derived_generator
+from ..strategies import Context, Strategy
+from .checkpoint import load_model_state, load_optimizer_state, optimizer_tensors, split_prefix, with_prefix
+from .device import peak_device_memory, peak_rss_bytes, reset_peak_memory, resolve_device
+from .loop import TrainSettings, make_optimizer, train_task
+
+Checkpoint = Callable[[dict[str, Tensor], dict[str, Any]], None]
+
+CLASS_IL_FWT = ("undefined in the class-incremental scenario: before task j is trained its classes' output units "
+                "have never been trained (with --class-units seen they are not even live), so R[j-1][j] reflects "
+                "the random initialization alone")
+
+
+def run_stream(
+    model: nn.Module,
+    stream: TaskStream,
+    strategy: Strategy,
+    settings: TrainSettings = TrainSettings(),
+    *,
+    device: str | torch.device = "auto",
+    checkpoint: Checkpoint | None = None,
+    checkpoint_every: int = 0,
+    resume: tuple[dict[str, Tensor], dict[str, Any]] | None = None,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Train ``model`` on each task of ``stream`` in turn with ``strategy``; return the results (accuracy
+    matrix, metrics, timings, memory). The model, the data (uint8), the strategy's state and the
+    optimizer live on ``device``; the model is moved there."""
+    from ..eval import evaluate, summarize
+
+    device = resolve_device(device)
+    reset_peak_memory(device)
+    model.to(device)
+    data = stream.to(device)
+    ctx = Context(model, Heads.of(stream).to(device), device, derived_generator(settings.seed, "strategy"), data,
+                  batch_size=settings.batch_size)
+    order = derived_generator(settings.seed, "order")
+    T, has_val = len(stream), stream[0].val is not None
+    P = {  # progress: everything besides tensors that a resumed run needs (JSON)
+        "task": 0, "step": 0, "partial_train_seconds": 0.0, "elapsed_seconds": 0.0, "steps_per_task": [],
+        "R": np.zeros((T + 1, T)).tolist(), "R_val": np.zeros((T + 1, T)).tolist() if has_val else None,
+        "timings": {"train_seconds": [], "after_task_seconds": [], "eval_seconds": []},
+    }
+    if resume is not None:
+        tensors, meta = resume
+        P = meta["progress"]
+        load_model_state(model, split_prefix(tensors, "model"))
+        strategy.load_state_dict({k: v.to(device) for k, v in split_prefix(tensors, "strategy").items()})
+        order.set_state(tensors["rng.order"])
+        ctx.generator.set_state(tensors["rng.strategy"])
+        if P["step"] > 0:
+            ctx.optimizer = make_optimizer(model, settings)
+            load_optimizer_state(ctx.optimizer, split_prefix(tensors, "optim"), meta["optimizer"])
+    started = time.perf_counter() - P["elapsed_seconds"]
+
+    def measure(row: int) -> float:
+        t0 = time.perf_counter()
+        P["R"][row] = evaluate(ctx, data.tasks, strategy=strategy, split="test", upto=row - 1).tolist()
+        if has_val:
+            P["R_val"][row] = evaluate(ctx, data.tasks, strategy=strategy, split="val", upto=row - 1).tolist()
+        return time.perf_counter() - t0
+
+    def save(order_state: Tensor) -> None:
+        if checkpoint is None:
+            return
+        P["elapsed_seconds"] = time.perf_counter() - started
+        tensors = {**with_prefix(model.state_dict(), "model"), **with_prefix(strategy.state_dict(), "strategy"),
+                   "rng.order": order_state, "rng.strategy": ctx.generator.get_state()}
+        meta: dict[str, Any] = {"progress": P}
+        if ctx.optimizer is not None:
+            opt_t, meta["optimizer"] = optimizer_tensors(ctx.optimizer)
+            tensors.update(with_prefix(opt_t, "optim"))
+        checkpoint(tensors, meta)
+
+    if resume is None:
+        measure(0)
+    bar = _progress_bar() if progress else None
+    for i in range(P["task"], T):
+        ctx.task, ctx.task_index = data[i], i
+        ctx.step = sum(P["steps_per_task"]) + P["step"]
+        if bar is not None:
+            bar.set_description(f"task {i + 1}/{T} {data[i].name}")
+        t0, before = time.perf_counter(), P["partial_train_seconds"]  # time spent on this task before a resume
+
+        def on_checkpoint(step: int, order_state: Tensor) -> None:
+            P.update(step=step, partial_train_seconds=before + time.perf_counter() - t0)
+            save(order_state)
+
+        n = train_task(ctx, strategy, settings, order, bar=bar, start_step=P["step"], checkpoint_every=checkpoint_every,
+                       on_checkpoint=on_checkpoint)
+        t1 = time.perf_counter()
+        strategy.after_task(ctx)
+        t2 = time.perf_counter()
+        P["timings"]["train_seconds"].append(before + t1 - t0)
+        P["timings"]["after_task_seconds"].append(t2 - t1)
+        P["timings"]["eval_seconds"].append(measure(i + 1))
+        P["steps_per_task"].append(n)
+        P.update(task=i + 1, step=0, partial_train_seconds=0.0)
+        ctx.optimizer = None  # a fresh optimizer per task
+        save(order.get_state())
+    if bar is not None:
+        bar.close()
+    return _results(stream, strategy, model, settings, device, P, time.perf_counter() - started, summarize)
+
+
+def _results(stream, strategy, model, settings, device, P, total_seconds, summarize) -> dict[str, Any]:
+    results: dict[str, Any] = {
+        "benchmark": stream.name,
+        "scenario": stream.scenario,
+        "strategy": strategy.name,
+        "task_names": stream.task_names,
+        "accuracy_matrix": P["R"],
+        "metrics": summarize(np.array(P["R"])),
+    }
+    if P["R_val"] is not None:
+        results["val_accuracy_matrix"] = P["R_val"]
+        results["val_metrics"] = summarize(np.array(P["R_val"]))
+    if stream.scenario == "class":  # a number that measures the initialization is not reported
+        for key in ("metrics", "val_metrics"):
+            if key in results:
+                results[key]["forward_transfer"] = None
+        results["undefined_metrics"] = {"forward_transfer": CLASS_IL_FWT}
+    results.update(
+        steps_per_task=P["steps_per_task"],
+        timings={**P["timings"], "total_seconds": total_seconds},
+        device=str(device),
+        peak_memory_bytes=peak_rss_bytes(),
+        peak_device_memory_bytes=peak_device_memory(device),
+        n_parameters=count_parameters(model),
+        seed=settings.seed,
+        threads=torch.get_num_threads(),
+        versions=versions(),
+    )
+    return results
+
+
+def _progress_bar():
+    from tqdm.auto import tqdm
+
+    return tqdm(total=None, unit="step", dynamic_ncols=True, leave=False, file=sys.stderr)
+
+
+def versions() -> dict[str, str]:
+    return {
+        "lifelong": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "platform": platform.platform(),
+    }
