@@ -175,3 +175,28 @@ def test_docstring_examples():
 
     result = doctest.testmod(compare_module)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_compare_reads_folders_of_lifelong_0_1_beside_new_ones(tmp_path):
+    import shutil
+
+    shutil.copytree(Path(__file__).parent / "data" / "legacy-v1", tmp_path / "old")
+    main(["run", "--benchmark", "split-mnist", "--tasks", "2", "--strategy", "ewc", "--lambda", "10", "--iterations", "3",
+          "--hidden", "8", "--threads", "1", "--no-progress", "--data-dir", str(Path(__file__).parent / "data" / "mnist-tiny"),
+          "--no-download", "--out", str(tmp_path / "new")])
+    table = compare([tmp_path], write=False, quiet=True)
+    labels = sorted(r["label"] for r in table["rows"])
+    assert len(labels) == 2 and all(label.startswith("ewc") for label in labels)
+    assert any("lam=50" in label for label in labels) and any("lam=10" in label for label in labels)
+
+
+def test_compare_leaves_forward_transfer_out_of_class_incremental_runs(tmp_path):
+    TINY = str(Path(__file__).parent / "data" / "mnist-tiny")
+    for seed in (0, 1):
+        main(["run", "--benchmark", "split-mnist", "--tasks", "2", "--scenario", "class", "--iterations", "2",
+              "--seed", str(seed), "--hidden", "8", "--threads", "1", "--no-progress", "--data-dir", TINY, "--no-download",
+              "--out", str(tmp_path / f"c{seed}")])
+    table = compare([tmp_path], write=False, quiet=True)
+    assert "forward_transfer" not in table["metrics"] and any("undefined" in n for n in table["notes"])
+    chosen = compare([tmp_path], write=False, quiet=True, metrics=["average_accuracy", "forward_transfer"])
+    assert chosen["rows"][0]["values"]["forward_transfer"]["n"] == 0  # asked for: shown as n/a

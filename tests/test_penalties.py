@@ -167,3 +167,65 @@ def test_add_quadratic_grad_matches_autograd_in_float64():
     _, g = value_and_grad(lambda p: quadratic_penalty(p, state, 5.0), rand_params(31))
     for n in SHAPES:
         torch.testing.assert_close(theta[n].grad, g[n] + 0.25, rtol=1e-14, atol=1e-14)
+
+
+# ---- parameters that are frozen, newly trainable or reshaped between tasks -------------------------
+
+
+def _separate(terms, params, lam=1.0):
+    """Σ_t λ/2 Σ F_t (θ − θ*_t)² over the parameters each term names: the reference."""
+    return sum(0.5 * lam * sum((f[n] * (params[n] - a[n]) ** 2).sum() for n in f) for f, a in terms)
+
+
+@pytest.mark.parametrize("merge", ["sum", "decay"])
+def test_a_parameter_missing_from_the_new_importance_keeps_its_old_term(merge):
+    """Frozen in task 2, so it has no new importance: its task-1 term must stay in the penalty."""
+    f1, a1 = rand_importance(1), rand_params(2)
+    f2 = {n: v for n, v in rand_importance(3).items() if n != "w1"}  # w1 frozen in task 2
+    a2 = {n: v for n, v in rand_params(4).items() if n != "w1"}
+    s1 = merge_sum(empty_state(), f1, a1)
+    theta = rand_params(5)
+    if merge == "sum":
+        merged, terms = merge_sum(s1, f2, a2), [(f1, a1), (f2, a2)]
+    else:  # online: γΩ + F at the newest anchor; w1 keeps γ·F1 at its old anchor
+        g = 0.5
+        merged = merge_decay(s1, f2, a2, g)
+        terms = [({"w1": g * f1["w1"]}, a1), ({n: g * f1[n] + f2[n] for n in f2}, a2)]
+    assert set(merged["importance"]) == set(SHAPES)
+    torch.testing.assert_close(quadratic_penalty(theta, merged, 1.0), _separate(terms, theta), rtol=1e-12, atol=0)
+
+
+def test_a_newly_trainable_parameter_joins_the_penalty():
+    f1 = {n: v for n, v in rand_importance(1).items() if n != "b1"}  # b1 frozen in task 1
+    a1 = {n: v for n, v in rand_params(2).items() if n != "b1"}
+    f2, a2 = rand_importance(3), rand_params(4)
+    merged = merge_sum(merge_sum(empty_state(), f1, a1), f2, a2)
+    theta = rand_params(5)
+    torch.testing.assert_close(quadratic_penalty(theta, merged, 2.0), _separate([(f1, a1), (f2, a2)], theta, 2.0),
+                               rtol=1e-12, atol=0)
+
+
+def test_a_parameter_that_changed_shape_is_named():
+    from lifelong.errors import UsageError
+    from lifelong.penalties import add_quadratic_grad_
+
+    state = merge_sum(empty_state(), rand_importance(1), rand_params(2))
+    wide = {**rand_importance(3), "w2": torch.ones(3, 5, dtype=torch.float64)}
+    for merge in (lambda: merge_sum(state, wide, {**rand_params(4), "w2": torch.ones(3, 5)}),
+                  lambda: merge_decay(state, wide, {**rand_params(4), "w2": torch.ones(3, 5)}, 1.0)):
+        with pytest.raises(UsageError, match=r"'w2' has shape \(3, 5\) now but \(2, 5\)"):
+            merge()
+    theta = {**rand_params(5), "w2": torch.zeros(3, 5, dtype=torch.float64, requires_grad=True)}
+    with pytest.raises(UsageError, match=r"parameter 'w2' has shape \(3, 5\) but its penalty was built for \(2, 5\)"):
+        quadratic_penalty(theta, state, 1.0)
+    with pytest.raises(UsageError, match="'w2'"):
+        add_quadratic_grad_(theta, state, 1.0)
+
+
+def test_the_closed_form_gradient_leaves_frozen_parameters_alone():
+    from lifelong.penalties import add_quadratic_grad_
+
+    state = merge_sum(empty_state(), rand_importance(1), rand_params(2))
+    theta = {n: p.clone().requires_grad_(n != "w1") for n, p in rand_params(3).items()}
+    add_quadratic_grad_(theta, state, 1.0)
+    assert theta["w1"].grad is None and theta["b1"].grad is not None

@@ -67,6 +67,37 @@ def test_sigkill_mid_task_then_resume_gives_the_same_matrix_to_the_last_bit(tmp_
     assert not (out / CHECKPOINT_FILE).exists()  # removed once results.json is written
 
 
+def interrupted_then_resumed(tmp_path, monkeypatch, device: str):
+    """A run stopped (KeyboardInterrupt) right after a mid-task checkpoint of its second task, then
+    resumed with ``lifelong run --resume``; returns (uninterrupted results, resumed results)."""
+    import lifelong.experiments.runs as runs_module
+
+    args = ["run", "--benchmark", "permuted-mnist", "--tasks", "2", "--strategy", "ewc+si", "--iterations", "30",
+            "--checkpoint-every", "10", "--device", device, *FAST]
+    whole = main([*args, "--out", str(tmp_path / "whole")])
+    real, saves = runs_module.save_checkpoint, []
+
+    def save_then_stop(path, tensors, meta):
+        real(path, tensors, meta)
+        saves.append(meta["progress"])
+        if meta["progress"]["task"] == 1 and meta["progress"]["step"] == 20:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(runs_module, "save_checkpoint", save_then_stop)
+    out = tmp_path / "cut"
+    with pytest.raises(KeyboardInterrupt):
+        main([*args, "--out", str(out)])
+    monkeypatch.setattr(runs_module, "save_checkpoint", real)
+    assert not (out / "results.json").exists() and saves[-1]["step"] == 20
+    return whole, main(["run", "--resume", str(out), "--no-progress", "--threads", "1"])
+
+
+def test_an_interrupted_run_resumes_to_the_same_matrix_in_process(tmp_path, monkeypatch):
+    whole, resumed = interrupted_then_resumed(tmp_path, monkeypatch, "cpu")
+    assert resumed["accuracy_matrix"] == whole["accuracy_matrix"]
+    assert resumed["steps_per_task"] == whole["steps_per_task"] == [30, 30]
+
+
 def test_resume_refuses_a_different_config_and_names_the_keys(tmp_path, capsys):
     out = tmp_path / "r"
     main(["run", "--benchmark", "split-mnist", "--tasks", "2", "--out", str(out), *FAST])
@@ -262,3 +293,36 @@ def test_loop_fast_penalty_gradient_equals_autograd_of_the_penalty(name):
     loss.backward()
     for a, p in zip(fast, model.parameters()):
         torch.testing.assert_close(a, p.grad, rtol=1e-5, atol=1e-7)  # float32: summation order differs
+
+
+LEGACY = Path(__file__).parent / "data" / "legacy-v1"
+
+
+def test_folders_of_lifelong_0_1_are_read_finished_runs_return_their_results(tmp_path):
+    """A 0.1 config is flat: every strategy's settings beside the run's. It reads as the nested form,
+    keeping the settings of its own strategy; a finished run resumes to its results.json."""
+    import shutil
+
+    from lifelong.strategies.regularization import EWCSettings
+
+    saved = json.loads((LEGACY / "config.json").read_text())
+    assert "settings" not in saved and saved["lam"] == 50.0 and saved["xi"] == 0.1  # really the old layout
+    saved.pop("run_id")
+    cfg = RunConfig.from_dict(saved).resolved()
+    assert cfg.strategy == "ewc" and cfg.settings == EWCSettings(lam=50.0, fisher="exact", mc_samples=1)
+    run = tmp_path / "old"
+    shutil.copytree(LEGACY, run)
+    (run / "checkpoint.safetensors").unlink()
+    res = main(["run", "--resume", str(run), "--no-progress"])
+    assert res["accuracy_matrix"] == json.loads((LEGACY / "results.json").read_text())["accuracy_matrix"]
+
+
+def test_folders_of_lifelong_0_1_with_a_checkpoint_say_they_cannot_continue(tmp_path, capsys):
+    import shutil
+
+    run = tmp_path / "old"
+    shutil.copytree(LEGACY, run)
+    (run / "results.json").unlink()
+    assert console_main(["run", "--resume", str(run), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "written by lifelong 0.1" in err and "--overwrite" in err and err.count("\n") == 1

@@ -123,3 +123,36 @@ def test_ewc_forgets_less_than_fine_tuning_and_joint_is_the_ceiling():
     assert first_task_end["ewc"] > first_task_end["naive"] + 0.03
     assert R["ewc"][-1].mean() > R["naive"][-1].mean()
     assert R["joint"][-1].mean() > R["naive"][-1].mean()
+
+
+@pytest.mark.parametrize("name", ["ewc", "online-ewc", "si", "mas", "rwalk", "l2", "ewc+si"])
+def test_frozen_parameters_stay_put_through_the_loop(name, stream):
+    """A layer frozen by the user (requires_grad=False) is never moved, through tasks and penalties;
+    the strategies that keep running sums (SI, RWalk) handle it; unfreezing it later works too."""
+    from lifelong.models import mlp
+    from lifelong.strategies import build_strategy
+    from lifelong.train import TrainSettings, run_stream
+
+    torch.manual_seed(0)
+    model = mlp(784, (16,), 10)
+    model[1].weight.requires_grad_(False)
+    frozen = model[1].weight.detach().clone()
+    strategy = build_strategy(name)
+    run_stream(model, stream, strategy, TrainSettings("adam", 1e-2, iterations=4), device="cpu")
+    assert torch.equal(model[1].weight, frozen) and model[1].weight.grad is None
+    model[1].weight.requires_grad_(True)  # unfrozen: the next tasks train it and penalize it
+    run_stream(model, stream, strategy, TrainSettings("adam", 1e-2, iterations=4), device="cpu")
+    assert not torch.equal(model[1].weight, frozen)
+
+
+def test_forward_transfer_is_not_reported_in_the_class_incremental_scenario(tmp_path):
+    from lifelong.cli import main
+
+    res = main(["run", "--benchmark", "split-mnist", "--tasks", "2", "--scenario", "class", "--iterations", "3",
+                "--data-dir", str(TINY), "--no-download", "--no-progress", "--hidden", "8", "--threads", "1",
+                "--out", str(tmp_path / "c")])
+    assert res["metrics"]["forward_transfer"] is None
+    assert "class-incremental" in res["undefined_metrics"]["forward_transfer"]
+    task = main(["run", "--benchmark", "split-mnist", "--tasks", "2", "--iterations", "3", "--data-dir", str(TINY),
+                 "--no-download", "--no-progress", "--hidden", "8", "--threads", "1", "--out", str(tmp_path / "t")])
+    assert isinstance(task["metrics"]["forward_transfer"], float) and "undefined_metrics" not in task

@@ -177,8 +177,7 @@ def batches(
     value back from the device: the order moves there once per epoch.
     """
     sizes = [len(t.split(split)) for t in tasks]
-    offsets = torch.tensor([0, *sizes]).cumsum(0)  # (T + 1,)
-    total = int(offsets[-1])
+    total = sum(sizes)
     if shuffle:
         if generator is None:
             raise ValueError("shuffle=True needs an explicit torch.Generator")
@@ -188,6 +187,8 @@ def batches(
     device = tasks[0].device
     if len(tasks) == 1:
         order = order.to(device)  # one copy per epoch; batches are slices of it
+    else:
+        offsets = torch.tensor([0, *sizes]).cumsum(0)  # (T + 1,), on the CPU with the order
     for start in range(skip * batch_size, total, batch_size):
         idx = order[start : start + batch_size]  # (B,) positions in the concatenation
         if len(tasks) == 1:

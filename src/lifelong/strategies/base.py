@@ -41,6 +41,14 @@ from ..scenarios import Batch, Task, TaskStream, batches
 from .settings import Settings
 
 
+#: The hooks, in the order the loop calls them for one task (the eight step hooks, from prepare_batch to
+#: after_step, once per step); evaluation calls ``predict`` for every test batch. tests/test_hooks.py
+#: checks this order against a recorded run and against the list in this module's docstring.
+HOOKS = ("training_tasks", "before_task", "prepare_batch", "forward", "task_loss", "extra_loss", "after_backward",
+         "add_penalty_grad", "before_step", "after_step", "after_task", "predict")
+STEP_HOOKS = HOOKS[2:10]
+
+
 @dataclass
 class Context:
     """What every hook sees. The loop keeps it up to date; a strategy reads it and may keep its own

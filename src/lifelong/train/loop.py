@@ -46,11 +46,6 @@ def make_optimizer(model: nn.Module, s: TrainSettings) -> torch.optim.Optimizer:
     raise UsageError(f"unknown optimizer {s.optimizer!r}: choose one of {', '.join(OPTIMIZERS)}")
 
 
-def steps_per_epoch(ctx: Context, strategy: Strategy, s: TrainSettings) -> int:
-    tasks = strategy.training_tasks(ctx.stream, ctx.task_index)
-    return math.ceil(sum(len(t.train) for t in tasks) / s.batch_size)
-
-
 def train_task(
     ctx: Context,
     strategy: Strategy,
@@ -70,7 +65,7 @@ def train_task(
     ``on_checkpoint(step, order_state)`` gets the generator state a resume needs.
     """
     model, tasks = ctx.model, strategy.training_tasks(ctx.stream, ctx.task_index)
-    per_epoch = steps_per_epoch(ctx, strategy, s)
+    per_epoch = math.ceil(sum(len(t.train) for t in tasks) / s.batch_size)
     steps = s.iterations or s.epochs * per_epoch
     opt = ctx.optimizer = ctx.optimizer or make_optimizer(model, s)
     first_step = ctx.step - start_step  # the stream's step count when this task began

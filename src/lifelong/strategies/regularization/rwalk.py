@@ -59,6 +59,7 @@ from typing import Iterable
 import torch
 from torch import Tensor, nn
 
+from ...errors import UsageError
 from ...importance.path import (
     accumulate_sq,
     copy_tensors,
@@ -131,8 +132,17 @@ class RWalk(PathStrategy):
         """S ← S + B g², ω ← ω − g Δθ (two multi-tensor kernels); every ``update_every`` steps, close
         the interval (about 8 more kernels)."""
         model = model_of(ctx)
+        start = self.step_theta
         names, grads, delta = self._take_step(model)
-        B = batch_size_of(batch) if batch is not None else 1
+        for n in names:  # a parameter that became trainable mid-stream joins with zero sums
+            if n not in self.interval_sq:
+                zero = torch.zeros_like(start[n])
+                self.interval_sq[n], self.interval_omega[n], self.interval_start[n] = zero, zero, start[n]
+                self.task_score[n], self.fisher[n] = zero, self.fisher.get(n, zero)
+        if batch is None:
+            raise UsageError("RWalk.after_step needs the step's batch, (x, y) or its size, to scale the Fisher "
+                             "by the real batch size: rw.after_step(model, (x, y))")
+        B = batch_size_of(batch)
         self.interval_sq = {**self.interval_sq, **dict(zip(names, accumulate_sq([self.interval_sq[n] for n in names], grads, B)))}
         self.interval_omega = {**self.interval_omega,
                                **dict(zip(names, si_step([self.interval_omega[n] for n in names], grads, delta)))}
