@@ -78,7 +78,7 @@ def weights_digest(model: torch.nn.Module) -> str:
 def run_case(args: list[str]) -> dict:
     """Run one case through the library (no run folder) and return what the golden file keeps."""
     from lifelong.cli import build_parser, config_from_args
-    from lifelong.experiments.runs import build_strategy, build_stream, seeded_model
+    from lifelong.experiments.build import build_strategy, build_stream, seeded_model
     from lifelong.train import run_stream
 
     ns = build_parser().parse_args(["run", *args, *COMMON])

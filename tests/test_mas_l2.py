@@ -27,7 +27,7 @@ from lifelong.importance import mas_importance, sum_abs_grads
 from lifelong.scenarios import permuted
 from lifelong.strategies import L2
 from lifelong.strategies import MAS
-from lifelong.experiments.runs import seeded_model
+from lifelong.experiments.build import seeded_model
 from lifelong.train import run_stream
 from zoo import flat, frozen_first_layer, layernorm_mlp, mlp, reference_per_sample, small_cnn, trainable
 

@@ -24,7 +24,7 @@ from lifelong.scenarios import batches
 from lifelong.models import Heads
 from lifelong.strategies import STRATEGIES, Context, registry
 from lifelong.train import TrainSettings, train_task
-from lifelong.experiments.runs import build_strategy, build_stream, seeded_model
+from lifelong.experiments.build import build_strategy, build_stream, seeded_model
 
 TINY = str(Path(__file__).parent / "data" / "mnist-tiny")
 FAST = ["--data-dir", TINY, "--no-download", "--no-progress", "--hidden", "32", "--threads", "1"]

@@ -21,7 +21,7 @@ from lifelong.scenarios import batches
 from lifelong.eval import evaluate
 from lifelong.models import Heads
 from lifelong.strategies import Context
-from lifelong.experiments.runs import build_strategy, build_stream, seeded_model
+from lifelong.experiments.build import build_strategy, build_stream, seeded_model
 from lifelong.train import run_stream
 
 TINY = str(Path(__file__).parent / "data" / "mnist-tiny")

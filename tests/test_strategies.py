@@ -15,7 +15,7 @@ from lifelong.importance import fisher_diag_exact
 from lifelong.scenarios import batches, permuted, split
 from lifelong.data import load_dataset
 from lifelong.strategies import EWC, Joint, Naive, OnlineEWC
-from lifelong.experiments.runs import build_strategy, build_stream, seeded_model
+from lifelong.experiments.build import build_strategy, build_stream, seeded_model
 from lifelong.train import run_stream
 
 TINY = Path(__file__).parent / "data" / "mnist-tiny"

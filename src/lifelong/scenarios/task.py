@@ -21,6 +21,7 @@ import torch
 from torch import Tensor
 
 SCENARIOS = ("task", "domain", "class")
+LAYOUT_BUDGET = 2 * 1024**3  # bytes of padded / permuted uint8 images a device copy of a stream may lay out
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,11 @@ class Preprocess:
     ``x = (pad(u / 255) - mean) / std``, then pixels are reordered by ``perm`` (a permutation of the
     flattened padded image) when given. Padding happens before normalization, as with torchvision's
     ``Pad`` followed by ``Normalize``.
+
+    Two stages: :meth:`layout` (pad and permute, still uint8) and :meth:`values` (scale and
+    normalize). Padding with 0 and permuting commute with the elementwise scaling, so
+    ``values(layout(u))`` is bit for bit the formula above; a device copy of a task applies
+    ``layout`` once to its images (:meth:`Task.to`) and only ``values`` per batch.
     """
 
     pad: int = 0
@@ -40,16 +46,28 @@ class Preprocess:
     def to(self, device: torch.device | str) -> "Preprocess":
         return self if self.perm is None else replace(self, perm=self.perm.to(device))
 
-    def __call__(self, images: Tensor) -> Tensor:
-        x = images.to(torch.float32).div_(255.0)  # (B, H, W)
+    @property
+    def moves_pixels(self) -> bool:
+        return self.pad > 0 or self.perm is not None
+
+    def layout(self, images: Tensor) -> Tensor:
+        """uint8 (B, H, W) -> uint8 (B, H', W'): zero-padded, then pixels permuted."""
         if self.pad:
-            x = torch.nn.functional.pad(x, (self.pad,) * 4)
+            images = torch.nn.functional.pad(images, (self.pad,) * 4)
+        if self.perm is not None:
+            b, h, w = images.shape
+            images = images.reshape(b, h * w)[:, self.perm].reshape(b, h, w)
+        return images
+
+    def values(self, images: Tensor) -> Tensor:
+        """uint8 (B, H', W') -> float (B, 1, H', W'): x / 255, then (x − mean) / std."""
+        x = images.to(torch.float32).div_(255.0)
         if self.mean != 0.0 or self.std != 1.0:
             x = x.sub_(self.mean).div_(self.std)
-        if self.perm is not None:
-            b, h, w = x.shape
-            x = x.reshape(b, h * w)[:, self.perm].reshape(b, h, w)
         return x.unsqueeze(1)  # (B, 1, H', W')
+
+    def __call__(self, images: Tensor) -> Tensor:
+        return self.values(self.layout(images))
 
 
 @dataclass(frozen=True)
@@ -104,17 +122,33 @@ class Task:
     def device(self) -> torch.device:
         return self.train.images.device
 
-    def to(self, device: torch.device | str, memo: dict | None = None) -> "Task":
-        """This task with its images (still uint8), targets, permutation and mask on ``device``."""
+    def to(self, device: torch.device | str, memo: dict | None = None, *, laid_out: bool = False) -> "Task":
+        """This task with its images (still uint8), targets, permutation and mask on ``device``.
+
+        ``laid_out``: apply the padding and pixel permutation to the images once, here (a copy per
+        task), so that batches only scale and normalize them; the inputs are the same to the bit."""
         memo = {} if memo is None else memo
+        pre = self.preprocess.to(device)
+
+        def move(s: Split | None) -> Split | None:
+            if s is None:
+                return None
+            if laid_out and pre.moves_pixels:
+                return Split(pre.layout(s.images.to(device)), _moved(s.targets, device, memo))
+            return s.to(device, memo)
+
         return replace(
-            self,
-            train=self.train.to(device, memo),
-            test=self.test.to(device, memo),
-            val=None if self.val is None else self.val.to(device, memo),
-            preprocess=self.preprocess.to(device),
+            self, train=move(self.train), test=move(self.test), val=move(self.val),
+            preprocess=replace(pre, pad=0, perm=None) if laid_out else pre,
             mask=None if self.mask is None else self.mask.to(device),
         )
+
+    def laid_out_bytes(self) -> int:
+        """Bytes the padded, permuted uint8 images of every split would take (0 if nothing moves)."""
+        if not self.preprocess.moves_pixels:
+            return 0
+        pixels = (self.train.images.shape[1] + 2 * self.preprocess.pad) * (self.train.images.shape[2] + 2 * self.preprocess.pad)
+        return pixels * sum(len(s) for s in (self.train, self.test, self.val) if s is not None)
 
 
 @dataclass(frozen=True)
@@ -142,11 +176,22 @@ class TaskStream:
     def task_names(self) -> list[str]:
         return [t.name for t in self.tasks]
 
-    def to(self, device: torch.device | str) -> "TaskStream":
-        """The stream with every task's data on ``device``, each distinct tensor copied once (uint8
-        images: a 10-task permuted MNIST stream costs one copy of MNIST there). A no-op on its device."""
+    def to(self, device: torch.device | str, layout_budget: int = LAYOUT_BUDGET) -> "TaskStream":
+        """The stream with every task's data on ``device`` (uint8), each distinct tensor copied once.
+
+        Tasks whose inputs are padded or permuted get their images laid out once (:meth:`Task.to`),
+        in task order while their total stays within ``layout_budget`` bytes: batches are then cut
+        from ready uint8 images, as a hand-written loop over pre-permuted data would be (a 10-task
+        permuted MNIST stream takes 0.55 GB this way). Later tasks share the source images and are
+        permuted batch by batch. The inputs are bit for bit the same either way."""
         memo: dict = {}
-        return replace(self, tasks=tuple(t.to(device, memo) for t in self.tasks))
+        tasks, used = [], 0
+        for t in self.tasks:
+            size = t.laid_out_bytes()
+            laid_out = 0 < size and used + size <= layout_budget
+            used += size if laid_out else 0
+            tasks.append(t.to(device, memo, laid_out=laid_out))
+        return replace(self, tasks=tuple(tasks))
 
 
 class Batch(NamedTuple):
@@ -185,6 +230,10 @@ def batches(
     else:
         order = torch.arange(total)
     device = tasks[0].device
+    if len(tasks) == 1 and not shuffle:  # in order: contiguous slices, no gather
+        for start in range(skip * batch_size, total, batch_size):
+            yield _gather(tasks[0], split, slice(start, start + batch_size))
+        return
     if len(tasks) == 1:
         order = order.to(device)  # one copy per epoch; batches are slices of it
     else:
@@ -202,7 +251,8 @@ def batches(
         yield Batch(*(torch.cat(p) for p in zip(*parts)))
 
 
-def _gather(task: Task, split: str, idx: Tensor) -> Batch:
+def _gather(task: Task, split: str, idx: Tensor | slice) -> Batch:
     s = task.split(split)
     x = task.preprocess(s.images[idx])
-    return Batch(x, s.targets[idx], torch.full((len(idx),), task.index, dtype=torch.long, device=idx.device))
+    y = s.targets[idx]
+    return Batch(x, y, torch.full((y.shape[0],), task.index, dtype=torch.long, device=y.device))

@@ -1,0 +1,38 @@
+"""From a run config to the objects the library trains: the task stream, the seeded model, the strategy."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..models import build_model as _build_model
+from ..scenarios import TaskStream, derived_generator, permuted, rotated, split
+from ..strategies import Strategy, registry
+from .config import RunConfig
+
+
+def build_stream(cfg: RunConfig) -> TaskStream:
+    """The task stream a (resolved) config describes; loads the data set (see lifelong.data)."""
+    from ..data import load_dataset
+
+    data = load_dataset(cfg.dataset, cfg.data_dir, download=cfg.download)
+    common = dict(seed=cfg.seed, val_fraction=cfg.val_fraction, name=cfg.benchmark, pad=cfg.pad, mean=cfg.mean,
+                  std=cfg.std, seen_classes_only=cfg.class_units == "seen")
+    if cfg.kind == "permuted":
+        return permuted(data, cfg.tasks, cfg.scenario, **common)
+    if cfg.kind == "rotated":
+        return rotated(data, cfg.angles, cfg.scenario, **common)
+    return split(data, cfg.split_groups, cfg.scenario, **common)
+
+
+def build_strategy(cfg: RunConfig) -> Strategy:
+    """The strategy ``cfg.strategy`` with ``cfg.settings`` (a composite for ``a+b``)."""
+    cfg = cfg.resolved()
+    return registry.build_strategy(cfg.strategy, cfg.settings)
+
+
+def seeded_model(cfg: RunConfig, stream: TaskStream) -> nn.Module:
+    """The model, initialized from the run's seed without touching global random state."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(derived_generator(cfg.seed, "model").initial_seed())
+        return _build_model(cfg.model, stream.input_shape, stream.n_outputs, cfg.hidden)
