@@ -139,13 +139,19 @@ def bare(strategy: str, data_dir: Path, threads: int, seed: int = 0) -> dict:
 # ---- side by side --------------------------------------------------------------------------------
 
 
-def _timed(cmd: list[str], env: dict) -> tuple[float, str]:
+def _timed(cmd: list[str], env: dict) -> tuple[float, float, str]:
+    """Wall seconds, CPU seconds (user + system, all threads) and stdout of a child process."""
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     done = subprocess.run(cmd, env=env, capture_output=True, text=True)
     seconds = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed:\n{done.stderr[-2000:]}")
-    return seconds, done.stdout
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return seconds, cpu, done.stdout
 
 
 def lifelong_cmd(strategy: str, data_dir: str, threads: int, out: str) -> list[str]:
@@ -177,15 +183,18 @@ def main() -> None:
     rows = {}
     for strategy in args.strategies.split(","):
         walls = {"bare": [], "lifelong": []}
+        cpus = {"bare": [], "lifelong": []}
         detail = {"bare": [], "lifelong": []}
         for _ in range(args.repeats):
-            seconds, stdout = _timed([sys.executable, __file__, "bare", "--strategy", strategy, "--threads",
-                                      str(args.threads), "--data-dir", args.data_dir], env)
+            seconds, cpu, stdout = _timed([sys.executable, __file__, "bare", "--strategy", strategy, "--threads",
+                                           str(args.threads), "--data-dir", args.data_dir], env)
             walls["bare"].append(seconds)
+            cpus["bare"].append(cpu)
             detail["bare"].append(json.loads(stdout.strip().splitlines()[-1]))
             with tempfile.TemporaryDirectory() as tmp:
-                seconds, _ = _timed(lifelong_cmd(strategy, args.data_dir, args.threads, f"{tmp}/run"), env)
+                seconds, cpu, _ = _timed(lifelong_cmd(strategy, args.data_dir, args.threads, f"{tmp}/run"), env)
                 walls["lifelong"].append(seconds)
+                cpus["lifelong"].append(cpu)
                 res = json.loads(Path(f"{tmp}/run/results.json").read_text())
             t = res["timings"]
             detail["lifelong"].append({"average_accuracy": res["metrics"]["average_accuracy"],
@@ -194,10 +203,13 @@ def main() -> None:
                                        "eval_seconds": sum(t["eval_seconds"]), "run_stream_seconds": t["total_seconds"]})
         b, l = min(walls["bare"]), min(walls["lifelong"])
         pairs = [y / x for x, y in zip(walls["bare"], walls["lifelong"])]
+        cpu_ratio = statistics.median(cpus["lifelong"]) / statistics.median(cpus["bare"])
         rows[strategy] = {"bare_seconds": b, "lifelong_seconds": l, "ratio": l / b,
-                          "median_pair_ratio": statistics.median(pairs), "walls": walls, "detail": detail}
+                          "median_pair_ratio": statistics.median(pairs), "cpu_seconds_median_ratio": cpu_ratio,
+                          "walls": walls, "cpu_seconds": cpus, "detail": detail}
         print(f"{strategy}: bare {b:.1f} s, lifelong run {l:.1f} s (fastest of {args.repeats}), ratio {l / b:.3f}; "
-              f"median of the pairs' ratios {statistics.median(pairs):.3f}", flush=True)
+              f"median of the pairs' ratios {statistics.median(pairs):.3f}; CPU seconds (median) ratio "
+              f"{cpu_ratio:.3f}", flush=True)
     result = {"benchmark": "bench_run", "settings": {**SETTINGS, "threads": args.threads, "repeats": args.repeats},
               "machine": {"platform": platform.platform(), "cpus": os.cpu_count()}, "strategies": rows}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -167,7 +167,7 @@ def test_rwalk_score_and_importance_on_hand_worked_steps():
     assert rw.score["theta"].tolist() == [1.5, 0.5]
     assert rw.state["importance"]["theta"].tolist() == [1.25, 1.0 + 1.0 / 3.0]
     assert rw.state["anchor"]["theta"].tolist() == [-1.5, 0.75]
-    assert rw.task_score["theta"].tolist() == [0.0, 0.0]
+    assert rw.task_score == {} and rw.interval_sq == {}  # running sums are dropped between tasks
 
     # task 2, step 1 at the anchor (penalty gradient 0): g = (0, ½), Δθ = (½, −1)
     #   F = 2·(0, ¼) + ½·(1.5, 6) = (0.75, 3.5);  −gΔθ = (0, ½);  den₂ = ½·3.5·1 + ¼ = 2;  s = (0, ¼)

@@ -155,7 +155,7 @@ def batch_mean(
     n_samples = 0
     for x, directions in work:
         for n, s in engine(model, x, directions).items():
-            sums[n] += s.to(torch.float64)
+            sums[n].add_(s)  # accumulated in float64 (one mixed-dtype kernel, no float64 copy of s)
         n_samples += x.shape[0]
     if n_samples == 0:
         raise UsageError(f"{what} needs at least one sample; `batches` was empty")

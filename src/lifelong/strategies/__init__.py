@@ -8,11 +8,11 @@ for the hooks and their order.
 from .base import Compose, ComposeSettings, Context, NoSettings, Strategy
 from .baselines import Joint, Naive
 from .regularization import EWC, L2, MAS, SI, OnlineEWC, Regularizer, RWalk
-from .registry import STRATEGIES, build_strategy, check_name, default_settings, parts
+from .registry import STRATEGIES, build_strategy, check_name, default_settings, parts, register
 from .settings import Settings, setting
 
 __all__ = [
     "Compose", "ComposeSettings", "Context", "EWC", "Joint", "L2", "MAS", "Naive", "NoSettings", "OnlineEWC",
     "RWalk", "Regularizer", "SI", "STRATEGIES", "Settings", "Strategy", "build_strategy", "check_name",
-    "default_settings", "parts", "setting",
+    "default_settings", "parts", "register", "setting",
 ]

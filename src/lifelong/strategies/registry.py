@@ -23,9 +23,34 @@ from .settings import field_type, settings_as_dict, settings_from_dict
 STRATEGIES: dict[str, type[Strategy]] = {cls.name: cls for cls in (Naive, Joint, EWC, OnlineEWC, SI, MAS, RWalk, L2)}
 
 __all__ = [
-    "STRATEGIES", "build_strategy", "default_settings", "parts", "settings_classes", "settings_dict",
+    "STRATEGIES", "register", "build_strategy", "default_settings", "parts", "settings_classes", "settings_dict",
     "settings_from", "setting_keys", "check_name", "check_setting_key", "with_settings",
 ]
+
+
+def register(cls: type[Strategy]) -> type[Strategy]:
+    """Add a strategy class to the registry (usable as a decorator): its ``name`` becomes a value of
+    ``--strategy`` and of composites, its ``Settings`` fields become options. A name taken, a name with
+    ``+``, or a setting whose flag or type disagrees with another strategy's field of the same name is a
+    UsageError."""
+    name = getattr(cls, "name", None)
+    if not isinstance(name, str) or not name or "+" in name or name != name.strip():
+        raise UsageError(f"{cls.__name__}.name must be a plain name like 'my-method' (no '+'), got {name!r}")
+    if name in STRATEGIES and STRATEGIES[name] is not cls:
+        raise UsageError(f"a strategy named {name!r} is registered already ({STRATEGIES[name].__name__})")
+    if not (isinstance(cls.Settings, type) and dataclasses.is_dataclass(cls.Settings)):
+        raise UsageError(f"{cls.__name__}.Settings must be a dataclass (see lifelong.strategies.settings)")
+    from .settings import flag_of
+
+    for other in STRATEGIES.values():
+        theirs = {f.name: f for f in dataclasses.fields(other.Settings)}
+        for f in dataclasses.fields(cls.Settings):
+            g = theirs.get(f.name)
+            if g is not None and (flag_of(f) != flag_of(g) or field_type(cls.Settings, f.name) != field_type(other.Settings, g.name)):
+                raise UsageError(f"setting {f.name!r} of {name} has another flag or type than {other.name}'s; "
+                                 "rename it or use the same flag and type")
+    STRATEGIES[name] = cls
+    return cls
 
 
 def parts(name: str) -> tuple[str, ...]:

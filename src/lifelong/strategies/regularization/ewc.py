@@ -68,7 +68,8 @@ class EWC(Regularizer):
         from ...importance import fisher_diag
 
         s = self.settings
-        fisher = fisher_diag(model, data, s.fisher, generator=generator or self.generator, mc_samples=s.mc_samples)
+        generator = self.generator if generator is None else generator
+        fisher = fisher_diag(model, data, s.fisher, generator=generator, mc_samples=s.mc_samples)
         anchor = {n: p.detach() for n, p in model.named_parameters() if n in fisher}
         self.state = self._merge(fisher, anchor)
         return fisher

@@ -175,8 +175,9 @@ class RWalk(PathStrategy):
         self.interval_steps = 0 if steps is None else int(steps)
 
     def consolidate(self, model: nn.Module, data: Iterable | None = None) -> dict[str, Tensor]:
-        """End of a task: close the last interval, s ← ½(s + s_task), Ω = F̂ + ŝ anchored at θ,
-        s_task ← 0. Returns Ω."""
+        """End of a task: close the last interval, s ← ½(s + s_task), Ω = F̂ + ŝ anchored at θ. Returns
+        Ω. The task's running sums are dropped (the next task makes them afresh): between tasks the
+        state is F, s and the penalty."""
         self._begin(model)
         self._close_interval(model)
         self.score = rwalk_average_scores(self.score, self.task_score)
@@ -184,6 +185,5 @@ class RWalk(PathStrategy):
         params = dict(model.named_parameters())
         anchor = {n: params[n].detach() for n in importance}
         self.state = merge_sum(empty_state(), importance, anchor)  # a fresh quadratic: replaces the old
-        self.task_score = {}
-        self._begin(model)
+        self.task_score, self.interval_sq, self.interval_omega, self.interval_start = {}, {}, {}, {}
         return importance

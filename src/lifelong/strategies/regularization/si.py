@@ -134,13 +134,14 @@ class SI(PathStrategy):
         self.omega = {**self.omega, **dict(zip(names, si_step([self.omega[n] for n in names], grads, delta)))}
 
     def consolidate(self, model: nn.Module, data: Iterable | None = None) -> dict[str, Tensor]:
-        """End of a task: Ω ← max(0, Ω + ω/(Δ² + ξ)), anchor and next θ_start ← θ, ω ← 0. Returns the
-        task's ω. Parameters frozen now keep what they earned while they were trainable."""
+        """End of a task: Ω ← max(0, Ω + ω/(Δ² + ξ)) anchored at θ. Returns the task's ω. Parameters
+        frozen now keep what they earned while they were trainable. The running ω and θ_start are
+        dropped (the next task makes them afresh, from the parameters trainable then), so between
+        tasks the state is the penalty alone."""
         self._begin(model)
         params = dict(model.named_parameters())
         end = {n: params[n].detach().clone() for n in self.omega}
         omega = self.omega
         self.state = si_consolidate(self.state, omega, self.start, end, self.settings.xi)
         self.start, self.omega = {}, {}
-        self._begin(model)  # the next task starts from θ_end with the parameters trainable now
         return omega
