@@ -3,9 +3,11 @@ and the bytes of strategy state kept after 5 and after 50 tasks.
 
 Measured side by side in one process on the same stream (permuted MNIST, MLP 784-400-400-10, batch
 128, Adam), with the library's own training loop (`lifelong.train.train_task`), so the numbers are
-what a run pays. Epochs alternate naive / EWC / online EWC / SI / MAS / RWalk / L2 for ``--repeats``
-rounds; each method's ratio to fine-tuning is taken within a round and the median over rounds is
-reported, which cancels most of the drift of a shared machine.
+what a run pays. In each of ``--repeats`` rounds every method (naive / EWC / online EWC / SI / MAS /
+RWalk / L2) trains one epoch, the methods taking turns every 25 steps; each method's ratio to
+fine-tuning is taken within a round and the median over rounds is reported. This machine's speed
+drifts by tens of percent within seconds, and only fine interleaving gives every method the same
+conditions.
 State bytes: each strategy consolidates 50 small synthetic tasks (2 optimizer steps and 64 samples
 each, on the same 784-400-400-10 MLP); the size of ``state_dict()`` is read after 5 and after 50.
 
@@ -62,13 +64,30 @@ def main() -> None:
 
     epoch = {name: [] for name in strategies}
     fisher = {kind: [] for kind in FISHER_KINDS}
+    steps = -(-len(stream[1].train) // settings.batch_size)  # one epoch
     for r in range(args.repeats):
-        for name, s in strategies.items():
+        # Every method trains its own copy through one epoch in chunks of CHUNK steps, the methods taking
+        # turns chunk by chunk (the library's loop, resumed at each chunk's first step): this machine's
+        # speed drifts within seconds, and interleaving this finely makes every method see the same drift.
+        runs = {}
+        for name in strategies:
             model = seeded_model(cfg, stream)
             model.load_state_dict(base.state_dict())
-            t0 = time.perf_counter()
-            train_task(context(model, 1), s, settings, torch.Generator().manual_seed(r))
-            epoch[name].append(time.perf_counter() - t0)
+            order = torch.Generator().manual_seed(r)
+            runs[name] = (context(model, 1), order, order.get_state())
+        spent = dict.fromkeys(strategies, 0.0)
+        for start in range(0, steps, CHUNK):
+            names = list(strategies)[start // CHUNK % len(strategies):] + list(strategies)[: start // CHUNK % len(strategies)]
+            for name in names:
+                ctx, order, epoch_start = runs[name]
+                order.set_state(epoch_start)  # the epoch's order is drawn again, its first batches skipped
+                chunk = TrainSettings(settings.optimizer, settings.lr, settings.momentum, settings.batch_size,
+                                      iterations=min(start + CHUNK, steps))
+                t0 = time.perf_counter()
+                train_task(ctx, strategies[name], chunk, order, start_step=start)
+                spent[name] += time.perf_counter() - t0
+        for name in strategies:
+            epoch[name].append(spent[name])
         for kind in FISHER_KINDS:
             t0 = time.perf_counter()
             EWC(1.0, fisher=kind).consolidate(base, fisher_data())
@@ -103,6 +122,9 @@ def main() -> None:
     for k in FISHER_KINDS:
         print(f"fisher {k:>9}: {med[f'fisher-{k}']:6.2f} s  ({result['fisher_ratio_vs_naive_epoch'][k]:.2f} epochs)")
     print(f"-> {args.out}")
+
+
+CHUNK = 25  # optimizer steps a method takes before the next method's turn
 
 
 def fresh_regularizers() -> dict:

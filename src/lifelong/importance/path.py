@@ -6,10 +6,11 @@ step's start and the change Δθ the optimizer made (whatever the optimizer: SGD
 the per-step cost is a handful of multi-tensor (``torch._foreach_*``) kernels over the parameter
 list, O(parameters), with no extra forward or backward pass and no per-sample gradients.
 
-The loop's ``p.grad`` holds ∂(L + P)/∂θ, the task loss plus the quadratic penalty P of
-:mod:`lifelong.penalties`; since ∂P/∂θ = λ Ω (θ − θ̄) is known in closed form,
-g = p.grad − ∂P/∂θ (:func:`unregularized_grads`) is exact up to rounding. The authors' SI code and Hsu
-et al.'s run a second backward pass of the task loss alone instead; the result is the same.
+The loop's ``after_backward`` hook sees ``p.grad`` = ∂L/∂θ of the task loss alone: the penalty's
+gradient λ Ω (θ − θ̄) is added after it (:mod:`lifelong.train.loop`). So g is read, not recovered:
+subtracting the penalty's gradient from ∂(L + P)/∂θ would lose g's digits in float32 when λΩ(θ − θ̄)
+is large. The authors' SI code and Hsu et al.'s run a second backward pass of the task loss alone
+instead; the result is the same.
 
 Synaptic Intelligence (Zenke, Poole & Ganguli 2017, "Continual Learning Through Synaptic
 Intelligence", ICML; code: ganguli-lab/pathint, ``pathint/protocols.py``, ``PATH_INT_PROTOCOL``)::
@@ -65,7 +66,7 @@ from typing import Mapping, Sequence
 import torch
 from torch import Tensor
 
-from ..penalties import QuadraticState, merge_decay, quadratic_grad
+from ..penalties import QuadraticState, merge_decay
 
 Params = Mapping[str, Tensor]
 
@@ -79,18 +80,6 @@ def copy_tensors(tensors: Sequence[Tensor]) -> list[Tensor]:
     out = [torch.empty_like(t) for t in tensors]
     torch._foreach_copy_(out, [t.detach() for t in tensors])
     return out
-
-
-def unregularized_grads(params: Params, state: QuadraticState, lam: float) -> list[Tensor]:
-    """g = ``p.grad`` − ∂P/∂θ for each tensor of ``params`` (in order), with P the quadratic penalty of
-    ``state`` and ``lam``: the gradient of the task loss alone, read after ``backward`` of L + P at the
-    same θ. New tensors (``p.grad`` is not aliased); a parameter without ``.grad`` gets g = 0."""
-    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params.values()]
-    pen = quadratic_grad(params, state, lam)  # {name: λ Ω (θ − θ̄)}, empty before the first task
-    if not pen:
-        return copy_tensors(grads)
-    sub = [pen[n] if n in pen else torch.zeros_like(p) for n, p in params.items()]
-    return torch._foreach_sub(grads, sub)
 
 
 # ---- SI (Zenke et al. 2017) ---------------------------------------------------------------------
