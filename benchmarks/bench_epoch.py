@@ -52,7 +52,7 @@ def main() -> None:
     heads = Heads.of(stream)
 
     def context(model, i):
-        return Context(model, heads, stream=stream, task=stream[i], task_index=i, batch_size=settings.batch_size)
+        return Context(model, heads, stream=stream, task=stream[i], task_index=i)
 
     # Train task 1 once, so every strategy starts task 2 from the same trained θ* with a Fisher.
     base = seeded_model(cfg, stream)

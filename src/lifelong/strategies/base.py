@@ -70,7 +70,6 @@ class Context:
     task_index: int = -1
     step: int = 0
     task_step: int = 0
-    batch_size: int = 128
 
     def live(self, task_ids: Tensor | int, upto: int | None = None) -> Tensor | None:
         """The live output units for samples of ``task_ids`` while training task ``upto`` (default:

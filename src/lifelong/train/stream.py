@@ -56,8 +56,7 @@ def run_stream(
     reset_peak_memory(device)
     model.to(device)
     data = stream.to(device)
-    ctx = Context(model, Heads.of(stream).to(device), device, derived_generator(settings.seed, "strategy"), data,
-                  batch_size=settings.batch_size)
+    ctx = Context(model, Heads.of(stream).to(device), device, derived_generator(settings.seed, "strategy"), data)
     order = derived_generator(settings.seed, "order")
     T, has_val = len(stream), stream[0].val is not None
     P = {  # progress: everything besides tensors that a resumed run needs (JSON)
