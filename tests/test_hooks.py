@@ -15,10 +15,10 @@ from lifelong.data import load_dataset
 from lifelong.errors import UsageError
 from lifelong.models import Heads, mlp
 from lifelong.penalties import quadratic_penalty
-from lifelong.scenarios import Batch, permuted, split
+from lifelong.scenarios import Batch, permuted
 from lifelong.strategies import EWC, L2, SI, Compose, Context, Naive, Strategy, build_strategy
 from lifelong.strategies.base import HOOKS, STEP_HOOKS
-from lifelong.train import TrainSettings, run_stream, train_task
+from lifelong.train import TrainSettings, run_stream
 
 TINY = Path(__file__).parent / "data" / "mnist-tiny"
 FAST = ["--data-dir", str(TINY), "--no-download", "--no-progress", "--hidden", "16", "--threads", "1"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import torch
 
 from lifelong.experiments.config import RunConfig
 from lifelong.importance import fisher_diag_exact
-from lifelong.scenarios import batches, permuted, split
+from lifelong.scenarios import batches, permuted
 from lifelong.data import load_dataset
 from lifelong.strategies import EWC, Joint, Naive, OnlineEWC
 from lifelong.experiments.build import build_strategy, build_stream, seeded_model

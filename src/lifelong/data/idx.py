@@ -17,6 +17,7 @@ whose one-line message names the file and says how to fix it.
 from __future__ import annotations
 
 import gzip
+import hashlib
 import io
 import math
 import os
@@ -78,12 +79,13 @@ def _decode(data: bytes, name: str) -> np.ndarray:
     return array.reshape(shape).astype(dtype.newbyteorder("="))  # a native-endian, writable copy
 
 
-def read_idx(path: str | os.PathLike) -> np.ndarray:
+def read_idx(path: str | os.PathLike, *, md5: bool = False):
     """Read an IDX file, raw or gzipped (detected by the gzip magic bytes, not the extension).
 
-    Returns a native-endian array with the file's dtype and shape. Raises :class:`DataError` for a
-    missing file, a corrupt or truncated gzip stream, a bad header, or a payload whose length does
-    not match the header exactly.
+    Returns a native-endian array with the file's dtype and shape (and, with ``md5``, the md5 of the
+    uncompressed bytes: what identifies the data whatever the compression). Raises
+    :class:`DataError` for a missing file, a corrupt or truncated gzip stream, a bad header, or a
+    payload whose length does not match the header exactly.
     """
     name = str(path)
     try:
@@ -99,7 +101,8 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
             raise DataError(f"{name}: truncated gzip stream (the download was cut short). {_FIX}") from None
         except (OSError, zlib.error) as e:  # gzip.BadGzipFile is an OSError
             raise DataError(f"{name}: corrupt gzip stream ({e}). {_FIX}") from None
-    return _decode(data, name)
+    array = _decode(data, name)
+    return (array, hashlib.md5(data).hexdigest()) if md5 else array
 
 
 def _dtype_code(dtype: np.dtype) -> int:
@@ -142,10 +145,11 @@ def write_idx(path: str | os.PathLike, array: np.ndarray, *, compress: bool | No
 
 
 def read_images_labels(
-    images_path: str | os.PathLike, labels_path: str | os.PathLike
-) -> tuple[np.ndarray, np.ndarray]:
-    """Read a pair of MNIST-style files: images uint8 ``(N, H, W)`` and labels int64 ``(N,)`` in 0..9."""
-    images, labels = read_idx(images_path), read_idx(labels_path)
+    images_path: str | os.PathLike, labels_path: str | os.PathLike, *, md5: bool = False
+):
+    """Read a pair of MNIST-style files: images uint8 ``(N, H, W)`` and labels int64 ``(N,)`` in 0..9
+    (with ``md5``, also the md5s of the two files' uncompressed bytes)."""
+    (images, md5_images), (labels, md5_labels) = read_idx(images_path, md5=True), read_idx(labels_path, md5=True)
     if images.ndim != 3 or images.dtype != np.uint8:
         raise DataError(
             f"{images_path}: expected 3-D ubyte images (N, rows, cols), found {images.ndim}-D {images.dtype}. "
@@ -161,8 +165,12 @@ def read_images_labels(
             f"{images_path} has {len(images)} images but {labels_path} has {len(labels)} labels. "
             "Use files from the same release (train with train, t10k with t10k)."
         )
-    if len(labels) and labels.max() > 9:
+    if len(labels) == 0:
+        raise DataError(f"{images_path} and {labels_path} hold no items. {_FIX}")
+    if labels.max() > 9:
         raise DataError(
             f"{labels_path}: label {int(labels.max())} is out of range 0..9. {_FIX}"
         )
+    if md5:
+        return images, labels.astype(np.int64), (md5_images, md5_labels)
     return images, labels.astype(np.int64)

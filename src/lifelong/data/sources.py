@@ -105,7 +105,8 @@ DATASETS: dict[str, DatasetSpec] = {
 class ImageDataset:
     """A train/test split of 28x28 grey images: uint8 ``(N, 28, 28)`` and int64 labels ``(N,)``.
 
-    ``source`` is the folder the four files were read from.
+    ``source`` is the folder the four files were read from; ``md5`` the md5s of their uncompressed
+    content (:meth:`fingerprint`).
     """
 
     name: str
@@ -114,6 +115,14 @@ class ImageDataset:
     test_images: np.ndarray
     test_labels: np.ndarray
     source: str
+    md5: dict[str, str] | None = None  # canonical file name -> md5 of its uncompressed content
+
+    def fingerprint(self) -> dict:
+        """What identifies the data, wherever it was read from: its name and the md5 of each file's
+        uncompressed content (``canonical``: they are the published files')."""
+        spec = DATASETS.get(self.name)
+        canonical = spec is not None and self.md5 == spec.raw_md5
+        return {"dataset": self.name, "md5": dict(self.md5 or {}), "canonical": canonical}
 
     def __repr__(self) -> str:
         return (
@@ -205,9 +214,16 @@ def _download_all(spec: DatasetSpec, dest: Path, mirrors: list[str], timeout: fl
 
 
 def _load(spec: DatasetSpec, paths: list[Path], source: Path) -> ImageDataset:
-    train_images, train_labels = read_images_labels(paths[0], paths[1])
-    test_images, test_labels = read_images_labels(paths[2], paths[3])
-    return ImageDataset(spec.name, train_images, train_labels, test_images, test_labels, str(source))
+    train_images, train_labels, md5_train = read_images_labels(paths[0], paths[1], md5=True)
+    test_images, test_labels, md5_test = read_images_labels(paths[2], paths[3], md5=True)
+    if train_images.shape[1:] != test_images.shape[1:]:
+        raise DataError(
+            f"{paths[0]} holds {train_images.shape[1]}x{train_images.shape[2]} images but {paths[2]} holds "
+            f"{test_images.shape[1]}x{test_images.shape[2]}: the train and test files come from different data sets. "
+            "Use the four files of one release."
+        )
+    md5 = dict(zip(spec.files, (*md5_train, *md5_test)))
+    return ImageDataset(spec.name, train_images, train_labels, test_images, test_labels, str(source), md5)
 
 
 def load_dataset(

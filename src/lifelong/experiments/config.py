@@ -20,6 +20,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import typing
 from dataclasses import dataclass, fields
 from typing import Any, Mapping
 
@@ -30,6 +31,7 @@ from ..scenarios import SCENARIOS
 from ..strategies import registry
 from ..train.device import check_device_name
 from ..train.loop import OPTIMIZERS, TrainSettings
+from .value_types import as_type, describe, unwrap
 
 CONFIG_VERSION = 2
 
@@ -209,6 +211,17 @@ class RunConfig:
         strategy = registry.check_name(d.get("strategy", "naive"))
         d["strategy"] = strategy
         d["settings"] = registry.settings_from(strategy, d.get("settings"), f"{where}: settings")
+        hints = typing.get_type_hints(cls)
+        for k, v in list(d.items()):
+            if k in ("strategy", "settings"):
+                continue
+            tp, optional = unwrap(hints[k])
+            if v is None and optional:
+                continue
+            try:
+                d[k] = as_type(tp, v)
+            except TypeError:
+                raise UsageError(f"{where}: {k}={json.dumps(v)} must be {describe(hints[k])}") from None
         return cls(**d)
 
     @classmethod

@@ -11,13 +11,13 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-import types
 import typing
 from typing import Any
 
 from ..errors import UsageError
 from ..strategies import STRATEGIES, registry
 from .config import RunConfig
+from .value_types import as_type, depth, describe, unwrap, value_depth
 
 __all__ = ["applies_to", "coerce", "key_type", "main_hyperparameter", "parse_set", "run_fields", "setting_names",
            "describe", "depth", "value_depth"]
@@ -60,61 +60,6 @@ def main_hyperparameter(strategy: str) -> str | None:
     return keys[0] if keys else None
 
 
-def unwrap(tp: Any) -> tuple[Any, bool]:
-    """``X | None`` -> ``(X, True)``; anything else -> ``(tp, False)``."""
-    if typing.get_origin(tp) in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        if len(args) == 1 and len(typing.get_args(tp)) == 2:
-            return args[0], True
-    return tp, False
-
-
-def depth(tp: Any) -> int:
-    """How deeply a value nests: 0 for scalars, 1 for ``tuple[int, ...]``, 2 for tuples of tuples."""
-    tp, _ = unwrap(tp)
-    if typing.get_origin(tp) in (tuple, list):
-        return 1 + depth(typing.get_args(tp)[0])
-    return 0
-
-
-def value_depth(v: Any) -> int:
-    if isinstance(v, (list, tuple)):
-        return 1 + (value_depth(v[0]) if v else 0)
-    return 0
-
-
-def describe(tp: Any) -> str:
-    tp, optional = unwrap(tp)
-    text = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(tp)
-    if text is None:
-        text = {1: "a list like [400, 400]", 2: "a list of lists like [[0, 1], [2, 3]]"}.get(depth(tp), str(tp))
-    return text + (" or null" if optional else "")
-
-
-def _as(tp: Any, v: Any) -> Any:
-    """``v`` (a JSON value) as type ``tp``, or TypeError."""
-    if tp is bool:
-        if isinstance(v, bool):
-            return v
-    elif tp is int:
-        if isinstance(v, int) and not isinstance(v, bool):
-            return v
-        if isinstance(v, float) and v.is_integer():
-            return int(v)
-    elif tp is float:
-        if isinstance(v, (int, float)) and not isinstance(v, bool):
-            return float(v)
-    elif tp is str:
-        if isinstance(v, str):
-            return v
-    elif typing.get_origin(tp) in (tuple, list):
-        if isinstance(v, (list, tuple)):
-            return tuple(_as(typing.get_args(tp)[0], x) for x in v)
-    else:
-        return v  # a type this code does not know: the config's validation judges it
-    raise TypeError
-
-
 def coerce(key: str, value: Any, where: str, strategy: str | None = None) -> Any:
     """A JSON value for ``key``, converted to its type, or UsageError. Unknown keys pass through (the
     config reports them, with the list of known ones)."""
@@ -125,7 +70,7 @@ def coerce(key: str, value: Any, where: str, strategy: str | None = None) -> Any
     if value is None and optional:
         return None
     try:
-        return _as(tp, value)
+        return as_type(tp, value)
     except TypeError:
         raise UsageError(f"{where}: {key}={json.dumps(value)} must be {describe(key_type(key, strategy))}") from None
 
