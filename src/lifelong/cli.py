@@ -27,7 +27,7 @@ from .experiments.config import BENCHMARKS, RunConfig
 from .models import MODELS
 from .scenarios import SCENARIOS
 from .strategies import STRATEGIES, registry
-from .strategies.settings import aliases_of, choices_of, coerce, field_type, flag_of, help_of
+from .strategies.settings import aliases_of, check_field, choices_of, coerce, field_type, flag_of, help_of
 from .train.device import DEVICES
 from .train.loop import OPTIMIZERS
 
@@ -297,7 +297,7 @@ def split_options(given: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]
     settings = {k: v for k, v in given.items() if k in options}
     for key, value in settings.items():
         owner = next(iter(options[key]["owners"]))
-        STRATEGIES[owner].Settings(**{key: value})  # raises the setting's own one-line error
+        check_field(STRATEGIES[owner].Settings, key, value)  # raises the setting's own one-line error
     texts = _setting_items(given.get("setting_items", ()))
     strategy = registry.check_name(run.get("strategy", RunConfig.strategy))
     for key, text in texts.items():
@@ -326,7 +326,10 @@ def config_from_options(given: dict[str, Any]) -> RunConfig:
     run.setdefault("progress", sys.stderr.isatty())
     strategy = registry.check_name(run.get("strategy", RunConfig.strategy))
     _check_applies(strategy, settings)
-    return RunConfig.from_flat({**run, **settings}).resolved()
+    cfg = RunConfig.from_flat({**run, **settings}).resolved()
+    if "class_units" in run and cfg.scenario != "class":
+        raise UsageError(f"--class-units applies to the class scenario, not {cfg.scenario} (give --scenario class)")
+    return cfg
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:

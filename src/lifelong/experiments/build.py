@@ -31,6 +31,15 @@ def build_strategy(cfg: RunConfig) -> Strategy:
     return registry.build_strategy(cfg.strategy, cfg.settings)
 
 
+def parameter_count(cfg: RunConfig, input_shape: tuple[int, ...], n_outputs: int) -> int:
+    """How many parameters the model of ``cfg`` has, computed without building it (an absurd --hidden
+    would take the machine's memory before an error could say so)."""
+    if cfg.model != "mlp":
+        return sum(p.numel() for p in _build_model(cfg.model, input_shape, n_outputs, cfg.hidden).parameters())
+    widths = [int(torch.tensor(input_shape).prod()), *cfg.hidden, n_outputs]
+    return sum(a * b + b for a, b in zip(widths[:-1], widths[1:]))
+
+
 def seeded_model(cfg: RunConfig, stream: TaskStream) -> nn.Module:
     """The model, initialized from the run's seed without touching global random state."""
     with torch.random.fork_rng(devices=[]):

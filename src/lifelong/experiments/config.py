@@ -24,6 +24,8 @@ import typing
 from dataclasses import dataclass, fields
 from typing import Any, Mapping
 
+import numpy as np
+
 from ..errors import UsageError
 from ..models import MODELS
 from ..scenarios import DEFAULT_SPLIT_GROUPS as DEFAULT_GROUPS
@@ -45,7 +47,8 @@ BENCHMARKS = {
     "split-fashion": ("fashion-mnist", "split"),
 }
 DEFAULT_TASKS = {"permuted": 10, "rotated": 5, "split": 5}
-MAX_PERMUTED_TASKS = 1000
+MAX_TASKS = 1000
+F32_MAX = float(np.finfo(np.float32).max)
 
 # Fields that do not change the numbers a run produces (up to floating-point rounding across devices
 # and thread counts): left out of the run id.
@@ -123,6 +126,7 @@ class RunConfig:
             c = dataclasses.replace(c, scenario="task" if kind == "split" else "domain")
         if kind == "rotated" and c.angles is None:
             n = c.tasks or DEFAULT_TASKS["rotated"]
+            _check(isinstance(n, int) and 1 <= n <= MAX_TASKS, f"--tasks must be in 1..{MAX_TASKS}, got {n}")
             c = dataclasses.replace(c, angles=tuple(round(180.0 * t / n, 6) for t in range(n)))
         if kind == "split" and c.split_groups is None:
             n = c.tasks or DEFAULT_TASKS["split"]
@@ -146,9 +150,14 @@ class RunConfig:
         _check_settings(self.strategy, self.settings)
         _check_choice("optimizer", self.optimizer, OPTIMIZERS)
         _check_choice("model", self.model, MODELS)
-        _check(self.tasks is not None and self.tasks >= 1, f"--tasks must be >= 1, got {self.tasks}")
-        if self.kind == "permuted":
-            _check(self.tasks <= MAX_PERMUTED_TASKS, f"--tasks must be <= {MAX_PERMUTED_TASKS} for permuted streams")
+        _check(self.tasks is not None and 1 <= self.tasks <= MAX_TASKS, f"--tasks must be in 1..{MAX_TASKS}, got {self.tasks}")
+        # an option stored in the config and the run id must matter to the run
+        _check(self.kind == "rotated" or self.angles is None, f"--angles applies to rotated benchmarks, not {self.benchmark}")
+        _check(self.kind == "split" or self.split_groups is None,
+               f"--split-groups applies to split benchmarks, not {self.benchmark}")
+        _check(self.optimizer == "sgd" or self.momentum == 0.0, f"--momentum applies to --optimizer sgd, not {self.optimizer}")
+        _check(self.iterations is None or self.epochs == 1,
+               "give --epochs or --iterations, not both (--iterations sets the steps per task)")
         if self.kind == "rotated":
             _check(
                 len(self.angles or ()) == self.tasks,
@@ -167,17 +176,21 @@ class RunConfig:
         _check(0 <= self.pad <= 64, f"--pad must be in 0..64, got {self.pad}")
         _check(math.isfinite(self.mean), "--mean must be a finite number")
         _check(math.isfinite(self.std) and self.std > 0, f"--std must be > 0, got {self.std:g}")
-        _check(len(self.hidden) >= 1 and all(h >= 1 for h in self.hidden), f"--hidden must be positive widths like 400,400, got {self.hidden}")
+        _check_normalization(self.mean, self.std)
+        _check(len(self.hidden) >= 1 and all(1 <= h <= MAX_WIDTH for h in self.hidden),
+               f"--hidden must be positive widths up to {MAX_WIDTH:,} like 400,400, got {','.join(map(str, self.hidden))}")
         _check(math.isfinite(self.lr) and self.lr > 0, f"--lr must be > 0, got {self.lr:g}")
+        _check(self.lr <= F32_MAX, f"--lr {self.lr:g} is not a float32 number (the parameters' type); give at most {F32_MAX:.3g}")
         _check(math.isfinite(self.momentum) and 0 <= self.momentum < 1, f"--momentum must be in [0, 1), got {self.momentum:g}")
-        _check(self.batch_size >= 1, f"--batch-size must be >= 1, got {self.batch_size}")
-        _check(self.epochs >= 1, f"--epochs must be >= 1, got {self.epochs}")
-        _check(self.iterations is None or self.iterations >= 1, f"--iterations must be >= 1, got {self.iterations}")
+        _check(1 <= self.batch_size <= 2**31 - 1, f"--batch-size must be in 1..{2**31 - 1}, got {self.batch_size}")
+        _check(1 <= self.epochs <= 10**6, f"--epochs must be in 1..1000000, got {self.epochs}")
+        _check(self.iterations is None or 1 <= self.iterations <= 10**12,
+               f"--iterations must be in 1..{10**12}, got {self.iterations}")
         _check(0.0 <= self.val_fraction < 1.0, f"--val-fraction must be in [0, 1), got {self.val_fraction:g}")
-        _check(self.threads is None or self.threads >= 1, f"--threads must be >= 1, got {self.threads}")
-        _check(self.seed >= 0, f"--seed must be >= 0, got {self.seed}")
+        _check(self.threads is None or 1 <= self.threads <= 1024, f"--threads must be in 1..1024, got {self.threads}")
+        _check(0 <= self.seed < 2**63, f"--seed must be in 0..2**63-1, got {self.seed}")
         _check_choice("class-units", self.class_units, ("all", "seen"))
-        _check(self.checkpoint_every >= 0, f"--checkpoint-every must be >= 0, got {self.checkpoint_every}")
+        _check(0 <= self.checkpoint_every < 2**62, f"--checkpoint-every must be >= 0, got {self.checkpoint_every}")
         _check(isinstance(self.device, str), "--device must be a device name like cpu or cuda:0")
         check_device_name(self.device)
 
@@ -284,6 +297,23 @@ def _from_legacy(d: dict[str, Any]) -> dict[str, Any]:
         strategy, registry.with_settings(strategy, registry.default_settings(strategy),
                                          {k: v for k, v in legacy.items() if k in own}))
     return d
+
+
+MAX_WIDTH = 10**7  # units in one hidden layer (a 784-wide input already makes that 31 GB of weights)
+
+
+def _check_normalization(mean: float, std: float) -> None:
+    """(x − mean) / std must be a finite float32 for pixels x in [0, 1], or training fails for the inputs'
+    sake (and the divergence hint would blame the learning rate)."""
+    m, sd = np.float32(mean), np.float32(std)
+    if not np.isfinite(m) or not np.isfinite(sd) or sd == 0:
+        raise UsageError(f"--mean {mean:g} / --std {std:g} are not float32 numbers (the inputs' type; a std of {std:g} "
+                         f"is {float(sd):g} there): give a std of at least 1e-30 and values below 3e38")
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        ends = (np.float32(0.0) - m) / sd, (np.float32(1.0) - m) / sd
+    if not all(np.isfinite(e) for e in ends):
+        raise UsageError(f"--mean {mean:g} / --std {std:g} make the inputs (x - mean) / std overflow float32 for pixels "
+                         "x in [0, 1]: use a larger --std or a smaller --mean")
 
 
 def _check_settings(strategy: str, settings: Any) -> None:

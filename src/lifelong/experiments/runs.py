@@ -25,8 +25,9 @@ from .._io import atomic_write_json
 from ..errors import UsageError
 from ..strategies import registry
 from ..train import resolve_device, run_stream
+from ..train.device import check_fits
 from ..train.checkpoint import CHECKPOINT_FILE, load_checkpoint, save_checkpoint
-from .build import build_strategy, build_stream, seeded_model
+from .build import build_strategy, build_stream, parameter_count, seeded_model
 from .config import CONFIG_VERSION, NOT_IN_ID, RunConfig
 
 
@@ -60,10 +61,11 @@ def run(cfg: RunConfig, *, overwrite: bool = False, write: bool = True, _resume:
     """
     cfg = cfg.resolved()
     device = resolve_device(cfg.device)  # an unavailable device fails before the folder is touched
+    stream = build_stream(cfg)
+    check_fits(parameter_count(cfg, stream.input_shape, stream.n_outputs), device)
     out = prepare_run_dir(cfg, overwrite) if write else None
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    stream = build_stream(cfg)
     model = seeded_model(cfg, stream)
     strategy = build_strategy(cfg)
     ckpt = out / CHECKPOINT_FILE if out is not None else None

@@ -20,6 +20,8 @@ from typing import Iterator, NamedTuple, Sequence
 import torch
 from torch import Tensor
 
+from ..errors import UsageError
+
 SCENARIOS = ("task", "domain", "class")
 LAYOUT_BUDGET = 2 * 1024**3  # bytes of padded / permuted uint8 images a device copy of a stream may lay out
 
@@ -162,6 +164,18 @@ class TaskStream:
     input_shape: tuple[int, int, int]  # (C, H, W)
     info: dict = field(default_factory=dict)
     seen_classes_only: bool = False  # class scenario: softmax over the classes of tasks seen so far
+
+    def __post_init__(self) -> None:
+        for t in self.tasks:
+            for split in ("train", "test", "val"):
+                s = getattr(t, split)
+                if s is not None and len(s) == 0:
+                    n = len(t.train) + (len(t.val) if t.val is not None else 0)
+                    hint = ("lower --val-fraction" if split == "train" else "raise --val-fraction" if split == "val"
+                            else "the test set has none of its classes")
+                    raise UsageError(f"task {t.name!r} has an empty {split} split ({len(t.train)} train, "
+                                     f"{len(t.val) if t.val is not None else 0} validation and {len(t.test)} test "
+                                     f"samples, {n} for training before the hold-out): {hint}")
 
     def __len__(self) -> int:
         return len(self.tasks)

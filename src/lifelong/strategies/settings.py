@@ -29,7 +29,7 @@ from typing import Any, Callable, Sequence
 
 from ..errors import UsageError
 
-__all__ = ["Settings", "setting", "setting_fields", "settings_as_dict", "settings_from_dict", "field_type"]
+__all__ = ["Settings", "check_field", "setting", "setting_fields", "settings_as_dict", "settings_from_dict", "field_type"]
 
 
 def setting(
@@ -118,20 +118,27 @@ class Settings:
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
-            meta = _meta(f)
-            value = coerce(field_type(type(self), f.name), getattr(self, f.name), meta["flag"])
-            object.__setattr__(self, f.name, value)
-            if value is None:
-                continue
-            if isinstance(value, float) and not math.isfinite(value):
-                raise UsageError(f"{meta['flag']} must be a finite number, got {value}")
-            if meta["choices"] is not None and value not in meta["choices"]:
-                raise UsageError(f"unknown {meta['flag'].lstrip('-')} {value!r}: choose one of "
-                                 f"{', '.join(map(str, meta['choices']))}")
-            if meta["check"] is not None and not meta["check"](value):
-                raise UsageError(f"{meta['flag']} must {meta['must']}, got {_fmt(value)}")
-            if meta["maximum"] is not None and value > meta["maximum"]:
-                raise UsageError(f"{meta['flag']} must be at most {meta['maximum']:g}, got {_fmt(value)}")
+            object.__setattr__(self, f.name, check_field(type(self), f.name, getattr(self, f.name)))
+
+
+def check_field(cls: type, name: str, value: Any) -> Any:
+    """``value`` for field ``name`` of settings class ``cls``, coerced to its type, or a UsageError
+    naming the flag: the field's own rule (rules between fields are the class's ``__post_init__``)."""
+    f = next(f for f in dataclasses.fields(cls) if f.name == name)
+    meta = _meta(f)
+    value = coerce(field_type(cls, name), value, meta["flag"])
+    if value is None:
+        return value
+    if isinstance(value, float) and not math.isfinite(value):
+        raise UsageError(f"{meta['flag']} must be a finite number, got {value}")
+    if meta["choices"] is not None and value not in meta["choices"]:
+        raise UsageError(f"unknown {meta['flag'].lstrip('-')} {value!r}: choose one of "
+                         f"{', '.join(map(str, meta['choices']))}")
+    if meta["check"] is not None and not meta["check"](value):
+        raise UsageError(f"{meta['flag']} must {meta['must']}, got {_fmt(value)}")
+    if meta["maximum"] is not None and value > meta["maximum"]:
+        raise UsageError(f"{meta['flag']} must be at most {meta['maximum']:g}, got {_fmt(value)}")
+    return value
 
 
 def settings_as_dict(settings: Any) -> dict[str, Any]:

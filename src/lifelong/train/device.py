@@ -3,6 +3,7 @@ one-line error when the device is not there; peak memory of a run on it."""
 
 from __future__ import annotations
 
+import os
 import resource
 import sys
 
@@ -51,6 +52,27 @@ def resolve_device(spec: str | torch.device | None = "auto") -> torch.device:
                              f"indices 0..{torch.cuda.device_count() - 1}")
         return torch.device("cuda", index)
     raise UsageError(f"unknown device {spec!r}: choose one of {', '.join(DEVICES)}")
+
+
+def memory_bytes(device: torch.device) -> int | None:
+    """The memory a run on ``device`` can use at most: the GPU's, or the machine's RAM; None if unknown."""
+    try:
+        if device.type == "cuda":
+            return int(torch.cuda.mem_get_info(device)[1])
+        return int(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError, RuntimeError):
+        return None
+
+
+def check_fits(n_parameters: int, device: torch.device, copies: int = 8, what: str = "the model") -> None:
+    """A UsageError when ``copies`` float32 copies of ``n_parameters`` (parameters, gradients, optimizer
+    moments, a strategy's importances and anchors) cannot fit in the device's memory."""
+    need, have = 4 * copies * n_parameters, memory_bytes(device)
+    if have is not None and need > have:
+        raise UsageError(
+            f"{what} would have {n_parameters:,} parameters: about {need / 1e9:,.1f} GB with their gradients, "
+            f"optimizer and strategy state, more than the {have / 1e9:,.1f} GB of {device}; use smaller --hidden widths"
+        )
 
 
 def reset_peak_memory(device: torch.device) -> None:

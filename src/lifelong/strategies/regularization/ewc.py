@@ -25,6 +25,7 @@ from typing import Iterable
 import torch
 from torch import Tensor, nn
 
+from ...errors import UsageError
 from ...importance import FISHER_KINDS
 from ...penalties import merge_decay, merge_sum
 from ..base import Context
@@ -40,6 +41,12 @@ class EWCSettings(Settings):
                                "over the model's classes) or mc (labels sampled from the model)")
     mc_samples: int = setting(1, flag="--mc-samples", check=lambda v: v >= 1, must="be >= 1", maximum=10_000,
                               help="labels sampled per input for --fisher mc")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.mc_samples != 1 and self.fisher != "mc":
+            raise UsageError(f"--mc-samples applies to --fisher mc, not {self.fisher} (in a sweep, give the mc "
+                             "variants a grid entry of their own)")
 
 
 @dataclass(frozen=True)
