@@ -151,7 +151,9 @@ def test_diverging_ewc_with_sgd_names_lambda_times_lr(tmp_path, capsys):
             "--optimizer", "sgd", "--lr", "0.1", "--epochs", "10", "--out", str(tmp_path / "d"), *FAST]
     with pytest.raises(TrainingDiverged, match=r"lambda x lr x max\(F\)"):
         main(args)
-    assert console_main(args) == 1
+    # the diverged run kept its last good checkpoint: the same command again is told to resume it
+    assert console_main(args) == 2 and "--resume" in capsys.readouterr().err
+    assert console_main([*args, "--overwrite"]) == 1
     err = capsys.readouterr().err
     assert "task 'classes 2-3'" in err and "lower --lambda or --lr" in err and "Traceback" not in err
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 from torch import nn
 
@@ -12,17 +14,20 @@ from .config import RunConfig
 
 
 def build_stream(cfg: RunConfig) -> TaskStream:
-    """The task stream a (resolved) config describes; loads the data set (see lifelong.data)."""
+    """The task stream a (resolved) config describes; loads the data set (see lifelong.data). Its
+    ``info["data"]`` is the data's fingerprint (the md5s of the files' content)."""
     from ..data import load_dataset
 
     data = load_dataset(cfg.dataset, cfg.data_dir, download=cfg.download)
     common = dict(seed=cfg.seed, val_fraction=cfg.val_fraction, name=cfg.benchmark, pad=cfg.pad, mean=cfg.mean,
                   std=cfg.std, seen_classes_only=cfg.class_units == "seen")
     if cfg.kind == "permuted":
-        return permuted(data, cfg.tasks, cfg.scenario, **common)
-    if cfg.kind == "rotated":
-        return rotated(data, cfg.angles, cfg.scenario, **common)
-    return split(data, cfg.split_groups, cfg.scenario, **common)
+        stream = permuted(data, cfg.tasks, cfg.scenario, **common)
+    elif cfg.kind == "rotated":
+        stream = rotated(data, cfg.angles, cfg.scenario, **common)
+    else:
+        stream = split(data, cfg.split_groups, cfg.scenario, **common)
+    return dataclasses.replace(stream, info={**stream.info, "data": data.fingerprint()})
 
 
 def build_strategy(cfg: RunConfig) -> Strategy:

@@ -305,7 +305,8 @@ MAX_WIDTH = 10**7  # units in one hidden layer (a 784-wide input already makes t
 def _check_normalization(mean: float, std: float) -> None:
     """(x − mean) / std must be a finite float32 for pixels x in [0, 1], or training fails for the inputs'
     sake (and the divergence hint would blame the learning rate)."""
-    m, sd = np.float32(mean), np.float32(std)
+    with np.errstate(over="ignore", under="ignore"):
+        m, sd = np.float32(mean), np.float32(std)
     if not np.isfinite(m) or not np.isfinite(sd) or sd == 0:
         raise UsageError(f"--mean {mean:g} / --std {std:g} are not float32 numbers (the inputs' type; a std of {std:g} "
                          f"is {float(sd):g} there): give a std of at least 1e-30 and values below 3e38")

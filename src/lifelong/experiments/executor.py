@@ -69,8 +69,9 @@ def run_job(cfg: RunConfig, threads: int | None) -> dict:
     try:
         import importlib
 
-        run = importlib.import_module("lifelong.experiments.runs").run  # looked up at call time: tests patch it
-        results = run(cfg, overwrite=True)
+        runs = importlib.import_module("lifelong.experiments.runs")  # looked up at call time: tests patch it
+        # an interrupted run of this job continues from its checkpoint; anything else starts afresh
+        results = runs.resume(cfg.out) if runs.interrupted(cfg) else runs.run(cfg, overwrite=True)
         return {"status": "done", "seconds": round(time.perf_counter() - t0, 3), **summary(results)}
     except LifelongError as e:
         return {"status": "failed", "error": type(e).__name__, "message": str(e)}
@@ -79,12 +80,16 @@ def run_job(cfg: RunConfig, threads: int | None) -> dict:
 
 
 def finished(job: Job) -> dict | None:
-    """The results of a finished run of ``job`` in its folder, or None."""
+    """The results of a finished run of ``job`` in its folder (results.json and config.json both of this
+    run), or None."""
     try:
         results = json.loads((Path(job.cfg.out) / "results.json").read_text())
-    except (OSError, json.JSONDecodeError):
+        config = json.loads((Path(job.cfg.out) / "config.json").read_text())
+    except (OSError, ValueError):
         return None
-    return results if results.get("run_id") == job.id else None
+    if not (isinstance(results, dict) and isinstance(config, dict)):
+        return None
+    return results if results.get("run_id") == job.id == config.get("run_id") else None
 
 
 def check_folders(jobs: Sequence[Job], overwrite: bool) -> None:

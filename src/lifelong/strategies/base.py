@@ -177,6 +177,10 @@ class Strategy:
         if state:
             raise ValueError(f"strategy {self.name!r} keeps no state, got keys {sorted(state)[:3]}")
 
+    def check_state(self, model: nn.Module) -> None:
+        """Raise ValueError if the state (just loaded) does not fit ``model``: a strategy whose state
+        names parameters checks their names, shapes and dtypes."""
+
     def divergence_hint(self, optimizer: str, lr: float) -> str:
         return f"the learning rate is probably too large for this model: lower --lr (now {lr:g})"
 
@@ -286,6 +290,10 @@ class Compose(Strategy):
         for p in self.parts:
             prefix = f"{p.name}."
             p.load_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})
+
+    def check_state(self, model):
+        for p in self.parts:
+            p.check_state(model)
 
     def divergence_hint(self, optimizer, lr):
         default = Strategy.divergence_hint(self, optimizer, lr)

@@ -8,7 +8,8 @@ A checkpoint holds everything a run needs to continue exactly where it stopped:
     rng.order, rng.strategy torch.Generator states (data order at the start of the current epoch; the
                             strategy's generator: MC Fisher labels, replay sampling)
 
-and, as JSON under the header key ``lifelong``: the format version, the run id and config, the position in
+and, as JSON under the header key ``lifelong``: the format version, the run id and config, the data's
+fingerprint, the sha256 of every tensor and of the metadata itself (checked on load), the position in
 the stream (task, epoch, step, batch), the accuracy-matrix rows so far, timings, and the optimizer's
 non-tensor state (param groups). Loading parses no code: safetensors is a flat header + raw bytes, so
 opening a checkpoint from someone else can't execute anything. The file is replaced atomically
@@ -17,6 +18,7 @@ opening a checkpoint from someone else can't execute anything. The file is repla
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any, Mapping
@@ -36,14 +38,48 @@ class CheckpointError(UsageError):
     """A checkpoint that is missing, corrupt, or does not fit the model."""
 
 
+def tensor_digest(t: Tensor) -> str:
+    """sha256 of a tensor's bytes (with its dtype and shape): what a checkpoint stores to prove it intact."""
+    h = hashlib.sha256(f"{t.dtype}{tuple(t.shape)}".encode())
+    h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def _meta_digest(meta: Mapping[str, Any]) -> str:
+    body = {k: v for k, v in meta.items() if k != "meta_sha256"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, allow_nan=True).encode()).hexdigest()
+
+
 def save_checkpoint(path: str | Path, tensors: Mapping[str, Tensor], meta: Mapping[str, Any]) -> Path:
-    """Write ``tensors`` (flat, prefixed names) and JSON ``meta`` to ``path`` atomically."""
+    """Write ``tensors`` (flat, prefixed names) and JSON ``meta`` to ``path`` atomically, with the sha256
+    of every tensor and of the metadata in the header (checked by :func:`load_checkpoint`)."""
     from safetensors.torch import save
 
     # safetensors stores each tensor's own bytes: no shared storage, contiguous layout.
     flat = {k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}
-    header = json.dumps({"format": FORMAT, **meta}, allow_nan=True)
+    body = {"format": FORMAT, **meta, "tensor_sha256": {k: tensor_digest(v) for k, v in flat.items()}}
+    body["meta_sha256"] = _meta_digest(body)
+    header = json.dumps(body, allow_nan=True)
     return atomic_write_bytes(path, save(flat, metadata={HEADER_KEY: header}))
+
+
+def read_header(path: str | Path) -> dict[str, Any]:
+    """A checkpoint's metadata alone (the header, not the tensors); FileNotFoundError if absent,
+    CheckpointError if it is not a readable lifelong checkpoint."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            n = int.from_bytes(f.read(8), "little")
+            if n <= 0 or n > 100_000_000:
+                raise ValueError("bad header length")
+            meta = json.loads(json.loads(f.read(n))["__metadata__"][HEADER_KEY])
+    except FileNotFoundError:
+        raise
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise CheckpointError(f"checkpoint {path} is corrupt or not a lifelong checkpoint ({_first_line(e)})") from None
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"checkpoint {path} is corrupt: its metadata is not an object")
+    return meta
 
 
 def load_checkpoint(path: str | Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
@@ -74,7 +110,25 @@ def load_checkpoint(path: str | Path) -> tuple[dict[str, Tensor], dict[str, Any]
         )
     if meta.get("format") != FORMAT:
         raise CheckpointError(f"checkpoint {path} has format {meta.get('format')!r}, this version reads {FORMAT}")
+    _verify(path, tensors, meta)
     return tensors, meta
+
+
+def _verify(path: Path, tensors: Mapping[str, Tensor], meta: dict) -> None:
+    """Every tensor and the metadata must hash to what the header recorded when the file was written."""
+    damaged = f"checkpoint {path} is damaged"
+    digests = meta.get("tensor_sha256")
+    if not isinstance(digests, dict) or meta.get("meta_sha256") != _meta_digest(meta):
+        raise CheckpointError(f"{damaged}: its metadata does not match its checksum; delete it (the run restarts "
+                              "from the beginning) or restore it from a backup")
+    missing, extra = sorted(set(digests) - set(tensors)), sorted(set(tensors) - set(digests))
+    if missing or extra:
+        what = f"tensor {missing[0]!r} is missing" if missing else f"tensor {extra[0]!r} was added"
+        raise CheckpointError(f"{damaged}: {what}; delete it (the run restarts from the beginning)")
+    for k, t in tensors.items():
+        if tensor_digest(t) != digests[k]:
+            raise CheckpointError(f"{damaged}: tensor {k!r} does not match its checksum; delete it (the run restarts "
+                                  "from the beginning) or restore it from a backup")
 
 
 def _header(data: bytes) -> dict:
@@ -112,6 +166,9 @@ def load_model_state(model: nn.Module, state: Mapping[str, Tensor], source: str 
                 f"{source} does not fit this model: {k!r} has shape {tuple(state[k].shape)} in the checkpoint, "
                 f"{tuple(v.shape)} in the model (different --hidden, --model or benchmark?)"
             )
+        if state[k].dtype != v.dtype:
+            raise CheckpointError(f"{source} does not fit this model: {k!r} is {state[k].dtype} in the checkpoint, "
+                                  f"{v.dtype} in the model")
     model.load_state_dict(dict(state))
 
 
@@ -129,11 +186,22 @@ def optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, Tensor], di
 
 
 def load_optimizer_state(opt: torch.optim.Optimizer, tensors: Mapping[str, Tensor], meta: Mapping[str, Any]) -> None:
+    """Load what :func:`optimizer_tensors` split, after checking it fits ``opt``: every parameter index
+    in range, every per-parameter tensor shaped like its parameter, the param groups' structure."""
+    bad = "checkpoint optimizer state does not fit"
+    if not isinstance(meta, Mapping) or not isinstance(meta.get("scalars"), dict) or not isinstance(meta.get("param_groups"), list):
+        raise CheckpointError(f"{bad}: its metadata lacks scalars or param_groups")
+    params = [p for g in opt.param_groups for p in g["params"]]
     state: dict[int, dict[str, Any]] = {}
     for name, val in list(tensors.items()) + list(meta["scalars"].items()):
         idx, _, key = name.partition(".")
+        if not idx.isdigit() or int(idx) >= len(params) or not key:
+            raise CheckpointError(f"{bad}: entry {name!r} names no parameter of this model ({len(params)} parameters)")
+        if isinstance(val, Tensor) and val.dim() > 0 and tuple(val.shape) != tuple(params[int(idx)].shape):
+            raise CheckpointError(f"{bad}: {name!r} has shape {tuple(val.shape)}, its parameter "
+                                  f"{tuple(params[int(idx)].shape)}")
         state.setdefault(int(idx), {})[key] = val
     try:
         opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
-    except (ValueError, KeyError) as e:
-        raise CheckpointError(f"checkpoint optimizer state does not fit: {_first_line(e)}") from None
+    except (ValueError, KeyError, TypeError, IndexError, RuntimeError) as e:
+        raise CheckpointError(f"{bad}: {_first_line(e)}") from None

@@ -24,7 +24,14 @@ from ..models import count_parameters
 from ..models.heads import Heads
 from ..scenarios import TaskStream, derived_generator
 from ..strategies import Context, Strategy
-from .checkpoint import load_model_state, load_optimizer_state, optimizer_tensors, split_prefix, with_prefix
+from .checkpoint import (
+    CheckpointError,
+    load_model_state,
+    load_optimizer_state,
+    optimizer_tensors,
+    split_prefix,
+    with_prefix,
+)
 from .device import peak_device_memory, peak_rss_bytes, reset_peak_memory, resolve_device
 from .loop import TrainSettings, make_optimizer, train_task
 
@@ -65,15 +72,7 @@ def run_stream(
         "timings": {"train_seconds": [], "after_task_seconds": [], "eval_seconds": []},
     }
     if resume is not None:
-        tensors, meta = resume
-        P = meta["progress"]
-        load_model_state(model, split_prefix(tensors, "model"))
-        strategy.load_state_dict({k: v.to(device) for k, v in split_prefix(tensors, "strategy").items()})
-        order.set_state(tensors["rng.order"])
-        ctx.generator.set_state(tensors["rng.strategy"])
-        if P["step"] > 0:
-            ctx.optimizer = make_optimizer(model, settings)
-            load_optimizer_state(ctx.optimizer, split_prefix(tensors, "optim"), meta["optimizer"])
+        P, ctx.optimizer = restore(model, strategy, settings, resume, order, ctx.generator, device)
     started = time.perf_counter() - P["elapsed_seconds"]
 
     def measure(row: int) -> float:
@@ -124,6 +123,35 @@ def run_stream(
     if bar is not None:
         bar.close()
     return _results(stream, strategy, model, settings, device, P, time.perf_counter() - started, summarize)
+
+
+def restore(model: nn.Module, strategy: Strategy, settings: TrainSettings, checkpoint: tuple[dict, dict],
+            order: torch.Generator, generator: torch.Generator, device: torch.device | str = "cpu"):
+    """Load a checkpoint's model, strategy, generators and optimizer into fresh objects (the model on
+    ``device``); returns ``(progress, optimizer or None)``. Every piece is checked against what it is
+    loaded into, and a mismatch is a one-line CheckpointError: a resume can try this on scratch
+    objects before it writes anything."""
+    tensors, meta = checkpoint
+    P = meta["progress"]
+    load_model_state(model, split_prefix(tensors, "model"))
+    state = {k: v.to(device) for k, v in split_prefix(tensors, "strategy").items()}
+    try:
+        strategy.load_state_dict(state)
+        strategy.check_state(model)
+    except (ValueError, KeyError, TypeError, RuntimeError) as e:
+        raise CheckpointError(f"checkpoint strategy state does not fit {strategy.name}: {str(e).splitlines()[0]}") from None
+    for name, gen in (("rng.order", order), ("rng.strategy", generator)):
+        try:
+            gen.set_state(tensors[name])
+        except (KeyError, RuntimeError, TypeError) as e:
+            raise CheckpointError(f"checkpoint generator state {name} is missing or invalid ({type(e).__name__})") from None
+    optimizer = None
+    if P["step"] > 0:
+        optimizer = make_optimizer(model, settings)
+        load_optimizer_state(optimizer, split_prefix(tensors, "optim"), meta.get("optimizer"))
+    elif split_prefix(tensors, "optim"):
+        raise CheckpointError("checkpoint holds optimizer state at a task boundary, where a run starts a fresh optimizer")
+    return P, optimizer
 
 
 def _results(stream, strategy, model, settings, device, P, total_seconds, summarize) -> dict[str, Any]:

@@ -17,6 +17,7 @@ import math
 from dataclasses import dataclass
 from typing import Iterable
 
+import torch
 from torch import Tensor, nn
 
 from ...penalties import add_quadratic_grad_, empty_state, quadratic_penalty, state_from_tensors, state_tensors
@@ -93,6 +94,26 @@ class Regularizer(Strategy):
         self.state = state_from_tensors(state, "penalty.")
         for key in self._buffers:
             setattr(self, key, {k[len(key) + 1 :]: t for k, t in state.items() if k.startswith(f"{key}.")})
+
+    def check_state(self, model: nn.Module) -> None:
+        """Every tensor of the state names a parameter of ``model`` and has its shape and dtype; the
+        penalty's importance and anchor name the same parameters; all values are finite."""
+        params = dict(model_of(model).named_parameters())
+        imp, anc, offset = self.state["importance"], self.state["anchor"], self.state["offset"]
+        if set(imp) != set(anc):
+            raise ValueError(f"importance and anchor name different parameters ({sorted(set(imp) ^ set(anc))[:2]})")
+        if not (isinstance(offset, Tensor) and offset.dim() == 0 and bool(torch.isfinite(offset))):
+            raise ValueError("penalty.offset must be a finite 0-d tensor")
+        groups = {"penalty.importance": imp, "penalty.anchor": anc, **{b: getattr(self, b) for b in self._buffers}}
+        for prefix, tensors in groups.items():
+            for n, t in tensors.items():
+                if n not in params:
+                    raise ValueError(f"{prefix}.{n} names no parameter of the model")
+                p = params[n]
+                if tuple(t.shape) != tuple(p.shape) or t.dtype != p.dtype:
+                    raise ValueError(f"{prefix}.{n} is {t.dtype} {tuple(t.shape)}, the parameter {p.dtype} {tuple(p.shape)}")
+                if not bool(torch.isfinite(t).all()):
+                    raise ValueError(f"{prefix}.{n} holds values that are not finite")
 
     def divergence_hint(self, optimizer: str, lr: float) -> str:
         imp = self.state["importance"]
