@@ -268,6 +268,8 @@ def build_parser() -> argparse.ArgumentParser:
     rep_p.add_argument("--methods", type=_names, default=None, help="only these methods (default: all of the table)")
     rep_p.add_argument("--scenarios", type=_names, default=None, help="only these scenarios (default: all of the table)")
     rep_p.add_argument("--data-dir", default=None, help="folder with the IDX files")
+    rep_p.add_argument("--no-download", dest="download", action="store_false", default=None,
+                       help="never download: fail if the files are not found locally")
     rep_p.add_argument("--threads", type=int, default=None, help="CPU threads per run")
     rep_p.add_argument("--out", default=None, help="reproduction folder (default: reproductions/<recipe>)")
     return parser
@@ -369,7 +371,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         from .experiments.recipes import reproduce
 
         return reproduce(args.recipe, _seeds(args.seeds), out=args.out, workers=args.workers, methods=args.methods,
-                         scenarios=args.scenarios, data_dir=args.data_dir, threads=args.threads)
+                         scenarios=args.scenarios, data_dir=args.data_dir, threads=args.threads, download=args.download)
     if args.command == "run" and args.resume:
         return _resume(given)
     if args.command == "tune":
@@ -459,12 +461,16 @@ def _sweep(given: dict) -> dict:
 
 
 def _print_summary(result: dict) -> None:
-    m = result["metrics"]
-    fmt = lambda v: "n/a" if v is None or v != v else f"{100 * v:+.2f}"  # noqa: E731
+    m = result.get("metrics") or {}
+
+    def fmt(key: str, sign: str = "+") -> str:
+        v = m.get(key)
+        return "n/a" if not isinstance(v, (int, float)) or isinstance(v, bool) or v != v else f"{100 * v:{sign}.2f}"
+
     print(
-        f"{result['run_id']}: average accuracy {100 * m['average_accuracy']:.2f}%  "
-        f"BWT {fmt(m['backward_transfer'])}  FWT {fmt(m['forward_transfer'])}  "
-        f"forgetting {fmt(m['forgetting'])}  -> {result.get('run_dir', '(not written)')}"
+        f"{result.get('run_id')}: average accuracy {fmt('average_accuracy', '')}%  "
+        f"BWT {fmt('backward_transfer')}  FWT {fmt('forward_transfer')}  "
+        f"forgetting {fmt('forgetting')}  -> {result.get('run_dir', '(not written)')}"
     )
 
 

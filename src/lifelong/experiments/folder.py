@@ -117,7 +117,10 @@ def identity(folder: Path) -> dict[str, str | None]:
         except FileNotFoundError:
             ids[name] = None
             continue
-        ids[name] = d.get("run_id") if isinstance(d, dict) and isinstance(d.get("run_id"), str) else None
+        except UsageError:
+            ids[name] = "<unreadable>"
+            continue
+        ids[name] = d.get("run_id") if isinstance(d, dict) and isinstance(d.get("run_id"), str) else "<no run id>"
     try:
         header = read_header(folder / CHECKPOINT_FILE)
         ids[CHECKPOINT_FILE] = header.get("run_id") if isinstance(header.get("run_id"), str) else None
@@ -136,9 +139,26 @@ def check_consistent(folder: Path) -> None:
         other = ids[name]
         if other is not None and other != own:
             raise UsageError(
-                f"{folder}: {name} belongs to run {other} but config.json to {own or 'no run'}: the folder mixes two "
-                "runs; start again with --overwrite (or move the folder aside)"
+                f"{folder}: {name} belongs to run {other} but config.json to {own or 'no run'}{_differences(folder, name)}: "
+                "the folder mixes two runs; put this run's file back, or start again with --overwrite"
             )
+
+
+def _differences(folder: Path, name: str) -> str:
+    """`` (they differ in lr: 0.001 / 0.01)``: the config keys in which ``name``'s run differs from config.json's."""
+    try:
+        ours = read_json(folder / "config.json", "run folder")
+        theirs = (read_header(folder / name) if name == CHECKPOINT_FILE else read_json(folder / name, "run folder")).get("config")
+    except (OSError, UsageError, AttributeError):
+        return ""
+    if not isinstance(ours, dict) or not isinstance(theirs, dict):
+        return ""
+    skip = {"run_id", "config_version", "data", "out", "data_dir", "threads", "device", "progress", "checkpoint_every",
+            "download"}
+    keys = [k for k in sorted(set(ours) | set(theirs)) if k not in skip and ours.get(k) != theirs.get(k)]
+    if not keys:
+        return ""
+    return " (they differ in " + ", ".join(f"{k}: {json.dumps(ours.get(k))} / {json.dumps(theirs.get(k))}" for k in keys[:4]) + ")"
 
 
 # ---- the override journal -------------------------------------------------------------------------------

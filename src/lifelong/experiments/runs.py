@@ -156,6 +156,18 @@ def _read_record(run_dir: Path, what: str) -> dict:
     return {k: v for k, v in saved.items() if k not in ("run_id", "data")}
 
 
+def read_results(run_dir: Path) -> dict:
+    """A finished run's results.json, checked: this run's id, an accuracy matrix and its metrics."""
+    from ..report.files import results_problem
+
+    path = run_dir / "results.json"
+    results = folder.read_json(path, "run folder")
+    problem = results_problem(results)
+    if problem is not None:
+        raise UsageError(f"{path} is damaged ({problem}); start the run again with --overwrite")
+    return results
+
+
 def resume(run_dir: str | Path, options: Mapping[str, Any] | None = None, *, allow_changes: bool = False) -> dict:
     """Continue the run in ``run_dir`` from its last checkpoint.
 
@@ -186,13 +198,14 @@ def resume(run_dir: str | Path, options: Mapping[str, Any] | None = None, *, all
                              "stream, model and strategy are in the checkpoint; start a new run (another --out)")
         if (run_dir / "results.json").exists():
             if not changed:
-                results = folder.read_json(run_dir / "results.json", "run folder")
-                if not isinstance(results, dict):
-                    raise UsageError(f"{run_dir / 'results.json'} is not a JSON object; the run folder is damaged")
-                return {**results, "run_dir": str(run_dir)}
+                return {**read_results(run_dir), "run_dir": str(run_dir)}
             raise UsageError(f"--resume {run_dir}: the run is finished (results.json); to train with other values start a "
                              "new run with another --out")
         tensors, meta = load_checkpoint(run_dir / CHECKPOINT_FILE)
+        mid_task = isinstance(meta.get("progress"), dict) and meta["progress"].get("step") not in (0, None)
+        if "optimizer" in changed and mid_task:
+            raise UsageError(f"--resume --override-config cannot change {changed['optimizer']} in the middle of a task: "
+                             "the checkpoint holds the optimizer's state (a task boundary starts a fresh one)")
         device = resolve_device(cfg.device)
         stream = build_stream(cfg)
         _check_checkpoint(run_dir, saved, saved_cfg, tensors, meta, stream)
@@ -259,11 +272,15 @@ def _check_progress(path: Path, P: Any, cfg: RunConfig, stream) -> None:
     for key in ("task", "step", "steps_per_task", "R", "R_val", "timings", "partial_train_seconds", "elapsed_seconds"):
         need(key in P, f"{key!r} is missing")
     task, step = P["task"], P["step"]
-    need(type(task) is int and 0 <= task < T, f"task {task!r} is not in 0..{T - 1}")
+    # task T, step 0: every task trained (the checkpoint after the last one), the results not written yet
+    need(type(task) is int and 0 <= task <= T, f"task {task!r} is not in 0..{T}")
     need(type(step) is int and step >= 0, f"step {step!r} is not a count of steps")
-    steps = cfg.iterations or cfg.epochs * math.ceil(
-        sum(len(t.train) for t in build_strategy(cfg).training_tasks(stream, task)) / cfg.batch_size)
-    need(step < steps, f"step {step} is past the {steps} steps of task {task + 1}")
+    if task < T:
+        steps = cfg.iterations or cfg.epochs * math.ceil(
+            sum(len(t.train) for t in build_strategy(cfg).training_tasks(stream, task)) / cfg.batch_size)
+        need(step < steps, f"step {step} is past the {steps} steps of task {task + 1}")
+    else:
+        need(step == 0, f"step {step} after the last task")
     spt = P["steps_per_task"]
     need(isinstance(spt, list) and len(spt) == task and all(type(n) is int and n >= 1 for n in spt),
          f"steps_per_task must list {task} positive counts")

@@ -67,6 +67,7 @@ def sweep(
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise UsageError(f"--workers must be >= 1, got {workers}")
     pts = points(spec)  # every config is validated before anything is created
+    _check_data(pts)
     root = Path(out) if out is not None else Path("sweeps") / f"sweep-{spec_id(spec)}"
     methods: dict[tuple[int, str], list[Point]] = {}  # a method: a grid entry's strategy
     for p in pts:
@@ -127,6 +128,15 @@ def sweep(
                                          "methods": book.selection})
     book.run(final_jobs, overwrite)
     return _done(book)
+
+
+def _check_data(pts) -> None:
+    """Load each data set the grid needs once, before any run: missing or damaged data is one error
+    now, not the same failure in every run."""
+    from ..data import load_dataset
+
+    for dataset, data_dir, download in dict.fromkeys((p.cfg.dataset, p.cfg.data_dir, p.cfg.download) for p in pts):
+        load_dataset(dataset, data_dir, download=download)
 
 
 def _done(book: Index) -> dict:

@@ -49,7 +49,7 @@ import torch
 from torch import Tensor, nn
 
 from lifelong.errors import UsageError
-from lifelong.importance.persample import batch_mean, sum_sq_grads
+from lifelong.importance.persample import batch_mean, describe_batch, sum_sq_grads
 from lifelong.models.heads import masked_logits
 
 FISHER_KINDS = ("empirical", "predicted", "exact", "mc")
@@ -222,12 +222,16 @@ def multinomial_cov_factor(p: Tensor) -> Tensor:
 
 
 def _unpack(batch: Batch) -> tuple[Tensor, Tensor | None, Tensor | None]:
-    if isinstance(batch, Tensor) or len(batch) not in (2, 3):
-        raise UsageError("each batch must be a tuple (x, y) or (x, y, mask)")
+    usage = ("each batch must be (x, y) or (x, y, mask) with x a tensor and mask a bool tensor of active classes; got "
+             f"{describe_batch(batch)}")
+    if isinstance(batch, dict):
+        raise UsageError(usage + ": pass tuples, e.g. ((b['x'], b['y']) for b in loader)")
+    if not isinstance(batch, (tuple, list)) or len(batch) not in (2, 3) or not isinstance(batch[0], Tensor):
+        raise UsageError(usage)
     x, y = batch[0], batch[1]
     mask = batch[2] if len(batch) == 3 else None
-    if mask is not None and mask.dtype != torch.bool:
-        raise UsageError(f"the class mask must be a bool tensor (True = active class); got {mask.dtype}")
+    if mask is not None and not (isinstance(mask, Tensor) and mask.dtype == torch.bool):
+        raise UsageError(usage + " (the third item is the class mask; leave extra items out)")
     return x, y, mask
 
 

@@ -37,7 +37,7 @@ import torch
 from torch import Tensor, nn
 
 from lifelong.errors import UsageError
-from lifelong.importance.persample import batch_mean, sum_abs_grads
+from lifelong.importance.persample import batch_mean, describe_batch, sum_abs_grads
 
 # x (B, ...) alone, or (x,), (x, y) or (x, y, mask); y is ignored, mask bool (C,) or (B, C) or None
 UnlabeledBatch = Union[Tensor, Sequence]
@@ -80,9 +80,11 @@ def _unpack(batch: UnlabeledBatch) -> tuple[Tensor, Tensor | None]:
     """(x, mask) from x, (x,), (x, y) or (x, y, mask); y is ignored."""
     if isinstance(batch, Tensor):
         return batch, None
+    usage = ("each MAS batch must be x, (x,), (x, y) or (x, y, mask) with x a tensor and mask a bool tensor of "
+             f"active units; got {describe_batch(batch)}")
     if not isinstance(batch, (tuple, list)) or len(batch) not in (1, 2, 3) or not isinstance(batch[0], Tensor):
-        raise UsageError("each MAS batch must be x, (x,), (x, y) or (x, y, mask) with x a tensor")
+        raise UsageError(usage)
     mask = batch[2] if len(batch) == 3 else None
-    if mask is not None and mask.dtype != torch.bool:
-        raise UsageError(f"the output mask must be a bool tensor (True = active unit); got {mask.dtype}")
+    if mask is not None and not (isinstance(mask, Tensor) and mask.dtype == torch.bool):
+        raise UsageError(usage + " (the third item is the output mask; leave extra items out)")
     return batch[0], mask

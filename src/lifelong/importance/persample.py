@@ -141,6 +141,15 @@ def _sum_grads(
         return _sum_grads_func(model, x, v, max_elements, absolute)
 
 
+def describe_batch(batch) -> str:
+    """What a batch is, for error messages: ``dict with keys ...``, ``3-tuple (Tensor, Tensor, float)``."""
+    if isinstance(batch, dict):
+        return f"a dict with keys {', '.join(map(str, list(batch)[:4]))}"
+    if isinstance(batch, (tuple, list)):
+        return f"a {len(batch)}-{type(batch).__name__} ({', '.join(type(b).__name__ for b in batch[:4])})"
+    return f"a {type(batch).__name__}"
+
+
 def batch_mean(
     model: nn.Module,
     work: Iterable[tuple[Tensor, Directions]],
@@ -151,6 +160,9 @@ def batch_mean(
     of samples), summed in float64 and returned in each parameter's dtype, so the result does not
     depend on how the data was batched. ``what`` names the estimate in the error for empty data."""
     params = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    if not params:
+        raise UsageError(f"{what}: the model has no trainable parameters (requires_grad=True), so there is nothing "
+                         "to estimate; unfreeze the layers the penalty should protect")
     sums = {n: torch.zeros(p.shape, dtype=torch.float64, device=p.device) for n, p in params.items()}
     n_samples = 0
     for x, directions in work:

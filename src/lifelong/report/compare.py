@@ -34,10 +34,10 @@ Example
 >>> root = Path(tempfile.mkdtemp())
 >>> for seed, acc in [(0, 0.8), (1, 0.9)]:
 ...     d = root / f"run{seed}"; d.mkdir()
-...     _ = (d / "config.json").write_text(json.dumps({"benchmark": "split-mnist", "scenario": "task",
-...                                                    "strategy": "naive", "seed": seed}))
-...     _ = (d / "results.json").write_text(json.dumps({"accuracy_matrix": [[0.5], [acc]],
-...                                                     "metrics": {"average_accuracy": acc}}))
+...     _ = (d / "config.json").write_text(json.dumps({"run_id": f"r{seed}", "benchmark": "split-mnist",
+...                                                    "scenario": "task", "strategy": "naive", "seed": seed}))
+...     _ = (d / "results.json").write_text(json.dumps({"run_id": f"r{seed}", "accuracy_matrix": [[0.5], [acc]],
+...                                                     "task_names": ["t1"], "metrics": {"average_accuracy": acc}}))
 >>> table = compare([root], metrics=["average_accuracy"], write=False, quiet=True)
 >>> row = table["rows"][0]
 >>> row["label"], row["n"], round(row["values"]["average_accuracy"]["mean"], 6)
@@ -65,6 +65,7 @@ import numpy as np
 from lifelong import _io
 from lifelong.errors import UsageError
 from lifelong.eval.metrics import average_accuracy_curve, check_accuracy_matrix
+from lifelong.report.files import results_problem
 
 __all__ = ["DEFAULT_METRICS", "compare", "find_runs", "format_markdown", "format_text"]
 
@@ -153,10 +154,12 @@ def _load(d: Path) -> dict | None:
     try:
         config = json.loads((d / "config.json").read_text())
         results = json.loads((d / "results.json").read_text())
-    except (OSError, json.JSONDecodeError):
+    except (OSError, ValueError):  # unreadable, not UTF-8, not JSON
         return None
-    if not isinstance(config, dict) or not isinstance(results, dict):
+    if not isinstance(config, dict) or results_problem(results) is not None:
         return None
+    if config.get("run_id") != results.get("run_id"):
+        return None  # the folder mixes two runs: its numbers are not this config's
     return {"dir": d, "config": flat_config(config), "results": results,
             "id": config.get("run_id") or results.get("run_id") or str(d)}
 
@@ -315,7 +318,8 @@ def compare(
         r = _load(d)
         (runs if r is not None else broken).append(r if r is not None else d)
     if broken:
-        notes.append(f"left out {len(broken)} unreadable run folders: {', '.join(map(str, broken[:3]))}"
+        notes.append(f"left out {len(broken)} unreadable run folders (damaged JSON or results, or results.json and "
+                     f"config.json of two different runs: a mixed folder): {', '.join(map(str, broken[:3]))}"
                      f"{' ...' if len(broken) > 3 else ''}")
     if not runs:
         raise UsageError(f"no readable runs under {', '.join(map(str, paths))}: their results.json or config.json "

@@ -41,6 +41,7 @@ from lifelong.eval.metrics import check_accuracy_matrix
 from lifelong.report.plots import _check_task_names, plot_accuracy_curves, plot_accuracy_matrix
 
 __all__ = [
+    "results_problem",
     "to_jsonable",
     "write_json",
     "write_matrix_csv",
@@ -65,6 +66,32 @@ def _is_tensor(obj: Any) -> bool:
     # this keeps `import lifelong.report` free of the torch import cost.
     torch = sys.modules.get("torch")
     return torch is not None and isinstance(obj, torch.Tensor)
+
+
+def results_problem(results: Any) -> str | None:
+    """Why ``results`` (a results.json's content) cannot be read as a run's results, or None: it must be
+    an object with a run id, a valid accuracy matrix, one task name (a string) per column, and metrics
+    (and validation metrics, if any) that are objects of numbers or nulls."""
+    if not isinstance(results, Mapping):
+        return "not a JSON object"
+    if not isinstance(results.get("run_id"), str):
+        return "no run id"
+    try:
+        A = check_accuracy_matrix(results.get("accuracy_matrix"))
+    except (UsageError, ValueError, TypeError):
+        return "no valid accuracy matrix"
+    names = results.get("task_names")
+    if not (isinstance(names, list) and len(names) == A.shape[1] and all(isinstance(n, str) for n in names)):
+        return f"task_names must list {A.shape[1]} names"
+    for key in ("metrics", "val_metrics"):
+        m = results.get(key)
+        if key == "val_metrics" and m is None:
+            continue
+        if not isinstance(m, Mapping) or not all(
+                isinstance(k, str) and (v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)))
+                for k, v in m.items()):
+            return f"{key} must be an object of numbers"
+    return None
 
 
 def to_jsonable(obj: Any) -> Any:

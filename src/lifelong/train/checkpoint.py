@@ -191,6 +191,11 @@ def load_optimizer_state(opt: torch.optim.Optimizer, tensors: Mapping[str, Tenso
     bad = "checkpoint optimizer state does not fit"
     if not isinstance(meta, Mapping) or not isinstance(meta.get("scalars"), dict) or not isinstance(meta.get("param_groups"), list):
         raise CheckpointError(f"{bad}: its metadata lacks scalars or param_groups")
+    groups = meta["param_groups"]
+    if len(groups) != len(opt.param_groups) or any(
+            not isinstance(g, dict) or set(g) != set(h) for g, h in zip(groups, opt.param_groups)):
+        raise CheckpointError(f"{bad}: it is the state of another optimizer (its settings "
+                              f"{sorted(groups[0]) if groups and isinstance(groups[0], dict) else groups!r})")
     params = [p for g in opt.param_groups for p in g["params"]]
     state: dict[int, dict[str, Any]] = {}
     for name, val in list(tensors.items()) + list(meta["scalars"].items()):

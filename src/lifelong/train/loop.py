@@ -3,7 +3,8 @@
 The order is documented in :mod:`lifelong.strategies.base` and read here, top to bottom, in
 :func:`train_task`. Nothing in a step reads a value back from the device: the loss is checked for
 NaN/inf every ``check_every`` steps (and before every checkpoint and at the task's end) from losses
-kept on the device, and a diverged run stops within that many steps, naming the first bad step.
+kept on the device, and a diverged run stops within that many steps, naming the first bad step. At a
+task's end the parameters are checked too: non-finite or exploded (|θ| > 1e8) is divergence as well.
 """
 
 from __future__ import annotations
@@ -37,8 +38,13 @@ class TrainSettings:
     check_every: int = 50  # steps between reads of the loss from the device (NaN / inf check)
 
 
+EXPLODED = 1e8  # |θ| beyond which parameters have exploded: products of such weights overflow float32 in a few layers
+
+
 def make_optimizer(model: nn.Module, s: TrainSettings) -> torch.optim.Optimizer:
     """A fresh optimizer (one per task: Adam's moments do not leak across task boundaries)."""
+    if not any(p.requires_grad for p in model.parameters()):
+        raise UsageError("the model has no trainable parameters (requires_grad=True): there is nothing to train")
     if s.optimizer == "sgd":
         return torch.optim.SGD(model.parameters(), lr=s.lr, momentum=s.momentum)
     if s.optimizer == "adam":
@@ -106,8 +112,25 @@ def train_task(
             if step >= steps:
                 break
     watch.check()
+    _check_parameters(ctx, strategy, s, step)
     ctx.task_step, ctx.step = step, first_step + step
     return step
+
+
+def _check_parameters(ctx: Context, strategy: Strategy, s: TrainSettings, step: int) -> None:
+    """Non-finite or exploding parameters after a task's last step are divergence too: the loss of that
+    step was still finite, but the model is not (one read of the device per task)."""
+    params = [p.detach() for p in ctx.model.parameters()]
+    if not params:
+        return
+    top = torch.stack([p.abs().max() if p.numel() else p.new_zeros(()) for p in params]).max()
+    value = float(top)  # nan if any parameter is nan
+    if not value <= EXPLODED:
+        raise TrainingDiverged(
+            f"the parameters {'are not finite' if value != value or value == float('inf') else 'exploded'} after step "
+            f"{step} of task {ctx.task.name!r} (max |θ| = {value:.3g}); likely cause: "
+            f"{strategy.divergence_hint(s.optimizer, s.lr)}"
+        )
 
 
 class LossWatch:

@@ -72,8 +72,8 @@ def reproduce(
     rows = recipe.compare_table(accuracies)
     table = recipe.format_table(rows)
     summary = {"recipe": name, "seeds": list(seeds), "rows": rows, "failed": failed, "seconds_this_call": seconds,
-               "sweep": str(out / "sweep.json")}
-    atomic_write_json(out / "reproduction.json", summary)
+               "sweep": str(out / "sweep.json"), "runs": index["runs"], "out": str(out)}
+    atomic_write_json(out / "reproduction.json", {k: v for k, v in summary.items() if k != "runs"})
     atomic_write_text(out / "reproduction.md", table + "\n")
     if not quiet:
         print(table)

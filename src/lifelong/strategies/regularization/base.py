@@ -20,14 +20,37 @@ from typing import Iterable
 import torch
 from torch import Tensor, nn
 
+from ...errors import UsageError
 from ...penalties import add_quadratic_grad_, empty_state, quadratic_penalty, state_from_tensors, state_tensors
 from ..base import Context, Strategy
 from ..settings import Settings, setting
 
 
 def model_of(ctx: Context | nn.Module) -> nn.Module:
-    """The model of a hook's context; a plain module passes through (for your own loops)."""
-    return ctx if isinstance(ctx, nn.Module) else ctx.model
+    """The model of a hook's context, or a module given directly (your own loop), unwrapped from
+    ``nn.DataParallel``, ``DistributedDataParallel`` and ``torch.compile`` so that parameter names are
+    the model's own (``0.weight``, not ``module.0.weight``)."""
+    model = ctx if isinstance(ctx, nn.Module) else ctx.model
+    while True:
+        if isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
+            model = model.module
+        elif hasattr(model, "_orig_mod") and isinstance(model._orig_mod, nn.Module):  # torch.compile
+            model = model._orig_mod
+        else:
+            return model
+
+
+def params_of(reg: "Regularizer", model: nn.Module) -> dict[str, Tensor]:
+    """The model's parameters by name, after checking that every parameter the penalty holds is there
+    (a penalty that silently matched nothing would be 0)."""
+    params = dict(model.named_parameters())
+    missing = [n for n in reg.state["importance"] if n not in params]
+    if missing:
+        raise UsageError(
+            f"{reg.name}: the penalty holds parameter {missing[0]!r} ({len(missing)} of {len(reg.state['importance'])} "
+            f"missing) but the model has {next(iter(params), 'none')!r}...: pass the model it was consolidated on"
+        )
+    return params
 
 
 def trainable(model: nn.Module) -> dict[str, Tensor]:
@@ -67,18 +90,18 @@ class Regularizer(Strategy):
 
     def penalty(self, ctx: Context | nn.Module) -> Tensor:
         """λ/2 Σ_i Ω_i (θ_i − θ̄_i)² (+ the constant of merged tasks); 0 before the first task."""
-        return quadratic_penalty(dict(model_of(ctx).named_parameters()), self.state, self.lam)
+        return quadratic_penalty(params_of(self, model_of(ctx)), self.state, self.lam)
 
     def add_penalty_grad(self, ctx: Context | nn.Module) -> None:
         """``p.grad += λ Ω (θ − θ̄)`` for trainable parameters: the penalty's gradient in closed form."""
-        add_quadratic_grad_(trainable(model_of(ctx)), self.state, self.lam)
+        add_quadratic_grad_(params_of(self, model_of(ctx)), self.state, self.lam)
 
     def consolidate(self, model: nn.Module, data: Iterable | None = None) -> dict[str, Tensor]:
         """End of a task: compute this task's importance at θ* and merge it into the penalty."""
         raise NotImplementedError
 
     def after_task(self, ctx: Context) -> None:
-        self.consolidate(ctx.model, ctx.task_batches())
+        self.consolidate(model_of(ctx), ctx.task_batches())
 
     def state_dict(self) -> dict[str, Tensor]:
         out = state_tensors(self.state, "penalty.")

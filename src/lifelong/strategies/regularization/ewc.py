@@ -30,7 +30,7 @@ from ...importance import FISHER_KINDS
 from ...penalties import merge_decay, merge_sum
 from ..base import Context
 from ..settings import Settings, setting
-from .base import Regularizer, lam_setting
+from .base import Regularizer, lam_setting, model_of
 
 
 @dataclass(frozen=True)
@@ -72,6 +72,7 @@ class EWC(Regularizer):
     def consolidate(self, model: nn.Module, data: Iterable, *, generator: torch.Generator | None = None) -> dict[str, Tensor]:
         """Compute the Fisher at the current θ (= θ*) over ``data`` ((x, y) or (x, y, mask) batches),
         merge it into the penalty, and return it."""
+        model = model_of(model)
         from ...importance import fisher_diag
 
         s = self.settings

@@ -28,7 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from ...penalties import empty_state, merge_decay
-from .base import Regularizer
+from .base import Regularizer, model_of
 
 
 class L2(Regularizer):
@@ -38,6 +38,7 @@ class L2(Regularizer):
 
     def consolidate(self, model: nn.Module, data: Iterable | None = None) -> dict[str, Tensor]:
         """Anchor at the current θ with Ω = 1 (``data`` is not needed) and return that Ω."""
+        model = model_of(model)
         ones = {n: torch.ones_like(p) for n, p in model.named_parameters() if p.requires_grad}
         anchor = {n: p.detach() for n, p in model.named_parameters() if n in ones}
         self.state = merge_decay(empty_state(), ones, anchor, gamma=1.0)  # replaces: Ω = 1, θ̄ = θ*

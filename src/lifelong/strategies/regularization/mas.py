@@ -33,7 +33,7 @@ from typing import Iterable
 from torch import Tensor, nn
 
 from ...penalties import merge_decay
-from .base import Regularizer
+from .base import Regularizer, model_of
 
 
 class MAS(Regularizer):
@@ -45,6 +45,7 @@ class MAS(Regularizer):
     def consolidate(self, model: nn.Module, data: Iterable) -> dict[str, Tensor]:
         """Compute Ω_t at the current θ (= θ*) over ``data`` (x, (x,), (x, y) or (x, y, mask) batches),
         add it to Ω, move the anchor to θ, and return Ω_t."""
+        model = model_of(model)
         from ...importance import mas_importance
 
         omega = mas_importance(model, data)

@@ -178,6 +178,7 @@ class RWalk(PathStrategy):
         """End of a task: close the last interval, s ← ½(s + s_task), Ω = F̂ + ŝ anchored at θ. Returns
         Ω. The task's running sums are dropped (the next task makes them afresh): between tasks the
         state is F, s and the penalty."""
+        model = model_of(model)
         self._begin(model)
         self._close_interval(model)
         self.score = rwalk_average_scores(self.score, self.task_score)

@@ -138,6 +138,7 @@ class SI(PathStrategy):
         frozen now keep what they earned while they were trainable. The running ω and θ_start are
         dropped (the next task makes them afresh, from the parameters trainable then), so between
         tasks the state is the penalty alone."""
+        model = model_of(model)
         self._begin(model)
         params = dict(model.named_parameters())
         end = {n: params[n].detach().clone() for n in self.omega}
