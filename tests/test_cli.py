@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -244,3 +245,31 @@ def test_settings_belong_to_their_strategy():
     both = RunConfig.make(strategy="ewc+l2", lam=3.0, **{"l2.lam": 0.5}).resolved()
     assert both.to_dict()["settings"] == {"ewc": {"lam": 3.0, "fisher": "exact", "mc_samples": 1}, "l2": {"lam": 0.5}}
     assert RunConfig.from_dict(both.to_dict()) == both
+
+
+@pytest.mark.parametrize("seeds", ["abc", "", "0,x", "-1"])
+def test_reproduce_bad_seeds_are_one_line(seeds, capsys):
+    assert console_main(["reproduce", "hsu2018-split-mnist", "--seeds", seeds]) == 2
+    err = capsys.readouterr().err
+    assert "--seeds" in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("damage", ["no items", "train and test of different sizes"])
+def test_data_sets_that_cannot_make_a_stream_are_one_line(damage, tmp_path, capsys):
+    import numpy as np
+
+    from lifelong.data.idx import read_idx, write_idx
+
+    data = tmp_path / "mnist"
+    shutil.copytree(TINY, data)
+    if damage == "no items":
+        write_idx(data / "t10k-images-idx3-ubyte.gz", np.zeros((0, 28, 28), np.uint8))
+        write_idx(data / "t10k-labels-idx1-ubyte.gz", np.zeros((0,), np.uint8))
+        message = "hold no items"
+    else:
+        images = read_idx(data / "t10k-images-idx3-ubyte.gz")
+        write_idx(data / "t10k-images-idx3-ubyte.gz", images[:, :20, :20].copy())
+        message = "come from different data sets"
+    assert console_main(["run", "--data-dir", str(data), "--no-download", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and not (tmp_path / "o").exists()
