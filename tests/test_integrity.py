@@ -562,3 +562,34 @@ def test_a_run_killed_after_its_last_checkpoint_resumes_to_its_results(tmp_path,
         main([*RUN, "--out", str(tmp_path / "cut")])
     monkeypatch.undo()
     resumes_exactly(tmp_path / "cut", whole)
+
+
+def test_a_model_that_does_not_fit_the_stream_is_named_before_training():
+    from torch import nn
+
+    from lifelong.data import load_dataset
+    from lifelong.scenarios import permuted
+    from lifelong.strategies import Naive
+    from lifelong.train import TrainSettings, run_stream
+
+    stream = permuted(load_dataset("mnist", TINY, download=False), 3, "task", seed=0)  # 30 output units
+    few = nn.Sequential(nn.Flatten(), nn.Linear(784, 10))
+    with pytest.raises(UsageError, match=r"returns \(2, 10\) .* 30 output units \(task-incremental, 3 tasks\)"):
+        run_stream(few, stream, Naive(), TrainSettings(iterations=1), device="cpu")
+    with pytest.raises(UsageError, match=r"cannot take the stream's inputs \(1, 28, 28\)"):
+        run_stream(nn.Linear(5, 30), stream, Naive(), TrainSettings(iterations=1), device="cpu")
+    broken = nn.Sequential(nn.Flatten(), nn.Linear(784, 30))
+    with torch.no_grad():
+        broken[1].bias[3] = float("inf")
+    with pytest.raises(TrainingDiverged, match="scores are not finite on .* before training"):
+        run_stream(broken, stream, Naive(), TrainSettings(iterations=1), device="cpu")
+
+
+def test_one_sweep_per_folder(tmp_path, capsys):
+    root = tmp_path / "s"
+    root.mkdir()
+    with folder.locked(root, "sweep"):
+        code = console_main(["sweep", "--strategies", "naive", "--benchmark", "split-mnist", "--tasks", "2",
+                             "--iterations", "1", "--out", str(root), *FAST])
+    err = capsys.readouterr().err
+    assert code == 2 and "in use by another lifelong process" in err and err.count("\n") == 1

@@ -14,6 +14,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from ..errors import TrainingDiverged
 from ..scenarios import Task, batches
 from ..strategies import Context, Strategy
 
@@ -35,13 +36,18 @@ def evaluate(
     model = ctx.model
     was_training = model.training
     model.eval()
-    correct = []
+    correct, broken = [], torch.zeros((), dtype=torch.int64, device=ctx.device)
     for task in tasks:
         hits = torch.zeros((), dtype=torch.int64, device=ctx.device)
         for x, y, t in batches([task], split, batch_size=batch_size):
             scores = model(x) if strategy is None else strategy.predict(ctx, x, t)
             hits += (ctx.heads.logits(scores, task.index, upto).argmax(1) == y).sum()
+            broken += (~torch.isfinite(scores)).any(1).sum()  # an argmax over NaN/inf scores is no prediction
         correct.append(hits)
     model.train(was_training)
-    counts = torch.stack(correct).cpu().tolist() if correct else []  # one read of the device
+    counts = torch.stack([*correct, broken]).cpu().tolist() if correct else [0]  # one read of the device
+    if counts[-1]:
+        where = f"after task {upto + 1}" if upto >= 0 else "before training"
+        raise TrainingDiverged(f"the model's scores are not finite on {counts[-1]} {split} samples {where}: its "
+                               "parameters or inputs overflow; lower --lr (or the strategy's strength)")
     return np.array([c / len(task.split(split)) for c, task in zip(counts, tasks)], dtype=float)

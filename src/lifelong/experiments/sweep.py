@@ -37,6 +37,7 @@ from .. import errors
 from ..errors import LifelongError, UsageError
 from .config import RunConfig
 from .executor import Index, Job
+from .folder import locked
 from .grid import Point, label, load_spec, normalize_spec, points, spec_id, split_entry, validated
 from .selection import DEFAULT_VAL_FRACTION, SCORE, choose
 
@@ -81,23 +82,40 @@ def sweep(
         return Job(cfg, phase, names[(p.entry, p.cfg.strategy)], p.params)
 
     book = Index(spec, root, workers, quiet)
-    if not spec["select"]:
-        book.run([job(p.cfg, "run", p, "runs") for p in pts], overwrite)
-        return _done(book)
+    variants = _selection_variants(spec, pts, methods, names) if spec["select"] else None
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UsageError(f"cannot create the sweep folder {root}: {e.strerror}; choose another --out") from None
+    with locked(root, "sweep"):  # one sweep per folder (each run also locks its own)
+        return _sweep(spec, pts, methods, names, job, book, root, overwrite, quiet, variants)
 
-    # Selection. Both variants of every candidate (split held out, then not) are validated up front.
+
+def _selection_variants(spec, pts, methods, names) -> tuple[list, dict]:
+    """Both variants of every candidate (split held out, then not), validated before anything runs."""
     if any("val_fraction" in p.params for p in pts):
         raise UsageError("val_fraction cannot be varied in a sweep with selection: it sets the validation split")
-    val_jobs, finals = [], {}
-    for key, pts in methods.items():
-        several = len({json.dumps(p.params, sort_keys=True) for p in pts}) > 1
-        for p in pts:
+    val_cfgs, finals = [], {}
+    for key, group in methods.items():
+        several = len({json.dumps(p.params, sort_keys=True) for p in group}) > 1
+        for p in group:
             where = f"{names[key]} {label(p.params)} seed {p.cfg.seed}"
             vf = p.cfg.val_fraction or DEFAULT_VAL_FRACTION
             val_cfg = validated(lambda: dataclasses.replace(p.cfg, val_fraction=vf), where)
             finals[id(p)] = validated(lambda: dataclasses.replace(p.cfg, val_fraction=0.0), where)
             if several:  # a single candidate needs no validation runs
-                val_jobs.append(job(val_cfg, "validation", p, "validation"))
+                val_cfgs.append((val_cfg, p))
+    return val_cfgs, finals
+
+
+def _sweep(spec, pts, methods, names, job, book: Index, root: Path, overwrite: bool, quiet: bool, variants) -> dict:
+    if not spec["select"]:
+        book.run([job(p.cfg, "run", p, "runs") for p in pts], overwrite)
+        return _done(book)
+
+    # Selection: the validation runs, the choice, then the chosen config on every seed.
+    val_cfgs, finals = variants
+    val_jobs = [job(cfg, "validation", p, "validation") for cfg, p in val_cfgs]
     if not quiet:
         print(f"sweep: selecting on validation; {len(val_jobs)} validation runs -> {root}", flush=True)
     book.run(val_jobs, overwrite)

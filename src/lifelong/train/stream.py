@@ -20,9 +20,10 @@ import torch
 from torch import Tensor, nn
 
 from .._version import __version__
+from ..errors import UsageError
 from ..models import count_parameters
 from ..models.heads import Heads
-from ..scenarios import TaskStream, derived_generator
+from ..scenarios import TaskStream, batches, derived_generator
 from ..strategies import Context, Strategy
 from .checkpoint import (
     CheckpointError,
@@ -64,6 +65,7 @@ def run_stream(
     model.to(device)
     data = stream.to(device)
     ctx = Context(model, Heads.of(stream).to(device), device, derived_generator(settings.seed, "strategy"), data)
+    _check_fits_stream(ctx)
     order = derived_generator(settings.seed, "order")
     T, has_val = len(stream), stream[0].val is not None
     P = {  # progress: everything besides tensors that a resumed run needs (JSON)
@@ -123,6 +125,27 @@ def run_stream(
     if bar is not None:
         bar.close()
     return _results(stream, strategy, model, settings, device, P, time.perf_counter() - started, summarize)
+
+
+@torch.no_grad()
+def _check_fits_stream(ctx: Context) -> None:
+    """The model takes the stream's inputs and returns one score per output unit: one forward pass of
+    two samples in eval mode (no state changes), so a mismatch is a UsageError naming both shapes."""
+    x, _, _ = next(batches([ctx.stream[0]], "test", batch_size=2))
+    was_training = ctx.model.training
+    ctx.model.eval()
+    try:
+        out = ctx.model(x)
+    except (RuntimeError, ValueError, TypeError, IndexError) as e:
+        raise UsageError(f"the model cannot take the stream's inputs {tuple(x.shape[1:])} (batches of "
+                         f"{tuple(x.shape)}): {str(e).splitlines()[0][:160]}") from None
+    finally:
+        ctx.model.train(was_training)
+    want = ctx.heads.n_outputs
+    if not isinstance(out, torch.Tensor) or out.dim() != 2 or out.shape[1] != want:
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise UsageError(f"the model returns {shape} for a batch of 2 but the stream has {want} output units "
+                         f"({ctx.stream.scenario}-incremental, {len(ctx.stream)} tasks): give the model {want} outputs")
 
 
 def restore(model: nn.Module, strategy: Strategy, settings: TrainSettings, checkpoint: tuple[dict, dict],
