@@ -321,9 +321,16 @@ def test_a_structurally_wrong_checkpoint_is_one_line_and_nothing_is_written(inte
 
 
 def test_a_reproduction_whose_runs_fail_exits_non_zero_and_says_why(tmp_path, capsys, monkeypatch):
-    assert console_main(["reproduce", "hsu2018-split-mnist", "--data-dir", str(tmp_path / "nothing"), "--no-download",
-                         "--out", str(tmp_path / "r")]) == 2
-    assert "MNIST not found" in capsys.readouterr().err
+    # the full data set may be reachable through the environment (CI sets it): a typo in --data-dir must still
+    # be an error, and an empty folder with nothing else to fall back on must be one too; never run the real table
+    for args in (["--data-dir", str(tmp_path / "nothing")], ["--data-dir", str(tmp_path)]):
+        if args[1] == str(tmp_path):
+            monkeypatch.delenv("LIFELONG_DATA_DIR", raising=False)
+            monkeypatch.setenv("LIFELONG_CACHE_DIR", str(tmp_path / "cache"))
+        assert console_main(["reproduce", "hsu2018-split-mnist", "--methods", "naive", "--scenarios", "task",
+                             "--seeds", "1", *args, "--no-download", "--out", str(tmp_path / "r")]) == 2
+        err = capsys.readouterr().err
+        assert ("does not exist" in err if "nothing" in args[1] else "MNIST not found" in err), err
     import lifelong.experiments.executor as executor
 
     monkeypatch.setattr(executor, "run_job", lambda cfg, threads: {"status": "failed", "error": "TrainingDiverged",

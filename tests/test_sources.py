@@ -178,7 +178,18 @@ def test_corrupt_local_file_is_an_error_not_skipped(tmp_path, monkeypatch):
         load_dataset("mnist", bad, download=False)
 
 
+def test_a_data_dir_that_is_not_a_folder_is_an_error_even_when_another_copy_exists(tmp_path, monkeypatch):
+    monkeypatch.setenv("LIFELONG_DATA_DIR", str(_copy(TINY["mnist"], tmp_path / "env")))
+    with pytest.raises(DataError, match=r"--data-dir .*nowhere does not exist; pass the folder") as info:
+        load_dataset("mnist", tmp_path / "nowhere", download=False)
+    assert info.value.exit_code == 2 and "\n" not in str(info.value)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(DataError, match="is a file, not a folder"):
+        load_dataset("mnist", tmp_path / "file", download=False)
+
+
 def test_not_found_names_every_place(tmp_path):
+    (tmp_path / "nowhere").mkdir()
     with pytest.raises(DataError) as info:
         load_dataset("mnist", tmp_path / "nowhere", cache_dir=tmp_path / "cache", download=False)
     message = str(info.value)

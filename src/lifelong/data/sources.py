@@ -237,7 +237,8 @@ def load_dataset(
 ) -> ImageDataset:
     """Load ``"mnist"`` or ``"fashion-mnist"`` from the first place that has all four IDX files.
 
-    Looks in ``data_dir``, then ``$LIFELONG_DATA_DIR``, then ``<cache>/<name>``; if none has them
+    Looks in ``data_dir`` (which must be an existing folder), then ``$LIFELONG_DATA_DIR``, then
+    ``<cache>/<name>``; if none has them
     and ``download`` is true, downloads the missing files into ``<cache>/<name>`` from ``mirrors``
     (default: ``$LIFELONG_MIRROR`` if set, then the spec's mirrors), checking each md5. Raises
     :class:`DataError` naming every place looked when nothing works.
@@ -248,6 +249,11 @@ def load_dataset(
     cache = (Path(cache_dir) if cache_dir is not None else default_cache_dir()) / spec.name
     env_dir = os.environ.get("LIFELONG_DATA_DIR") or None
     places: list[tuple[str, Path | None]] = []
+    if data_dir is not None and not Path(data_dir).is_dir():
+        # a folder named on purpose that does not exist is a typo, not a request to use some other copy
+        what = "is a file, not a folder" if Path(data_dir).exists() else "does not exist"
+        raise DataError(f"--data-dir {data_dir} {what}; pass the folder that holds the four {spec.title} IDX files "
+                        "(or leave --data-dir out to use $LIFELONG_DATA_DIR, the cache or the download).")
     if data_dir is not None:
         places.append((f"--data-dir {data_dir}", Path(data_dir)))
     places.append((f"$LIFELONG_DATA_DIR={env_dir}", Path(env_dir)) if env_dir else ("$LIFELONG_DATA_DIR (unset)", None))
