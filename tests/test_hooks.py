@@ -68,7 +68,7 @@ def test_the_loop_calls_the_hooks_in_the_documented_order(stream):
     predict = [("predict", t, None) for t in (-1, -1)]  # one test batch per task (500 samples), row 0
     expected = list(predict)
     for i in range(2):
-        expected += [("training_tasks", None, None), ("before_task", i, None)]
+        expected += [("before_task", i, None), ("training_tasks", None, None)]
         expected += [(h, i, k) for k in range(steps) for h in STEP_HOOKS]
         expected += [("after_task", i, None)] + [("predict", i, None)] * 2
     # training_tasks(stream, i) gets no context; evaluation of row 0 happens with task_index −1

@@ -275,11 +275,12 @@ def _check_progress(path: Path, P: Any, cfg: RunConfig, stream) -> None:
     # task T, step 0: every task trained (the checkpoint after the last one), the results not written yet
     need(type(task) is int and 0 <= task <= T, f"task {task!r} is not in 0..{T}")
     need(type(step) is int and step >= 0, f"step {step!r} is not a count of steps")
-    if task < T:
+    strategy = build_strategy(cfg)
+    if task < T and not strategy.data_from_state:  # else: train_task checks it with the state loaded
         steps = cfg.iterations or cfg.epochs * math.ceil(
-            sum(len(t.train) for t in build_strategy(cfg).training_tasks(stream, task)) / cfg.batch_size)
+            sum(len(t.train) for t in strategy.training_tasks(stream, task)) / cfg.batch_size)
         need(step < steps, f"step {step} is past the {steps} steps of task {task + 1}")
-    else:
+    elif task == T:
         need(step == 0, f"step {step} after the last task")
     spt = P["steps_per_task"]
     need(isinstance(spt, list) and len(spt) == task and all(type(n) is int and n >= 1 for n in spt),

@@ -50,6 +50,7 @@ class Heads:
     task_classes: tuple[tuple[int, ...], ...]
     task_masks: Tensor | None = None
     seen_only: bool = False
+    device: torch.device | None = None  # where the masks are made (see :meth:`to`)
 
     @classmethod
     def of(cls, stream) -> "Heads":
@@ -62,7 +63,8 @@ class Heads:
                    stream.seen_classes_only and stream.scenario == "class")
 
     def to(self, device: torch.device | str) -> "Heads":
-        return self if self.task_masks is None else replace(self, task_masks=self.task_masks.to(device))
+        masks = None if self.task_masks is None else self.task_masks.to(device)
+        return replace(self, task_masks=masks, device=torch.device(device))
 
     @property
     def per_task(self) -> bool:
@@ -73,8 +75,7 @@ class Heads:
         """(C,) bool: the classes of tasks 0..``upto`` when ``seen_only``, else None (every unit)."""
         if not self.seen_only or upto < 0:
             return None
-        device = self.task_masks.device if self.task_masks is not None else None
-        mask = torch.zeros(self.n_outputs, dtype=torch.bool, device=device)
+        mask = torch.zeros(self.n_outputs, dtype=torch.bool, device=self.device)
         for classes in self.task_classes[: upto + 1]:
             mask[list(classes)] = True
         return mask

@@ -1,7 +1,7 @@
 """Task streams: Task, TaskStream, and the permuted / rotated / split builders."""
 
 from .benchmarks import DEFAULT_SPLIT_GROUPS, derived_generator, permuted, rotate_images, rotated, split
-from .task import SCENARIOS, Batch, Preprocess, Split, Task, TaskStream, batches
+from .task import SCENARIOS, AsIs, Batch, Preprocess, Split, Task, TaskStream, batches, gather
 
 __all__ = [
     "SCENARIOS", "Batch", "Preprocess", "Split", "Task", "TaskStream", "batches",

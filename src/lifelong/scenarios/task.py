@@ -78,6 +78,7 @@ class Split:
 
     images: Tensor  # (N, H, W) uint8
     targets: Tensor  # (N,) int64, already mapped to output units of the scenario
+    task_ids: Tensor | None = None  # (N,) int64 task of each sample, when they differ (a replay memory)
 
     def __len__(self) -> int:
         return int(self.targets.shape[0])
@@ -85,7 +86,8 @@ class Split:
     def to(self, device: torch.device | str, memo: dict | None = None) -> "Split":
         """This split with its tensors on ``device``; ``memo`` maps tensors already moved (by id) to their
         copies, so tasks that share images (every permuted task shares MNIST's) are copied once."""
-        return Split(_moved(self.images, device, memo), _moved(self.targets, device, memo))
+        ids = None if self.task_ids is None else _moved(self.task_ids, device, memo)
+        return Split(_moved(self.images, device, memo), _moved(self.targets, device, memo), ids)
 
 
 def _moved(t: Tensor, device, memo: dict | None) -> Tensor:
@@ -265,8 +267,29 @@ def batches(
         yield Batch(*(torch.cat(p) for p in zip(*parts)))
 
 
-def _gather(task: Task, split: str, idx: Tensor | slice) -> Batch:
+def gather(task: Task, split: str, idx: Tensor | slice) -> Batch:
+    """The samples ``idx`` of ``task``'s ``split`` as a preprocessed :class:`Batch` on the task's device."""
     s = task.split(split)
     x = task.preprocess(s.images[idx])
     y = s.targets[idx]
+    if s.task_ids is not None:
+        return Batch(x, y, s.task_ids[idx])
     return Batch(x, y, torch.full((y.shape[0],), task.index, dtype=torch.long, device=y.device))
+
+
+_gather = gather
+
+
+class AsIs:
+    """The preprocessing of inputs that are ready already (a replay memory's float samples)."""
+
+    pad, mean, std, perm, moves_pixels = 0, 0.0, 1.0, None, False
+
+    def to(self, device) -> "AsIs":
+        return self
+
+    def layout(self, images: Tensor) -> Tensor:
+        return images
+
+    values = layout
+    __call__ = layout

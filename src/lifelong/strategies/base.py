@@ -3,8 +3,9 @@ and composition.
 
 For each task i of a stream the loop (:func:`lifelong.train.train_task`) calls, in this order::
 
-    training_tasks(stream, i)         which tasks' data to train on (joint: all seen so far)
-    before_task(ctx)
+    before_task(ctx)                  not called again when a task resumes
+    training_tasks(stream, i)         which tasks' data to train on (joint: all seen so far; replay
+                                      may add its memory as one more task; GDumb trains on it alone)
     per step, with the batch:
         batch = prepare_batch(ctx, batch)          may change the batch (replay adds memory samples)
         logits = forward(ctx, batch.x, batch.task)
@@ -44,7 +45,7 @@ from .settings import Settings
 #: The hooks, in the order the loop calls them for one task (the eight step hooks, from prepare_batch to
 #: after_step, once per step); evaluation calls ``predict`` for every test batch. tests/test_hooks.py
 #: checks this order against a recorded run and against the list in this module's docstring.
-HOOKS = ("training_tasks", "before_task", "prepare_batch", "forward", "task_loss", "extra_loss", "after_backward",
+HOOKS = ("before_task", "training_tasks", "prepare_batch", "forward", "task_loss", "extra_loss", "after_backward",
          "add_penalty_grad", "before_step", "after_step", "after_task", "predict")
 STEP_HOOKS = HOOKS[2:10]
 
@@ -117,12 +118,17 @@ class Strategy:
         return cls(settings)
 
     # ---- the stream ------------------------------------------------------------------------------
-    def training_tasks(self, stream: TaskStream, i: int) -> Sequence[Task]:
-        """The tasks whose training data task ``i`` trains on (default: task i alone)."""
-        return [stream[i]]
-
     def before_task(self, ctx: Context) -> None:
         """A task starts (``ctx.task``, ``ctx.task_index``); not called again when a task resumes."""
+
+    def training_tasks(self, stream: TaskStream, i: int) -> Sequence[Task]:
+        """The tasks whose training data task ``i`` trains on (default: task i alone). Called after
+        ``before_task`` (and again on a resume, with the state restored)."""
+        return [stream[i]]
+
+    #: True when ``training_tasks`` depends on the strategy's state (a memory): the number of steps of
+    #: a task is then known only once the state is loaded.
+    data_from_state = False
 
     # ---- one step ----------------------------------------------------------------------------------
     def prepare_batch(self, ctx: Context, batch: Batch) -> Batch:
@@ -181,6 +187,15 @@ class Strategy:
         """Raise ValueError if the state (just loaded) does not fit ``model``: a strategy whose state
         names parameters checks their names, shapes and dtypes."""
 
+    def state_bytes(self) -> int:
+        """The bytes the strategy keeps between tasks beside the model: its state's tensors (EWC's
+        importance and anchor, a replay memory's samples, LwF's previous model)."""
+        return sum(t.nelement() * t.element_size() for t in self.state_dict().values())
+
+    def memory_report(self) -> dict | None:
+        """A replay memory's size (samples, bytes, policy), or None without one."""
+        return None
+
     def divergence_hint(self, optimizer: str, lr: float) -> str:
         return f"the learning rate is probably too large for this model: lower --lr (now {lr:g})"
 
@@ -229,12 +244,16 @@ class Compose(Strategy):
                                  "they cannot be combined")
             self._owner[hook] = owners[0] if owners else None
 
-    def training_tasks(self, stream, i):
-        return self._owner["training_tasks"].training_tasks(stream, i) if self._owner["training_tasks"] else [stream[i]]
-
     def before_task(self, ctx):
         for p in self.parts:
             p.before_task(ctx)
+
+    def training_tasks(self, stream, i):
+        return self._owner["training_tasks"].training_tasks(stream, i) if self._owner["training_tasks"] else [stream[i]]
+
+    @property
+    def data_from_state(self):
+        return any(p.data_from_state for p in self.parts)
 
     def prepare_batch(self, ctx, batch):
         for p in self.parts:
@@ -294,6 +313,9 @@ class Compose(Strategy):
     def check_state(self, model):
         for p in self.parts:
             p.check_state(model)
+
+    def memory_report(self):
+        return next((r for r in (p.memory_report() for p in self.parts) if r is not None), None)
 
     def divergence_hint(self, optimizer, lr):
         default = Strategy.divergence_hint(self, optimizer, lr)

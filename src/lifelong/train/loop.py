@@ -70,13 +70,16 @@ def train_task(
     the epoch's order is drawn again and its first batches skipped. Every ``checkpoint_every`` steps
     ``on_checkpoint(step, order_state)`` gets the generator state a resume needs.
     """
-    model, tasks = ctx.model, strategy.training_tasks(ctx.stream, ctx.task_index)
-    per_epoch = math.ceil(sum(len(t.train) for t in tasks) / s.batch_size)
-    steps = s.iterations or s.epochs * per_epoch
-    opt = ctx.optimizer = ctx.optimizer or make_optimizer(model, s)
-    first_step = ctx.step - start_step  # the stream's step count when this task began
+    model = ctx.model
     if start_step == 0:
         strategy.before_task(ctx)
+    tasks = strategy.training_tasks(ctx.stream, ctx.task_index)
+    per_epoch = math.ceil(sum(len(t.train) for t in tasks) / s.batch_size)
+    steps = s.iterations or s.epochs * per_epoch
+    if start_step >= steps:
+        raise UsageError(f"cannot resume at step {start_step} of task {ctx.task.name!r}: it has {steps} steps")
+    opt = ctx.optimizer = ctx.optimizer or make_optimizer(model, s)
+    first_step = ctx.step - start_step  # the stream's step count when this task began
     model.train()
     watch = LossWatch(s.check_every, lambda step, loss: _diverged(ctx, strategy, s, step, loss))
     if bar is not None:

@@ -201,6 +201,8 @@ def _results(stream, strategy, model, settings, device, P, total_seconds, summar
         peak_memory_bytes=peak_rss_bytes(),
         peak_device_memory_bytes=peak_device_memory(device),
         n_parameters=count_parameters(model),
+        extra_memory_bytes=strategy.state_bytes(),  # what the strategy keeps beside the model after the last task
+        replay_memory=strategy.memory_report(),
         seed=settings.seed,
         threads=torch.get_num_threads(),
         versions=versions(),
