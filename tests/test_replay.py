@@ -377,3 +377,28 @@ def test_a_replay_strategy_runs_in_a_plain_python_stream():
     r = run_stream(model, stream, DER(memory=50), TrainSettings("adam", 1e-3, iterations=10), device="cpu")
     # inputs, target, task id and 6 logits per sample, plus the reservoir's count
     assert r["replay_memory"]["samples"] == 50 and r["extra_memory_bytes"] == 50 * (28 * 28 * 4 + 16 + 24) + 8
+
+
+# ---- --train-samples ----------------------------------------------------------------------------------------
+
+
+def test_train_samples_keeps_a_seeded_subset_of_each_task_in_order_and_leaves_the_run_id_of_others_alone():
+    from lifelong.experiments.config import RunConfig
+    from lifelong.scenarios import subsample_train
+
+    stream = _split_stream()
+    a, b, c = (subsample_train(stream, 50, seed) for seed in (0, 0, 1))
+    for t, ta, tb, tc in zip(stream, a, b, c):
+        assert len(ta.train) == 50 and torch.equal(ta.train.images, tb.train.images)
+        assert not torch.equal(ta.train.images, tc.train.images)
+        assert torch.equal(ta.test.images, t.test.images)
+        # a subset of the original training samples, in their original order
+        flat = t.train.images.flatten(1)
+        pos = [int((flat == row).all(1).nonzero()[0]) for row in ta.train.images.flatten(1)]
+        assert pos == sorted(pos) and torch.equal(t.train.targets[pos], ta.train.targets)
+    with pytest.raises(UsageError, match="more than task 'classes 0-1''s"):
+        subsample_train(stream, 10**6)
+    plain = RunConfig.make(benchmark="split-mnist", strategy="er")
+    assert plain.run_id() == RunConfig.from_dict({k: v for k, v in plain.to_dict().items()
+                                                  if k != "train_samples"}).run_id()
+    assert RunConfig.make(benchmark="split-mnist", strategy="er", train_samples=1000).run_id() != plain.run_id()

@@ -145,6 +145,9 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--val-fraction", type=float, default=GIVEN,
                    help="hold out this fraction of each task's training data as a validation split, measured into "
                         f"val_accuracy_matrix (default: {d.val_fraction})")
+    g.add_argument("--train-samples", type=int, default=GIVEN,
+                   help="train on a seeded random subset of this many samples of each task's training split (the "
+                        "low-data protocol of GEM and A-GEM: 1000) (default: all)")
     g.add_argument("--pad", type=int, default=GIVEN, help=f"zero-pad images by this many pixels per side (default: {d.pad})")
     g.add_argument("--mean", type=float, default=GIVEN, help=f"normalize inputs as (x - mean) / std, x in [0, 1] (default: {d.mean})")
     g.add_argument("--std", type=float, default=GIVEN, help=f"(default: {d.std})")

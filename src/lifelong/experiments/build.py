@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from ..models import build_model as _build_model
-from ..scenarios import TaskStream, derived_generator, permuted, rotated, split
+from ..scenarios import TaskStream, derived_generator, permuted, rotated, split, subsample_train
 from ..strategies import Strategy, registry
 from .config import RunConfig
 
@@ -27,6 +27,8 @@ def build_stream(cfg: RunConfig) -> TaskStream:
         stream = rotated(data, cfg.angles, cfg.scenario, **common)
     else:
         stream = split(data, cfg.split_groups, cfg.scenario, **common)
+    if cfg.train_samples is not None:
+        stream = subsample_train(stream, cfg.train_samples, cfg.seed)
     return dataclasses.replace(stream, info={**stream.info, "data": data.fingerprint()})
 
 

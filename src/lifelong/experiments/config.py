@@ -52,6 +52,8 @@ F32_MAX = float(np.finfo(np.float32).max)
 
 # Fields that do not change the numbers a run produces (up to floating-point rounding across devices
 # and thread counts): left out of the run id.
+# fields added after runs were made: left out of the run id while unset, so that older runs keep their ids
+ADDED_IN_ID = ("train_samples",)
 NOT_IN_ID = ("data_dir", "download", "threads", "device", "out", "progress", "checkpoint_every")
 # Settings of version-1 (flat) configs, by the strategies that read them.
 LEGACY_SETTINGS = ("lam", "gamma", "fisher", "mc_samples", "xi", "alpha")
@@ -79,6 +81,7 @@ class RunConfig:
     epochs: int = 1
     iterations: int | None = None
     val_fraction: float = 0.0
+    train_samples: int | None = None  # a seeded subset of this many training samples per task (GEM, A-GEM: 1000)
     seed: int = 0
     device: str = "auto"
     threads: int | None = None
@@ -187,6 +190,8 @@ class RunConfig:
         _check(self.iterations is None or 1 <= self.iterations <= 10**12,
                f"--iterations must be in 1..{10**12}, got {self.iterations}")
         _check(0.0 <= self.val_fraction < 1.0, f"--val-fraction must be in [0, 1), got {self.val_fraction:g}")
+        _check(self.train_samples is None or 1 <= self.train_samples <= 10**9,
+               f"--train-samples must be a count of samples >= 1, got {self.train_samples}")
         _check(self.threads is None or 1 <= self.threads <= 1024, f"--threads must be in 1..1024, got {self.threads}")
         _check(0 <= self.seed < 2**63, f"--seed must be in 0..2**63-1, got {self.seed}")
         _check_choice("class-units", self.class_units, ("all", "seen"))
@@ -281,7 +286,8 @@ class RunConfig:
 
     def run_id(self) -> str:
         """``<benchmark>-<strategy>-<12 hex>``: a hash of every field that changes the results."""
-        d = {k: v for k, v in self.resolved().to_dict().items() if k not in NOT_IN_ID}
+        d = {k: v for k, v in self.resolved().to_dict().items()
+             if k not in NOT_IN_ID and not (k in ADDED_IN_ID and v is None)}
         digest = hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
         return f"{self.benchmark}-{self.strategy}-{digest}"
 

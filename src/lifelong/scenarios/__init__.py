@@ -1,9 +1,10 @@
 """Task streams: Task, TaskStream, and the permuted / rotated / split builders."""
 
-from .benchmarks import DEFAULT_SPLIT_GROUPS, derived_generator, permuted, rotate_images, rotated, split
+from .benchmarks import DEFAULT_SPLIT_GROUPS, derived_generator, permuted, rotate_images, rotated, split, subsample_train
 from .task import SCENARIOS, AsIs, Batch, Preprocess, Split, Task, TaskStream, batches, gather
 
 __all__ = [
     "SCENARIOS", "Batch", "Preprocess", "Split", "Task", "TaskStream", "batches",
-    "DEFAULT_SPLIT_GROUPS", "derived_generator", "permuted", "rotate_images", "rotated", "split",
+    "DEFAULT_SPLIT_GROUPS", "derived_generator", "permuted", "rotate_images", "rotated", "split", "subsample_train",
+    "AsIs", "gather",
 ]

@@ -12,6 +12,7 @@ from global random state, so the same seed gives the same stream on any machine.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 from typing import Sequence
@@ -246,3 +247,18 @@ def _unpack(data):
     if isinstance(data, (tuple, list)):
         return tuple(data)
     return (data.train_images, data.train_labels, data.test_images, data.test_labels)
+
+
+def subsample_train(stream: TaskStream, n: int, seed: int = 0) -> TaskStream:
+    """``stream`` with each task's training split cut to a seeded random subset of ``n`` samples (kept
+    in their original order): the low-data protocol of GEM (Lopez-Paz & Ranzato 2017) and A-GEM
+    (Chaudhry et al. 2019), 1000 samples per task. Validation and test splits are untouched. A task
+    with fewer than ``n`` training samples is a UsageError naming it."""
+    tasks = []
+    for t in stream.tasks:
+        have = len(t.train)
+        if n > have:
+            raise UsageError(f"--train-samples {n} is more than task {t.name!r}'s {have} training samples")
+        keep = torch.randperm(have, generator=derived_generator(seed, f"train-samples:{t.index}"))[:n].sort().values
+        tasks.append(dataclasses.replace(t, train=Split(t.train.images[keep], t.train.targets[keep])))
+    return dataclasses.replace(stream, tasks=tuple(tasks), info={**stream.info, "train_samples": n})
