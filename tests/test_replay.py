@@ -314,7 +314,7 @@ def test_settings_that_cannot_work_together_are_one_line_errors():
 
 METHODS = [
     ["er"], ["er", "--memory-policy", "task", "--replay-mixing", "concat"], ["er", "--replay-weighting", "tasks"],
-    ["er-ace"], ["agem"], ["der"], ["derpp"], ["lwf"], ["icarl", "--memory", "60"], ["gdumb"], ["ewc+er"],
+    ["er-ace"], ["agem"], ["gem"], ["der"], ["derpp"], ["lwf"], ["icarl", "--memory", "60"], ["gdumb"], ["ewc+er"],
 ]
 
 
@@ -402,3 +402,50 @@ def test_train_samples_keeps_a_seeded_subset_of_each_task_in_order_and_leaves_th
     assert plain.run_id() == RunConfig.from_dict({k: v for k, v in plain.to_dict().items()
                                                   if k != "train_samples"}).run_id()
     assert RunConfig.make(benchmark="split-mnist", strategy="er", train_samples=1000).run_id() != plain.run_id()
+
+
+# ---- GEM ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("t, seed", [(1, 0), (2, 1), (3, 2), (4, 3), (4, 4)])
+def test_gem_dual_solution_satisfies_the_kkt_conditions_and_beats_random_feasible_points(t, seed):
+    from lifelong.strategies.replay import gem_dual
+
+    gen = torch.Generator().manual_seed(seed)
+    G = torch.randn(t, 20, generator=gen, dtype=torch.float64)
+    g = -G.sum(0) + 0.3 * torch.randn(20, generator=gen, dtype=torch.float64)  # conflicts with the memories
+    P = G @ G.T + 1e-3 * torch.eye(t, dtype=torch.float64)
+    c = G @ g
+    v = gem_dual(P, c, 0.5)
+    grad = P @ v + c  # of ½ vᵀPv + cᵀv
+    assert (v >= 0.5 - 1e-12).all()
+    assert (grad >= -1e-9).all()  # no descent direction into the feasible set
+    assert abs(float(((v - 0.5) * grad).sum())) < 1e-9  # complementary slackness
+    obj = lambda u: float(0.5 * u @ P @ u + c @ u)  # noqa: E731
+    for _ in range(200):
+        u = 0.5 + torch.rand(t, generator=gen, dtype=torch.float64) * 3
+        assert obj(v) <= obj(u) + 1e-12
+
+
+def test_gem_step_gradient_agrees_with_every_earlier_tasks_memory():
+    from lifelong.strategies import GEM
+
+    stream = _split_stream()
+    ctx = _ctx(stream, task_index=2)
+    gem = GEM(memory=60, margin=0.0)
+    for i in (0, 1):
+        gem.buffer.select(stream[i], stream.n_outputs, torch.Generator().manual_seed(i))
+    x, y, t = next(batches([stream[2]], "train", batch_size=32))
+    ctx.model.zero_grad()
+    F.cross_entropy(ctx.heads.logits(ctx.model(x), t, 2), y).backward()
+    before = [p.grad.clone() for p in ctx.model.parameters()]
+    gem.after_backward(ctx, Batch(x, y, t))
+    after = [p.grad for p in ctx.model.parameters()]
+    for k in (0, 1):
+        mem = gem.buffer.batch((gem.buffer.task == k).nonzero().squeeze(1))
+        ref = torch.autograd.grad(F.cross_entropy(ctx.heads.logits(ctx.model(mem.x), mem.task, 2), mem.y),
+                                  list(ctx.model.parameters()))
+        dot = sum(float((a * r).sum()) for a, r in zip(after, ref))
+        scale = sum(float((r * r).sum()) for r in ref) ** 0.5 * sum(float((b * b).sum()) for b in before) ** 0.5
+        # ⟨g̃, g_k⟩ = (Pv + Gg)_k − 10⁻³ v_k ≥ −10⁻³ v_k: GEM's ridge relaxes the constraint by that much
+        assert dot >= -1e-3 * scale

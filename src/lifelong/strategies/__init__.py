@@ -9,12 +9,13 @@ for the hooks and their order.
 from .base import Compose, ComposeSettings, Context, NoSettings, Strategy
 from .baselines import Joint, Naive
 from .regularization import EWC, L2, MAS, SI, OnlineEWC, Regularizer, RWalk
-from .replay import AGEM, DER, ER, ERACE, DERpp, GDumb, ICaRL, LwF
+from .replay import AGEM, DER, GEM, ER, ERACE, DERpp, GDumb, ICaRL, LwF
 from .registry import STRATEGIES, build_strategy, check_name, default_settings, parts, register
 from .settings import Settings, setting
 
 __all__ = [
-    "AGEM", "Compose", "ComposeSettings", "Context", "DER", "DERpp", "ER", "ERACE", "EWC", "GDumb", "ICaRL", "LwF", "Joint", "L2", "MAS", "Naive", "NoSettings", "OnlineEWC",
+    "AGEM", "Compose", "ComposeSettings", "Context", "DER", "DERpp", "ER", "ERACE", "EWC", "GDumb", "GEM", "ICaRL",
+    "LwF", "Joint", "L2", "MAS", "Naive", "NoSettings", "OnlineEWC",
     "RWalk", "Regularizer", "SI", "STRATEGIES", "Settings", "Strategy", "build_strategy", "check_name",
     "default_settings", "parts", "register", "setting",
 ]

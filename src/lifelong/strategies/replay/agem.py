@@ -60,3 +60,75 @@ class AGEM(Replay):
         ref = torch.autograd.grad(loss, params, allow_unused=True)
         pairs = [(p.grad, r) for p, r in zip(params, ref) if r is not None]
         project([g for g, _ in pairs], [r for _, r in pairs])
+
+
+# ---- GEM ----------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GEMSettings(MemorySettings):
+    policy: str = setting("task", flag="--memory-policy", choices=POLICIES,
+                          help="how the memory is filled: reservoir, class or task (see er)")
+    margin: float = setting(0.5, flag="--gem-margin", check=lambda v: v >= 0, must="be >= 0", maximum=1e6,
+                            help="GEM's memory strength γ: the dual variables are at least this (their code's 0.5)")
+
+
+def gem_dual(P: torch.Tensor, c: torch.Tensor, margin: float) -> torch.Tensor:
+    """The solution v of GEM's dual QP  min_v ½ vᵀPv + cᵀv  s.t.  v ≥ margin  (P symmetric positive
+    definite, t × t, float64 on the CPU), exactly: with w = v − margin it is the non-negative problem
+    min_w ½ wᵀPw + (P·margin + c)ᵀw, whose unique KKT point is found by trying every active set
+    (2^t of them; t, the number of earlier tasks, is small)."""
+    t = P.shape[0]
+    b = P @ torch.full((t,), margin, dtype=P.dtype) + c
+    best, best_value = torch.zeros(t, dtype=P.dtype), 0.0  # w = 0 is feasible
+    for mask in range(1, 2 ** t):
+        S = [i for i in range(t) if mask >> i & 1]
+        w = torch.zeros(t, dtype=P.dtype)
+        w[S] = torch.linalg.solve(P[S][:, S], -b[S])
+        if (w[S] < 0).any():
+            continue
+        value = float(0.5 * w @ P @ w + b @ w)
+        if value < best_value:
+            best, best_value = w, value
+    return best + margin
+
+
+class GEM(Replay):
+    """Gradient Episodic Memory (Lopez-Paz & Ranzato 2017, NeurIPS, eqs. 10-13).
+
+    With g the current gradient and g_k the gradient of the loss on task k's memory (every earlier
+    task, its whole memory each step), the step uses the g̃ closest to g with ⟨g̃, g_k⟩ ≥ 0 for every
+    k, found through the dual: G = [g_1 … g_t], v* = argmin_{v ≥ γ} ½ vᵀ(GGᵀ + 10⁻³ I)v + (Gg)ᵀv and
+    g̃ = Gᵀv* + g (their code's margin γ = 0.5 and ridge 10⁻³; Hsu et al.'s copy of it). Solved only
+    when some ⟨g, g_k⟩ < 0, as theirs (one read from the device per step: GEM is not a fast method).
+    """
+
+    name = "gem"
+    Settings = GEMSettings
+
+    def after_backward(self, ctx, batch):
+        if not len(self.buffer):
+            return
+        params = [p for p in ctx.model.parameters() if p.requires_grad and p.grad is not None]
+        g = torch.cat([p.grad.reshape(-1) for p in params])
+        mem_tasks = self.buffer.task[: len(self.buffer)]
+        rows = []
+        for k in torch.unique(mem_tasks).tolist():
+            mem = self.buffer.batch((mem_tasks == k).nonzero().squeeze(1))
+            logits = self.forward(ctx, mem.x, mem.task)
+            loss = F.cross_entropy(ctx.heads.logits(logits, mem.task, ctx.task_index), mem.y)
+            grads = torch.autograd.grad(loss, params, allow_unused=True)
+            rows.append(torch.cat([(torch.zeros_like(p) if r is None else r).reshape(-1) for p, r in zip(params, grads)]))
+        G = torch.stack(rows)  # (t, P)
+        if not bool((G @ g < 0).any()):
+            return
+        G64, g64 = G.double().cpu(), g.double().cpu()
+        P = G64 @ G64.T
+        P = 0.5 * (P + P.T) + 1e-3 * torch.eye(len(rows), dtype=torch.float64)
+        v = gem_dual(P, G64 @ g64, self.settings.margin)
+        new = (G64.T @ v + g64).to(g.dtype).to(g.device)
+        offset = 0
+        for p in params:
+            n = p.numel()
+            p.grad.copy_(new[offset:offset + n].view_as(p))
+            offset += n
