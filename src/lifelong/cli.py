@@ -145,6 +145,9 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--val-fraction", type=float, default=GIVEN,
                    help="hold out this fraction of each task's training data as a validation split, measured into "
                         f"val_accuracy_matrix (default: {d.val_fraction})")
+    g.add_argument("--shuffle-classes", action="store_const", const=True, default=GIVEN,
+                   help="split: assign the classes to the tasks in an order drawn from the seed (van de Ven et al.) "
+                        "instead of 0,1/2,3/... (default: off)")
     g.add_argument("--train-samples", type=int, default=GIVEN,
                    help="train on a seeded random subset of this many samples of each task's training split (the "
                         "low-data protocol of GEM and A-GEM: 1000) (default: all)")

@@ -26,10 +26,20 @@ def build_stream(cfg: RunConfig) -> TaskStream:
     elif cfg.kind == "rotated":
         stream = rotated(data, cfg.angles, cfg.scenario, **common)
     else:
-        stream = split(data, cfg.split_groups, cfg.scenario, **common)
+        stream = split(data, shuffled_groups(cfg.split_groups, cfg.seed) if cfg.shuffle_classes else cfg.split_groups,
+                       cfg.scenario, **common)
     if cfg.train_samples is not None:
         stream = subsample_train(stream, cfg.train_samples, cfg.seed)
     return dataclasses.replace(stream, info={**stream.info, "data": data.fingerprint()})
+
+
+def shuffled_groups(groups, seed: int) -> tuple[tuple[int, ...], ...]:
+    """``groups`` with their classes assigned in a seeded random order (same group sizes): van de Ven et
+    al.'s split MNIST draws which digits form each task anew for every seed."""
+    flat = sorted(c for g in groups for c in g)
+    perm = torch.randperm(len(flat), generator=derived_generator(seed, "classes")).tolist()
+    mapping = {c: flat[p] for c, p in zip(flat, perm)}
+    return tuple(tuple(mapping[c] for c in g) for g in groups)
 
 
 def build_strategy(cfg: RunConfig) -> Strategy:

@@ -53,7 +53,7 @@ F32_MAX = float(np.finfo(np.float32).max)
 # Fields that do not change the numbers a run produces (up to floating-point rounding across devices
 # and thread counts): left out of the run id.
 # fields added after runs were made: left out of the run id while unset, so that older runs keep their ids
-ADDED_IN_ID = ("train_samples",)
+ADDED_IN_ID = {"train_samples": None, "shuffle_classes": False}
 NOT_IN_ID = ("data_dir", "download", "threads", "device", "out", "progress", "checkpoint_every")
 # Settings of version-1 (flat) configs, by the strategies that read them.
 LEGACY_SETTINGS = ("lam", "gamma", "fisher", "mc_samples", "xi", "alpha")
@@ -66,6 +66,7 @@ class RunConfig:
     tasks: int | None = None  # default: 10 permuted, 5 rotated and split
     angles: tuple[float, ...] | None = None  # rotated: degrees per task (default: evenly spaced in [0, 180))
     split_groups: tuple[tuple[int, ...], ...] | None = None  # split: classes per task
+    shuffle_classes: bool = False  # split: assign the classes to the tasks in a seeded random order
     class_units: str = "all"  # class scenario: softmax over "all" units, or those of tasks "seen" so far
     strategy: str = "naive"
     settings: Any = None  # the strategy's settings dataclass (default: its defaults)
@@ -158,6 +159,9 @@ class RunConfig:
         _check(self.kind == "rotated" or self.angles is None, f"--angles applies to rotated benchmarks, not {self.benchmark}")
         _check(self.kind == "split" or self.split_groups is None,
                f"--split-groups applies to split benchmarks, not {self.benchmark}")
+        _check(self.kind == "split" or not self.shuffle_classes,
+               f"--shuffle-classes applies to split benchmarks, not {self.benchmark}")
+        _check(isinstance(self.shuffle_classes, bool), "shuffle_classes must be true or false")
         _check(self.optimizer == "sgd" or self.momentum == 0.0, f"--momentum applies to --optimizer sgd, not {self.optimizer}")
         _check(self.iterations is None or self.epochs == 1,
                "give --epochs or --iterations, not both (--iterations sets the steps per task)")
@@ -287,7 +291,7 @@ class RunConfig:
     def run_id(self) -> str:
         """``<benchmark>-<strategy>-<12 hex>``: a hash of every field that changes the results."""
         d = {k: v for k, v in self.resolved().to_dict().items()
-             if k not in NOT_IN_ID and not (k in ADDED_IN_ID and v is None)}
+             if k not in NOT_IN_ID and not (k in ADDED_IN_ID and v == ADDED_IN_ID[k])}
         digest = hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
         return f"{self.benchmark}-{self.strategy}-{digest}"
 

@@ -1,7 +1,9 @@
 """Named, runnable reproductions of published tables: ``lifelong reproduce NAME --seeds N``.
 
-A recipe module provides ``NAME``, ``PUBLISHED``, ``configs(seeds, methods, scenarios, **overrides)``,
-``compare_table(accuracies)`` and ``format_table(rows)``. ``reproduce`` runs the recipe's grid through
+A recipe module provides ``NAME``, ``PUBLISHED`` (row -> scenario -> published numbers),
+``configs(seeds, rows, scenarios, **overrides)`` (a list of (row, RunConfig)), ``compare_table(accuracies,
+rows)`` and ``format_table(rows)`` (see :mod:`.table`). A row is a line of the published table: a
+strategy with its settings and any run fields of its own (GEM's optimizer, a memory size). ``reproduce`` runs the recipe's grid through
 :func:`lifelong.experiments.sweep.sweep` (so it is resumable: finished runs are skipped, and can use several
 worker processes), then prints our table beside the published one, cell by cell, with the difference.
 """
@@ -14,9 +16,9 @@ from typing import Sequence
 
 from ..._io import atomic_write_json, atomic_write_text
 from ...errors import UsageError
-from . import hsu2018
+from . import hsu2018, vandeven2022
 
-RECIPES = {hsu2018.NAME: hsu2018}
+RECIPES = {hsu2018.NAME: hsu2018, vandeven2022.NAME: vandeven2022}
 
 
 def reproduce(
@@ -46,15 +48,17 @@ def reproduce(
         if s not in recipe.SCENARIOS:
             raise UsageError(f"recipe {name} has no scenario {s!r}: choose from {', '.join(recipe.SCENARIOS)}")
     overrides = {k: v for k, v in overrides.items() if v is not None}
-    cfgs = recipe.configs(seeds, methods, scenarios, **overrides)
+    pairs = recipe.configs(seeds, methods, scenarios, **overrides)  # (row, config) per cell and seed
+    row_of = {cfg.run_id(): row for row, cfg in pairs}
+    cfgs = [cfg for _, cfg in pairs]
     first = cfgs[0].flat()
-    own = {"seed", "strategy", "scenario", "out"}  # per grid entry (with the strategy's settings), or per seed
+    own = {"seed", "out"}  # per seed, or per run
+    base = {k: v for k, v in first.items() if k in run_fields() and k not in own | {"strategy", "scenario"}
+            and all(c.flat().get(k) == v for c in cfgs)}  # what every run shares; the rest goes per entry
+    firsts = [c for c in cfgs if c.seed == cfgs[0].seed]
     spec = {
-        "base": {k: v for k, v in first.items() if k in run_fields() and k not in own},
-        "grid": [
-            {k: v for k, v in c.flat().items() if k in ("strategy", "scenario") or k not in run_fields()}
-            for c in cfgs if c.seed == cfgs[0].seed
-        ],
+        "base": base,
+        "grid": [{k: v for k, v in c.flat().items() if k not in own and k not in base} for c in firsts],
         "seeds": list(seeds),
     }
     out = Path(out) if out else Path("reproductions") / name
@@ -64,12 +68,12 @@ def reproduce(
     accuracies: dict[tuple[str, str], list[float]] = {}
     failed = []
     for r in index["runs"]:
-        if r.get("status") in ("done", "skipped") and r.get("metrics"):
-            key = (r["config"]["strategy"], r["config"]["scenario"])
+        if r.get("status") in ("done", "skipped") and r.get("metrics") and r.get("id") in row_of:
+            key = (row_of[r["id"]], r["config"]["scenario"])
             accuracies.setdefault(key, []).append(r["metrics"]["average_accuracy"])
         else:
             failed.append(r.get("id"))
-    rows = recipe.compare_table(accuracies)
+    rows = recipe.compare_table(accuracies, methods)
     table = recipe.format_table(rows)
     summary = {"recipe": name, "seeds": list(seeds), "rows": rows, "failed": failed, "seconds_this_call": seconds,
                "sweep": str(out / "sweep.json"), "runs": index["runs"], "out": str(out)}

@@ -16,7 +16,7 @@ The coefficients are theirs (chosen by the authors); we do not tune them on the 
 
 from __future__ import annotations
 
-import math
+import sys
 from typing import Iterable, Mapping, Sequence
 
 from ..config import RunConfig
@@ -25,7 +25,7 @@ NAME = "hsu2018-split-mnist"
 SCENARIOS = ("task", "domain", "class")
 SCENARIO_TITLES = {"task": "Task-IL", "domain": "Domain-IL", "class": "Class-IL"}
 
-# Table 2 of Hsu et al. 2018: (mean, std) of the final average accuracy in percent.
+# Table 2 of Hsu et al. 2018: (mean, std) of the final average accuracy in percent (10 runs).
 PUBLISHED: dict[str, dict[str, tuple[float, float]]] = {
     "naive": {"task": (93.46, 2.01), "domain": (55.16, 1.38), "class": (19.71, 0.08)},
     "l2": {"task": (98.18, 0.96), "domain": (66.00, 3.73), "class": (22.52, 1.08)},
@@ -33,12 +33,19 @@ PUBLISHED: dict[str, dict[str, tuple[float, float]]] = {
     "online-ewc": {"task": (98.04, 1.10), "domain": (57.33, 1.44), "class": (19.77, 0.04)},
     "si": {"task": (98.56, 0.49), "domain": (64.76, 3.09), "class": (19.67, 0.09)},
     "mas": {"task": (99.22, 0.21), "domain": (68.57, 6.85), "class": (19.52, 0.29)},
+    "lwf": {"task": (99.60, 0.03), "domain": (71.02, 1.26), "class": (24.17, 0.33)},
+    "gem": {"task": (98.42, 0.10), "domain": (96.16, 0.35), "class": (92.20, 0.12)},
+    "rehearsal-1100": {"task": (99.40, 0.08), "domain": (95.16, 0.49), "class": (90.78, 0.85)},
+    "rehearsal-4400": {"task": (99.57, 0.07), "domain": (97.11, 0.34), "class": (95.59, 0.49)},
     "joint": {"task": (99.52, 0.16), "domain": (98.59, 0.15), "class": (97.53, 0.30)},
 }
-METHOD_TITLES = {
+SPREAD, N_PUBLISHED = "std", 10
+TITLES = {
     "naive": "Adam (fine-tune)", "l2": "L2", "ewc": "EWC", "online-ewc": "Online EWC", "si": "SI",
-    "mas": "MAS", "joint": "Offline (joint)",
+    "mas": "MAS", "lwf": "LwF", "gem": "GEM (memory 1100)", "rehearsal-1100": "Naive rehearsal (1100)",
+    "rehearsal-4400": "Naive rehearsal-C (4400)", "joint": "Offline (joint)",
 }
+METHOD_TITLES = TITLES
 
 # Their regularization coefficients (no ½), per scenario.
 COEFFICIENTS: dict[str, dict[str, float]] = {
@@ -54,72 +61,59 @@ BASE = dict(
     epochs=4, batch_size=128, optimizer="adam", lr=1e-3,
     class_units="seen",  # their --incremental_class: softmax over the classes seen so far (valid_out_dim)
 )
-# Settings of their methods besides the coefficient.
-SETTINGS: dict[str, dict] = {
-    "ewc": {"fisher": "predicted"},
-    "online-ewc": {"fisher": "predicted", "gamma": 1.0},
-    "si": {"xi": 0.1},
+# Each row: its strategy and what it sets besides BASE (settings and run fields).
+ROWS: dict[str, dict] = {
+    "naive": {"strategy": "naive"},
+    "l2": {"strategy": "l2"},
+    "ewc": {"strategy": "ewc", "fisher": "predicted"},
+    "online-ewc": {"strategy": "online-ewc", "fisher": "predicted", "gamma": 1.0},
+    "si": {"strategy": "si", "xi": 0.1},
+    "mas": {"strategy": "mas"},
+    # Their LwF row is not in their code (GT-RIPL/Continual-Learning-Benchmark); its numbers match van de
+    # Ven & Tolias's LwF (T = 2, losses weighted 1/t and 1 - 1/t), which is what runs here, in this protocol.
+    "lwf": {"strategy": "lwf", "temperature": 2.0, "lwf_weighting": "tasks"},
+    # agents/exp_replay.py GEM_1100: SGD lr 0.01 (their scripts), margin (reg_coef) 0.5, memory split
+    # equally between the tasks seen, each task's whole memory a constraint every step
+    "gem": {"strategy": "gem", "memory": 1100, "policy": "task", "margin": 0.5, "optimizer": "sgd", "lr": 0.01},
+    # agents/exp_replay.py Naive_Rehearsal_1100 / _4400: memory split equally between the tasks seen,
+    # repeated so that old and new data are about 1:1, concatenated with the task's data and shuffled
+    "rehearsal-1100": {"strategy": "er", "memory": 1100, "policy": "task", "mixing": "concat"},
+    "rehearsal-4400": {"strategy": "er", "memory": 4400, "policy": "task", "mixing": "concat"},
+    "joint": {"strategy": "joint"},
 }
+# (kept for callers of version 0.2: the settings of each method besides the coefficient)
+SETTINGS: dict[str, dict] = {k: {f: v for f, v in r.items() if f != "strategy"} for k, r in ROWS.items()}
 
 
 def config(method: str, scenario: str, seed: int, **overrides) -> RunConfig:
     """The RunConfig of one cell of Table 2 for one seed (λ = 2 × their coefficient)."""
-    fields = dict(BASE, strategy=method, scenario=scenario, seed=seed, **SETTINGS.get(method, {}))
+    fields = dict(BASE, scenario=scenario, seed=seed, **ROWS[method])
     if method in COEFFICIENTS:
         fields["lam"] = 2.0 * COEFFICIENTS[method][scenario]
     fields.update(overrides)
     return RunConfig.from_flat(fields).resolved()
 
 
-def configs(seeds: Iterable[int], methods: Sequence[str] = tuple(PUBLISHED), scenarios: Sequence[str] = SCENARIOS, **overrides) -> list[RunConfig]:
-    return [config(m, s, seed, **overrides) for s in scenarios for m in methods for seed in seeds]
+def configs(seeds: Iterable[int], methods: Sequence[str] = tuple(PUBLISHED), scenarios: Sequence[str] = SCENARIOS,
+            **overrides) -> list[tuple[str, RunConfig]]:
+    """(row, config) of every cell and seed."""
+    return [(m, config(m, s, seed, **overrides)) for s in scenarios for m in methods for seed in seeds]
 
 
 def target(method: str, scenario: str) -> float:
     """The issue's bar: our mean ≥ published mean − max(2 × published std, 1 point)."""
-    mean, std = PUBLISHED[method][scenario]
-    return mean - max(2 * std, 1.0)
+    from . import table
+
+    return table.target(sys.modules[__name__], method, scenario)
 
 
-def compare_table(accuracies: Mapping[tuple[str, str], Sequence[float]]) -> list[dict]:
-    """Rows of ours-vs-published per (method, scenario): ``accuracies`` maps (method, scenario) to the
-    final average accuracies (fractions) of each seed."""
-    rows = []
-    for method in PUBLISHED:
-        for scenario in SCENARIOS:
-            accs = [100.0 * a for a in accuracies.get((method, scenario), [])]
-            pub_mean, pub_std = PUBLISHED[method][scenario]
-            if accs:
-                mean = sum(accs) / len(accs)
-                std = math.sqrt(sum((a - mean) ** 2 for a in accs) / (len(accs) - 1)) if len(accs) > 1 else 0.0
-            else:
-                mean = std = float("nan")
-            rows.append({
-                "method": method, "scenario": scenario, "n": len(accs), "ours_mean": mean, "ours_std": std,
-                "published_mean": pub_mean, "published_std": pub_std, "difference": mean - pub_mean,
-                "target": target(method, scenario), "meets_target": bool(accs) and mean >= target(method, scenario),
-            })
-    return rows
+def compare_table(accuracies: Mapping[tuple[str, str], Sequence[float]], methods: Sequence[str] | None = None) -> list[dict]:
+    from . import table
+
+    return table.compare_table(sys.modules[__name__], accuracies, methods)
 
 
 def format_table(rows: list[dict]) -> str:
-    """A Markdown table: one row per method, per scenario 'ours | published | Δ' with ✓/✗ against the target."""
-    head = "| method | " + " | ".join(f"{SCENARIO_TITLES[s]} ours | published | Δ" for s in SCENARIOS) + " |"
-    sep = "|---|" + "---|---|---|" * len(SCENARIOS)
-    lines = [head, sep]
-    by = {(r["method"], r["scenario"]): r for r in rows}
-    for method in PUBLISHED:
-        cells = []
-        for s in SCENARIOS:
-            r = by[(method, s)]
-            if r["n"] == 0:
-                cells.append(f"– | {r['published_mean']:.2f} ± {r['published_std']:.2f} | –")
-                continue
-            mark = "✓" if r["meets_target"] else "✗"
-            cells.append(
-                f"{r['ours_mean']:.2f} ± {r['ours_std']:.2f} (n={r['n']}) | "
-                f"{r['published_mean']:.2f} ± {r['published_std']:.2f} | {r['difference']:+.2f} {mark}"
-            )
-        lines.append(f"| {METHOD_TITLES[method]} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    from . import table
 
+    return table.format_table(sys.modules[__name__], rows)
