@@ -449,3 +449,24 @@ def test_gem_step_gradient_agrees_with_every_earlier_tasks_memory():
         scale = sum(float((r * r).sum()) for r in ref) ** 0.5 * sum(float((b * b).sum()) for b in before) ** 0.5
         # ⟨g̃, g_k⟩ = (Pv + Gg)_k − 10⁻³ v_k ≥ −10⁻³ v_k: GEM's ridge relaxes the constraint by that much
         assert dot >= -1e-3 * scale
+
+
+# ---- memory-matched comparison ---------------------------------------------------------------------------
+
+
+def test_compare_memory_shows_each_methods_extra_bytes_and_plots_accuracy_against_them(tmp_path):
+    from lifelong.report.compare import compare
+
+    results = {}
+    for method in (["ewc"], ["er", "--memory", "30"], ["naive"]):
+        r = main(["run", "--benchmark", "split-mnist", "--tasks", "2", "--scenario", "class", "--strategy", *method,
+                  "--iterations", "3", "--out", str(tmp_path / "runs" / method[0]), *FAST])
+        results[method[0]] = r["extra_memory_bytes"]
+    # EWC: importance and anchor of every parameter (float32) and the penalty's float64 offset; naive:
+    # nothing; ER: 30 samples (float32 inputs, int64 target and task) and the reservoir's int64 count
+    n_params = (28 * 28 * 32 + 32) + (32 * 4 + 4)
+    assert results == {"ewc": 2 * 4 * n_params + 8, "er": 30 * (28 * 28 * 4 + 16) + 8, "naive": 0}
+    table = compare([tmp_path / "runs"], memory=True, quiet=True, out=tmp_path / "cmp")
+    got = {r["strategy"]: r["values"]["extra_memory_bytes"]["mean"] for r in table["rows"]}
+    assert got == results
+    assert "extra_memory_bytes (MB)" in table["text"] and (tmp_path / "cmp" / "compare-memory.png").stat().st_size > 0

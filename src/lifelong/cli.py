@@ -260,6 +260,9 @@ def build_parser() -> argparse.ArgumentParser:
                                        "mean ± sample std over seeds. Writes compare.md, compare.csv and compare.png.")
     cmp_p.add_argument("paths", nargs="+", metavar="PATH", help="run folders, sweep folders or folders holding them")
     cmp_p.add_argument("--out", default=None, help="folder for compare.md/.csv/.png (default: the first PATH)")
+    cmp_p.add_argument("--memory", action="store_true",
+                       help="add each method's extra memory after the last task (MB: importances, anchors, replay "
+                            "samples, a teacher model) and plot accuracy against it (compare-memory.png)")
     cmp_p.add_argument("--metrics", type=_names, default=None,
                        help="comma-separated metrics of results.json: names in 'metrics' (average_accuracy, "
                             "backward_transfer, forward_transfer, forgetting, ...) or dotted paths such as "
@@ -372,7 +375,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     if args.command == "compare":
         from .report.compare import compare
 
-        return compare(args.paths, out=args.out, metrics=args.metrics)
+        return compare(args.paths, out=args.out, metrics=args.metrics, memory=args.memory)
     if args.command == "sweep":
         return _sweep(given)
     if args.command == "reproduce":

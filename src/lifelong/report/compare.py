@@ -85,7 +85,9 @@ def _not_method_fields() -> set[str]:
 def flat_config(config: dict) -> dict:
     """A config.json as one flat dict: the strategy's settings spread as keys (``lam``; ``ewc.lam`` in a
     composite), so that methods are grouped and labelled by them. Version-1 configs are flat already."""
-    c = dict(config)
+    from lifelong.experiments.config import ADDED_IN_ID
+
+    c = {**ADDED_IN_ID, **config}  # a field newer than the run's config has its default there
     settings = c.pop("settings", None)
     if isinstance(settings, dict):
         if "+" in str(c.get("strategy")):
@@ -300,8 +302,13 @@ def compare(
     metrics: Sequence[str] | None = None,
     write: bool = True,
     quiet: bool = False,
+    memory: bool = False,
 ) -> dict:
     """Aggregate the run folders under ``paths`` into one methods × metrics table (see the module doc).
+
+    ``memory``: add the column ``extra_memory_bytes`` (what each method keeps beside the model after the
+    last task: a regularizer's importance and anchor, a replay memory, LwF's previous model; shown in
+    MB) and write ``compare-memory.png``, accuracy against that memory (the memory-matched comparison).
 
     ``metrics``: names in results.json's ``metrics`` or dotted paths (``val_metrics.average_accuracy``);
     default :data:`DEFAULT_METRICS`. Prints the table unless ``quiet``; writes ``compare.md``,
@@ -312,6 +319,8 @@ def compare(
     """
     chosen = bool(metrics)
     metrics = list(metrics) if metrics else list(DEFAULT_METRICS)
+    if memory and "extra_memory_bytes" not in metrics:
+        metrics.append("extra_memory_bytes")
     dirs, notes = find_runs(paths)
     runs, broken = [], []
     for d in dirs:
@@ -366,10 +375,14 @@ def compare(
     return table
 
 
-def _cell(stats: dict, percent: bool, n_runs: int) -> str:
+def _is_bytes(metric: str) -> bool:
+    return metric.endswith("_bytes")
+
+
+def _cell(stats: dict, percent: bool, n_runs: int, scale: float | None = None) -> str:
     if stats["mean"] is None:
         return "n/a"
-    scale = 100.0 if percent else 1.0
+    scale = scale if scale is not None else 100.0 if percent else 1.0
     text = f"{scale * stats['mean']:.2f}"
     if stats["std"] is not None:
         text += f" ± {scale * stats['std']:.2f}"
@@ -380,8 +393,10 @@ def _cell(stats: dict, percent: bool, n_runs: int) -> str:
 
 def _cells(table: dict) -> tuple[list[str], list[list[str]]]:
     pct = table["percent"]
-    header = ["method", *(f"{m} (%)" if pct[m] else m for m in table["metrics"]), "n"]
-    body = [[r["label"], *(_cell(r["values"][m], pct[m], r["n"]) for m in table["metrics"]), str(r["n"])]
+    unit = {m: "%" if pct[m] else "MB" if _is_bytes(m) else "" for m in table["metrics"]}
+    header = ["method", *(f"{m} ({unit[m]})" if unit[m] else m for m in table["metrics"]), "n"]
+    body = [[r["label"], *(_cell(r["values"][m], pct[m], r["n"], 1e-6 if _is_bytes(m) else None)
+                           for m in table["metrics"]), str(r["n"])]
             for r in table["rows"]]
     return header, body
 
@@ -443,6 +458,18 @@ def _mean_curves(groups: list[dict], rows: list[dict]) -> tuple[dict[str, np.nda
     return curves, shared
 
 
+def _memory_points(table: dict) -> dict[str, tuple[float, float]]:
+    """label -> (extra memory in bytes, average accuracy), when both columns are in the table."""
+    if "extra_memory_bytes" not in table["metrics"] or "average_accuracy" not in table["metrics"]:
+        return {}
+    pts = {}
+    for r in table["rows"]:
+        mem, acc = r["values"]["extra_memory_bytes"]["mean"], r["values"]["average_accuracy"]["mean"]
+        if mem is not None and acc is not None:
+            pts[r["label"]] = (mem, acc)
+    return pts
+
+
 def _write(table: dict, groups: list[dict], out: Path) -> dict[str, Path]:
     from lifelong.report.plots import plot_comparison
 
@@ -452,6 +479,11 @@ def _write(table: dict, groups: list[dict], out: Path) -> dict[str, Path]:
                  "csv": _io.atomic_write_text(out / "compare.csv", _csv_text(table))}
     except OSError as e:
         raise UsageError(f"cannot write the comparison into {out}: {e.strerror}; choose another --out") from None
+    points = _memory_points(table)
+    if points:
+        from lifelong.report.plots import plot_accuracy_vs_memory
+
+        files["memory_png"] = plot_accuracy_vs_memory(points, out / "compare-memory.png")
     curves, names = _mean_curves(groups, table["rows"])
     if curves:
         files["png"] = plot_comparison(curves, out / "compare.png", task_names=names,

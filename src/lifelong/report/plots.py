@@ -230,3 +230,22 @@ def plot_comparison(
     ax.legend(title="run (final)", fontsize=8, title_fontsize=8, frameon=False)
     ax.set_title(title or "Average accuracy along the stream")
     return _save(fig, path)
+
+
+def plot_accuracy_vs_memory(points: Mapping[str, tuple[float, float]], path: str | os.PathLike) -> Path:
+    """Final average accuracy against the extra memory a method keeps (bytes, log scale), one labelled
+    point per method: methods of equal memory can be read off side by side. Returns ``path``."""
+    if not points:
+        raise UsageError("plot_accuracy_vs_memory needs at least one (memory, accuracy) point")
+    fig = Figure(figsize=(6.0, 4.0), layout="constrained")
+    ax = fig.subplots()
+    for label, (mem, acc) in points.items():
+        x = float(mem) / 1e6
+        ax.scatter([x], [100.0 * acc], s=30, label=_short(str(label), 60))
+    ax.set_xscale("symlog", linthresh=0.01)  # 0 bytes (fine-tuning) stays on the axis
+    ax.legend(fontsize=7, loc="best")
+    ax.set_xlabel("extra memory after the last task (MB, log scale above 0.01)")
+    ax.set_ylabel("final average accuracy (%)")
+    ax.set_title("Accuracy against the memory each method keeps")
+    ax.grid(True, alpha=0.3)
+    return _save(fig, path)
