@@ -201,8 +201,8 @@ def test_not_found_names_every_place(tmp_path):
 
 
 def test_unknown_dataset():
-    with pytest.raises(UsageError, match="choose one of: mnist, fashion-mnist"):
-        load_dataset("cifar10")
+    with pytest.raises(UsageError, match="choose one of: mnist, fashion-mnist, cifar10, cifar100"):
+        load_dataset("imagenet")
 
 
 # --- downloads --------------------------------------------------------------------------------
@@ -267,9 +267,10 @@ def test_unreachable_mirrors(tmp_path):
 
 def test_spec_checksums_are_well_formed():
     for spec in DATASETS.values():
-        for table in (spec.md5, spec.raw_md5):
-            assert set(table) == set(FILES)
-            assert all(len(h) == 32 and int(h, 16) >= 0 for h in table.values())
+        assert set(spec.md5) == set(spec.files) and all(len(h) == 32 and int(h, 16) >= 0 for h in spec.md5.values())
+        if spec.cifar is None:  # CIFAR is identified by its archive's md5 alone
+            assert set(spec.files) == set(FILES) == set(spec.raw_md5)
+            assert all(len(h) == 32 and int(h, 16) >= 0 for h in spec.raw_md5.values())
 
 
 @pytest.mark.parametrize("name", ["mnist", "fashion-mnist"])

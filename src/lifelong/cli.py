@@ -148,6 +148,9 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--shuffle-classes", action="store_const", const=True, default=GIVEN,
                    help="split: assign the classes to the tasks in an order drawn from the seed (van de Ven et al.) "
                         "instead of 0,1/2,3/... (default: off)")
+    g.add_argument("--augment", choices=["none", "crop-flip"], default=GIVEN,
+                   help="augment training batches on the device: crop-flip = random crops of the image padded by 4 "
+                        "pixels and horizontal flips (the CIFAR protocol of DER, iCaRL) (default: none)")
     g.add_argument("--train-samples", type=int, default=GIVEN,
                    help="train on a seeded random subset of this many samples of each task's training split (the "
                         "low-data protocol of GEM and A-GEM: 1000) (default: all)")

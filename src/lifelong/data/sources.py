@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from lifelong._io import atomic_write
+from lifelong.data.cifar import CIFAR10, CIFAR100, read_cifar
 from lifelong.data.idx import read_images_labels
 from lifelong.errors import DataError, UsageError
 
@@ -59,6 +60,7 @@ class DatasetSpec:
     mirrors: tuple[str, ...]
     folder_names: tuple[str, ...]
     files: tuple[str, ...] = FILES
+    cifar: object | None = None  # a CifarLayout: one binary archive instead of four IDX files
 
 
 DATASETS: dict[str, DatasetSpec] = {
@@ -97,6 +99,16 @@ DATASETS: dict[str, DatasetSpec] = {
         },
         mirrors=("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",),
         folder_names=("fashion-mnist", "fashion_mnist"),
+    ),
+    "cifar10": DatasetSpec(
+        name="cifar10", title="CIFAR-10", md5={CIFAR10.archive: CIFAR10.archive_md5}, raw_md5={},
+        mirrors=("https://www.cs.toronto.edu/~kriz/",), folder_names=("cifar10", "cifar-10"),
+        files=(CIFAR10.archive,), cifar=CIFAR10,
+    ),
+    "cifar100": DatasetSpec(
+        name="cifar100", title="CIFAR-100", md5={CIFAR100.archive: CIFAR100.archive_md5}, raw_md5={},
+        mirrors=("https://www.cs.toronto.edu/~kriz/",), folder_names=("cifar100", "cifar-100"),
+        files=(CIFAR100.archive,), cifar=CIFAR100,
     ),
 }
 
@@ -140,8 +152,17 @@ def default_cache_dir() -> Path:
 
 
 def _find_files(folder: Path, spec: DatasetSpec) -> tuple[list[Path] | None, str]:
-    """The four files in ``folder`` or a dataset-named subfolder, or ``None`` and a note on what is there."""
+    """The four files in ``folder`` or a dataset-named subfolder, or ``None`` and a note on what is there.
+    CIFAR: its archive, or the folder extracted from it (``cifar-10-batches-bin``), there."""
     note = ""
+    if spec.cifar is not None:
+        for candidate in (folder, *(folder / sub for sub in spec.folder_names)):
+            if (candidate / spec.files[0]).is_file():
+                return [candidate / spec.files[0]], ""
+            extracted = candidate / spec.cifar.folder
+            if extracted.is_dir():
+                return [extracted], ""
+        return None, ""
     for candidate in (folder, *(folder / sub for sub in spec.folder_names)):
         found = []
         for name in spec.files:
@@ -213,7 +234,14 @@ def _download_all(spec: DatasetSpec, dest: Path, mirrors: list[str], timeout: fl
     return None
 
 
+def _what(spec: DatasetSpec) -> str:
+    return f"four {spec.title} IDX files" if spec.cifar is None else f"{spec.files[0]} (or its extracted folder)"
+
+
 def _load(spec: DatasetSpec, paths: list[Path], source: Path) -> ImageDataset:
+    if spec.cifar is not None:
+        tr_x, tr_y, te_x, te_y, md5 = read_cifar(paths[0], spec.cifar)
+        return ImageDataset(spec.name, tr_x, tr_y, te_x, te_y, str(paths[0]), md5)
     train_images, train_labels, md5_train = read_images_labels(paths[0], paths[1], md5=True)
     test_images, test_labels, md5_test = read_images_labels(paths[2], paths[3], md5=True)
     if train_images.shape[1:] != test_images.shape[1:]:
@@ -252,7 +280,7 @@ def load_dataset(
     if data_dir is not None and not Path(data_dir).is_dir():
         # a folder named on purpose that does not exist is a typo, not a request to use some other copy
         what = "is a file, not a folder" if Path(data_dir).exists() else "does not exist"
-        raise DataError(f"--data-dir {data_dir} {what}; pass the folder that holds the four {spec.title} IDX files "
+        raise DataError(f"--data-dir {data_dir} {what}; pass the folder that holds the {_what(spec)} "
                         "(or leave --data-dir out to use $LIFELONG_DATA_DIR, the cache or the download).")
     if data_dir is not None:
         places.append((f"--data-dir {data_dir}", Path(data_dir)))
@@ -281,5 +309,5 @@ def load_dataset(
         status = f"download failed: {failure}"
     raise DataError(
         f"{spec.title} not found (looked in: {', '.join(looked)}; {status}). Pass --data-dir DIR with the "
-        "four IDX files, set LIFELONG_DATA_DIR, or allow the download."
+        f"{'four IDX files' if spec.cifar is None else spec.files[0]}, set LIFELONG_DATA_DIR, or allow the download."
     )

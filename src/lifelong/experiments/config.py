@@ -28,6 +28,7 @@ import numpy as np
 
 from ..errors import UsageError
 from ..models import MODELS
+from ..train.augment import AUGMENTATIONS
 from ..scenarios import DEFAULT_SPLIT_GROUPS as DEFAULT_GROUPS
 from ..scenarios import SCENARIOS
 from ..strategies import registry
@@ -45,7 +46,19 @@ BENCHMARKS = {
     "permuted-fashion": ("fashion-mnist", "permuted"),
     "rotated-fashion": ("fashion-mnist", "rotated"),
     "split-fashion": ("fashion-mnist", "split"),
+    "split-cifar10": ("cifar10", "split"),  # 5 tasks of 2 classes
+    "split-cifar100": ("cifar100", "split"),  # 10 tasks of 10 classes
 }
+N_CLASSES = {"mnist": 10, "fashion-mnist": 10, "cifar10": 10, "cifar100": 100}
+
+
+def default_groups(dataset: str) -> tuple[tuple[int, ...], ...]:
+    """The default class groups of a split benchmark: pairs (0,1), (2,3), ... for the 10-class sets,
+    ten groups of ten for CIFAR-100 (iCaRL's, DER's protocol)."""
+    n = N_CLASSES[dataset]
+    size = 2 if n == 10 else 10
+    return tuple(tuple(range(k, k + size)) for k in range(0, n, size))
+
 DEFAULT_TASKS = {"permuted": 10, "rotated": 5, "split": 5}
 MAX_TASKS = 1000
 F32_MAX = float(np.finfo(np.float32).max)
@@ -53,7 +66,7 @@ F32_MAX = float(np.finfo(np.float32).max)
 # Fields that do not change the numbers a run produces (up to floating-point rounding across devices
 # and thread counts): left out of the run id.
 # fields added after runs were made: left out of the run id while unset, so that older runs keep their ids
-ADDED_IN_ID = {"train_samples": None, "shuffle_classes": False}
+ADDED_IN_ID = {"train_samples": None, "shuffle_classes": False, "augment": "none"}
 NOT_IN_ID = ("data_dir", "download", "threads", "device", "out", "progress", "checkpoint_every")
 # Settings of version-1 (flat) configs, by the strategies that read them.
 LEGACY_SETTINGS = ("lam", "gamma", "fisher", "mc_samples", "xi", "alpha")
@@ -67,6 +80,7 @@ class RunConfig:
     angles: tuple[float, ...] | None = None  # rotated: degrees per task (default: evenly spaced in [0, 180))
     split_groups: tuple[tuple[int, ...], ...] | None = None  # split: classes per task
     shuffle_classes: bool = False  # split: assign the classes to the tasks in a seeded random order
+    augment: str = "none"  # "crop-flip": random crops (4-pixel padding) and horizontal flips while training
     class_units: str = "all"  # class scenario: softmax over "all" units, or those of tasks "seen" so far
     strategy: str = "naive"
     settings: Any = None  # the strategy's settings dataclass (default: its defaults)
@@ -115,7 +129,7 @@ class RunConfig:
 
     def train_settings(self) -> TrainSettings:
         return TrainSettings(self.optimizer, self.lr, self.momentum, self.batch_size, self.epochs, self.iterations,
-                             self.seed)
+                             self.seed, augment=self.augment)
 
     def resolved(self) -> "RunConfig":
         """Fill benchmark-dependent defaults and the strategy's default settings, then validate.
@@ -133,13 +147,14 @@ class RunConfig:
             _check(isinstance(n, int) and 1 <= n <= MAX_TASKS, f"--tasks must be in 1..{MAX_TASKS}, got {n}")
             c = dataclasses.replace(c, angles=tuple(round(180.0 * t / n, 6) for t in range(n)))
         if kind == "split" and c.split_groups is None:
-            n = c.tasks or DEFAULT_TASKS["split"]
-            if not 1 <= n <= len(DEFAULT_GROUPS):
+            groups = default_groups(c.dataset)
+            n = c.tasks or len(groups)
+            if not 1 <= n <= len(groups):
                 raise UsageError(
-                    f"split benchmarks have at most {len(DEFAULT_GROUPS)} tasks of 2 classes, got --tasks {n}; "
+                    f"{c.benchmark} has at most {len(groups)} tasks of {len(groups[0])} classes, got --tasks {n}; "
                     "use --split-groups to choose other class groups"
                 )
-            c = dataclasses.replace(c, split_groups=DEFAULT_GROUPS[:n])
+            c = dataclasses.replace(c, split_groups=groups[:n])
         if c.tasks is None:
             n = {"rotated": len(c.angles or ()), "split": len(c.split_groups or ())}.get(kind, DEFAULT_TASKS[kind])
             c = dataclasses.replace(c, tasks=n)
@@ -177,7 +192,8 @@ class RunConfig:
             flat = [c for g in groups for c in g]
             _check(all(len(g) > 0 for g in groups), "--split-groups: every group needs at least one class")
             _check(len(set(flat)) == len(flat), f"--split-groups overlap: {_fmt_groups(groups)}; a class may be in one task only")
-            _check(all(0 <= c <= 9 for c in flat), "--split-groups: classes must be in 0..9")
+            top = N_CLASSES[self.dataset] - 1
+            _check(all(0 <= c <= top for c in flat), f"--split-groups: classes must be in 0..{top}")
             if self.scenario == "domain":
                 _check(len({len(g) for g in groups}) == 1, "the domain scenario needs --split-groups of equal size")
         _check(0 <= self.pad <= 64, f"--pad must be in 0..64, got {self.pad}")
@@ -199,6 +215,7 @@ class RunConfig:
         _check(self.threads is None or 1 <= self.threads <= 1024, f"--threads must be in 1..1024, got {self.threads}")
         _check(0 <= self.seed < 2**63, f"--seed must be in 0..2**63-1, got {self.seed}")
         _check_choice("class-units", self.class_units, ("all", "seen"))
+        _check_choice("augment", self.augment, AUGMENTATIONS)
         _check(0 <= self.checkpoint_every < 2**62, f"--checkpoint-every must be >= 0, got {self.checkpoint_every}")
         _check(isinstance(self.device, str), "--device must be a device name like cpu or cuda:0")
         check_device_name(self.device)

@@ -211,7 +211,7 @@ def resume(run_dir: str | Path, options: Mapping[str, Any] | None = None, *, all
         _check_checkpoint(run_dir, saved, saved_cfg, tensors, meta, stream)
         # the whole state, loaded into scratch objects: what the resumed run will do, minus the training
         restore(seeded_model(cfg, stream), build_strategy(cfg), cfg.train_settings(), (tensors, meta),
-                torch.Generator(), torch.Generator(), "cpu")
+                torch.Generator(), torch.Generator(), "cpu", torch.Generator() if cfg.augment != "none" else None)
         record = config_record(cfg, stream.info.get("data"))
         if changed:  # all or nothing: journal, checkpoint under the new id, config.json
             folder.begin_override(run_dir, saved.get("run_id"), record["run_id"], record)

@@ -1,4 +1,4 @@
-"""Models: an MLP with configurable widths and a small CNN.
+"""Models: an MLP with configurable widths, a small CNN and the reduced ResNet-18 of GEM/A-GEM/DER.
 
 Both map inputs ``(B, C, H, W)`` to logits ``(B, n_outputs)``. Task-incremental heads are masks over
 the output units (:mod:`lifelong.models.heads`), so a model is just a plain ``nn.Module``: no task
@@ -16,7 +16,7 @@ from torch import nn
 from ..errors import UsageError
 from .heads import Heads, masked_logits
 
-MODELS = ("mlp", "cnn")
+MODELS = ("mlp", "cnn", "resnet18")
 __all__ = ["MODELS", "Heads", "build_model", "count_parameters", "masked_logits", "mlp", "small_cnn"]
 
 
@@ -44,11 +44,15 @@ def small_cnn(input_shape: Sequence[int] = (1, 28, 28), n_outputs: int = 10, cha
 
 
 def build_model(name: str, input_shape: Sequence[int], n_outputs: int, hidden: Sequence[int] = (400, 400)) -> nn.Module:
-    """The model called ``name`` ("mlp" or "cnn") for inputs of ``input_shape`` (C, H, W)."""
+    """The model called ``name`` ("mlp", "cnn" or "resnet18", the reduced ResNet-18) for inputs of ``input_shape`` (C, H, W)."""
     if name == "mlp":
         return mlp(math.prod(input_shape), hidden, n_outputs)
     if name == "cnn":
         return small_cnn(input_shape, n_outputs)
+    if name == "resnet18":
+        from .resnet import ReducedResNet18
+
+        return ReducedResNet18(input_shape[0], n_outputs)
     raise UsageError(f"unknown model {name!r}: choose one of {', '.join(MODELS)}")
 
 

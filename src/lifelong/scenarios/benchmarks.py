@@ -238,8 +238,9 @@ def split(
         pre = Preprocess(pad=pad, mean=mean, std=std)
         tname = "classes " + "-".join(str(c) for c in g)
         tasks.append(Task(t, tname, splits["train"], splits["test"], splits["val"], classes, pre, mask))
-    h, w = tr_x.shape[1:]
-    return TaskStream(name, scenario, tuple(tasks), n_outputs, (1, h + 2 * pad, w + 2 * pad),
+    *channels, h, w = tr_x.shape[1:]  # grey (N, H, W) or colour (N, C, H, W)
+    c = channels[0] if channels else 1
+    return TaskStream(name, scenario, tuple(tasks), n_outputs, (c, h + 2 * pad, w + 2 * pad),
                       seen_classes_only=seen_classes_only and scenario == "class")
 
 

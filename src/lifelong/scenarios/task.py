@@ -14,6 +14,7 @@ Scenarios (van de Ven & Tolias 2019, "Three scenarios for continual learning"; H
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 from typing import Iterator, NamedTuple, Sequence
 
@@ -28,7 +29,8 @@ LAYOUT_BUDGET = 2 * 1024**3  # bytes of padded / permuted uint8 images a device 
 
 @dataclass(frozen=True)
 class Preprocess:
-    """uint8 images (B, H, W) -> float inputs (B, 1, H + 2 pad, W + 2 pad).
+    """uint8 images (B, H, W) -> float inputs (B, 1, H + 2 pad, W + 2 pad); colour images (B, C, H, W)
+    keep their C channels.
 
     ``x = (pad(u / 255) - mean) / std``, then pixels are reordered by ``perm`` (a permutation of the
     flattened padded image) when given. Padding happens before normalization, as with torchvision's
@@ -66,7 +68,7 @@ class Preprocess:
         x = images.to(torch.float32).div_(255.0)
         if self.mean != 0.0 or self.std != 1.0:
             x = x.sub_(self.mean).div_(self.std)
-        return x.unsqueeze(1)  # (B, 1, H', W')
+        return x.unsqueeze(1) if x.dim() == 3 else x  # (B, C, H', W'): grey images get their channel
 
     def __call__(self, images: Tensor) -> Tensor:
         return self.values(self.layout(images))
@@ -151,7 +153,8 @@ class Task:
         """Bytes the padded, permuted uint8 images of every split would take (0 if nothing moves)."""
         if not self.preprocess.moves_pixels:
             return 0
-        pixels = (self.train.images.shape[1] + 2 * self.preprocess.pad) * (self.train.images.shape[2] + 2 * self.preprocess.pad)
+        *channels, h, w = self.train.images.shape[1:]
+        pixels = math.prod(channels) * (h + 2 * self.preprocess.pad) * (w + 2 * self.preprocess.pad)
         return pixels * sum(len(s) for s in (self.train, self.test, self.val) if s is not None)
 
 

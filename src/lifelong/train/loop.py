@@ -17,8 +17,9 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import TrainingDiverged, UsageError
-from ..scenarios import batches
+from ..scenarios import Batch, batches
 from ..strategies import Context, Strategy
+from .augment import AUGMENTATIONS, crop_flip
 
 OPTIMIZERS = ("sgd", "adam")
 
@@ -36,6 +37,7 @@ class TrainSettings:
     iterations: int | None = None
     seed: int = 0
     check_every: int = 50  # steps between reads of the loss from the device (NaN / inf check)
+    augment: str = "none"  # "crop-flip": random 4-pixel crops and horizontal flips (lifelong.train.augment)
 
 
 EXPLODED = 1e8  # |θ| beyond which parameters have exploded: products of such weights overflow float32 in a few layers
@@ -62,6 +64,7 @@ def train_task(
     start_step: int = 0,
     checkpoint_every: int = 0,
     on_checkpoint: Callable[[int, Tensor], None] | None = None,
+    augment_rng: torch.Generator | None = None,
 ) -> int:
     """Train ``ctx.task`` (on ``strategy.training_tasks`` data); returns the steps taken.
 
@@ -92,18 +95,19 @@ def train_task(
         for batch in batches(tasks, "train", batch_size=s.batch_size, shuffle=True, generator=order, skip=skip):
             ctx.task_step, ctx.step = step, first_step + step
             batch = strategy.prepare_batch(ctx, batch)  # replay: memory samples join the batch
-            logits = strategy.forward(ctx, batch.x, batch.task)  # (B, C)
-            loss = strategy.task_loss(ctx, batch, logits)  # cross-entropy over the live units
-            extra = strategy.extra_loss(ctx, batch, logits)  # distillation
+            seen = augmented(ctx, s, batch, augment_rng)  # what the model sees (the batch itself by default)
+            logits = strategy.forward(ctx, seen.x, seen.task)  # (B, C)
+            loss = strategy.task_loss(ctx, seen, logits)  # cross-entropy over the live units
+            extra = strategy.extra_loss(ctx, seen, logits)  # distillation
             if extra is not None:
                 loss = loss + extra
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            strategy.after_backward(ctx, batch)  # p.grad: the task-loss gradient alone
+            strategy.after_backward(ctx, seen)  # p.grad: the task-loss gradient alone
             strategy.add_penalty_grad(ctx)  # p.grad += d penalty / dθ
-            strategy.before_step(ctx, batch)
+            strategy.before_step(ctx, seen)
             opt.step()
-            strategy.after_step(ctx, batch)
+            strategy.after_step(ctx, batch)  # the batch as drawn: replay stores samples unaugmented
             step += 1
             watch.add(step - 1, loss)
             if bar is not None:
@@ -118,6 +122,18 @@ def train_task(
     _check_parameters(ctx, strategy, s, step)
     ctx.task_step, ctx.step = step, first_step + step
     return step
+
+
+def augmented(ctx: Context, s: TrainSettings, batch: Batch, rng: torch.Generator | None) -> Batch:
+    """The batch with ``s.augment`` applied to its inputs (padding with a black pixel's normalized value)."""
+    if s.augment == "none":
+        return batch
+    if s.augment != "crop-flip":
+        raise UsageError(f"unknown augmentation {s.augment!r}: choose one of {', '.join(AUGMENTATIONS)}")
+    if rng is None:
+        raise UsageError("augmentation needs a generator (train_task's augment_rng)")
+    pre = ctx.task.preprocess
+    return batch._replace(x=crop_flip(batch.x, rng, fill=(0.0 - pre.mean) / pre.std))
 
 
 def _check_parameters(ctx: Context, strategy: Strategy, s: TrainSettings, step: int) -> None:

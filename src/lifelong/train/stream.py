@@ -67,6 +67,7 @@ def run_stream(
     ctx = Context(model, Heads.of(stream).to(device), device, derived_generator(settings.seed, "strategy"), data)
     _check_fits_stream(ctx)
     order = derived_generator(settings.seed, "order")
+    augment_rng = derived_generator(settings.seed, "augment") if settings.augment != "none" else None
     T, has_val = len(stream), stream[0].val is not None
     P = {  # progress: everything besides tensors that a resumed run needs (JSON)
         "task": 0, "step": 0, "partial_train_seconds": 0.0, "elapsed_seconds": 0.0, "steps_per_task": [],
@@ -74,7 +75,7 @@ def run_stream(
         "timings": {"train_seconds": [], "after_task_seconds": [], "eval_seconds": []},
     }
     if resume is not None:
-        P, ctx.optimizer = restore(model, strategy, settings, resume, order, ctx.generator, device)
+        P, ctx.optimizer = restore(model, strategy, settings, resume, order, ctx.generator, device, augment_rng)
     started = time.perf_counter() - P["elapsed_seconds"]
 
     def measure(row: int) -> float:
@@ -90,6 +91,8 @@ def run_stream(
         P["elapsed_seconds"] = time.perf_counter() - started
         tensors = {**with_prefix(model.state_dict(), "model"), **with_prefix(strategy.state_dict(), "strategy"),
                    "rng.order": order_state, "rng.strategy": ctx.generator.get_state()}
+        if augment_rng is not None:
+            tensors["rng.augment"] = augment_rng.get_state()
         meta: dict[str, Any] = {"progress": P}
         if ctx.optimizer is not None:
             opt_t, meta["optimizer"] = optimizer_tensors(ctx.optimizer)
@@ -111,7 +114,7 @@ def run_stream(
             save(order_state)
 
         n = train_task(ctx, strategy, settings, order, bar=bar, start_step=P["step"], checkpoint_every=checkpoint_every,
-                       on_checkpoint=on_checkpoint)
+                       on_checkpoint=on_checkpoint, augment_rng=augment_rng)
         t1 = time.perf_counter()
         strategy.after_task(ctx)
         t2 = time.perf_counter()
@@ -149,7 +152,8 @@ def _check_fits_stream(ctx: Context) -> None:
 
 
 def restore(model: nn.Module, strategy: Strategy, settings: TrainSettings, checkpoint: tuple[dict, dict],
-            order: torch.Generator, generator: torch.Generator, device: torch.device | str = "cpu"):
+            order: torch.Generator, generator: torch.Generator, device: torch.device | str = "cpu",
+            augment_rng: torch.Generator | None = None):
     """Load a checkpoint's model, strategy, generators and optimizer into fresh objects (the model on
     ``device``); returns ``(progress, optimizer or None)``. Every piece is checked against what it is
     loaded into, and a mismatch is a one-line CheckpointError: a resume can try this on scratch
@@ -163,7 +167,10 @@ def restore(model: nn.Module, strategy: Strategy, settings: TrainSettings, check
         strategy.check_state(model)
     except (ValueError, KeyError, TypeError, RuntimeError) as e:
         raise CheckpointError(f"checkpoint strategy state does not fit {strategy.name}: {str(e).splitlines()[0]}") from None
-    for name, gen in (("rng.order", order), ("rng.strategy", generator)):
+    gens = [("rng.order", order), ("rng.strategy", generator)] + ([("rng.augment", augment_rng)] if augment_rng else [])
+    if augment_rng is None and "rng.augment" in tensors:
+        raise CheckpointError("checkpoint holds an augmentation generator but the run does not augment")
+    for name, gen in gens:
         try:
             gen.set_state(tensors[name])
         except (KeyError, RuntimeError, TypeError) as e:
