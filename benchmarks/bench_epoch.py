@@ -1,10 +1,10 @@
-"""Seconds per training epoch of every regularizer against fine-tuning, each Fisher against an epoch,
-and the bytes of strategy state kept after 5 and after 50 tasks.
+"""Seconds per training epoch of every regularizer and replay method against fine-tuning, each Fisher
+against an epoch, and the bytes of strategy state kept after 5 and after 50 tasks.
 
 Measured side by side in one process on the same stream (permuted MNIST, MLP 784-400-400-10, batch
 128, Adam), with the library's own training loop (`lifelong.train.train_task`), so the numbers are
 what a run pays. In each of ``--repeats`` rounds every method (naive / EWC / online EWC / SI / MAS /
-RWalk / L2) trains one epoch, the methods taking turns every 25 steps; each method's ratio to
+RWalk / L2 / ER / A-GEM / DER++ / LwF) trains one epoch, the methods taking turns every 25 steps; each method's ratio to
 fine-tuning is taken within a round and the median over rounds is reported. This machine's speed
 drifts by tens of percent within seconds, and only fine interleaving gives every method the same
 conditions.
@@ -31,7 +31,8 @@ from lifelong.experiments import RunConfig, build_stream, seeded_model
 from lifelong.importance import FISHER_KINDS
 from lifelong.models import Heads
 from lifelong.scenarios import batches
-from lifelong.strategies import EWC, L2, MAS, SI, Context, Naive, OnlineEWC, RWalk
+from lifelong.scenarios import Batch
+from lifelong.strategies import AGEM, ER, EWC, L2, MAS, SI, Context, DERpp, LwF, Naive, OnlineEWC, RWalk
 from lifelong.train import TrainSettings, train_task
 
 
@@ -41,6 +42,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--data-dir", default=os.environ.get("LIFELONG_DATA_DIR", "../shared/data"))
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "epoch.json"))
+    ap.add_argument("--methods", default=None, help="only these methods, e.g. er,agem,derpp,lwf (naive always runs)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -57,9 +59,21 @@ def main() -> None:
     # Train task 1 once, so every strategy starts task 2 from the same trained θ* with a Fisher.
     base = seeded_model(cfg, stream)
     train_task(context(base, 0), Naive(), settings, torch.Generator().manual_seed(0))
-    strategies = {"naive": Naive(), **fresh_regularizers()}
+    strategies = {"naive": Naive(), **fresh_regularizers(), **fresh_replay()}
+    if args.methods:
+        keep = {"naive", *args.methods.split(",")}
+        strategies = {k: v for k, v in strategies.items() if k in keep}
     for name, s in strategies.items():
-        if name != "naive":  # every regularizer starts task 2 with a penalty in place
+        if name == "naive":
+            continue
+        # every regularizer starts task 2 with a penalty in place, every replay method with a full memory
+        # of task 1 (reservoir memories are offered task 1's samples, with the trained model's logits)
+        if getattr(getattr(s, "buffer", None), "policy", None) == "reservoir":
+            gen = torch.Generator().manual_seed(0)
+            with torch.no_grad():
+                for x, y, t in batches([stream[0]], "train", batch_size=1000):
+                    s.buffer.add_reservoir(Batch(x, y, t), gen, base(x) if s.buffer.keep_logits else None)
+        else:
             s.after_task(context(base, 0))
 
     epoch = {name: [] for name in strategies}
@@ -125,6 +139,11 @@ def main() -> None:
 
 
 CHUNK = 25  # optimizer steps a method takes before the next method's turn
+
+
+def fresh_replay() -> dict:
+    """The replay family, each with a 2000-sample memory and a memory batch as large as the batch (128)."""
+    return {"er": ER(memory=2000), "agem": AGEM(memory=2000), "derpp": DERpp(memory=2000), "lwf": LwF()}
 
 
 def fresh_regularizers() -> dict:

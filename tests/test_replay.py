@@ -470,3 +470,18 @@ def test_compare_memory_shows_each_methods_extra_bytes_and_plots_accuracy_agains
     got = {r["strategy"]: r["values"]["extra_memory_bytes"]["mean"] for r in table["rows"]}
     assert got == results
     assert "extra_memory_bytes (MB)" in table["text"] and (tmp_path / "cmp" / "compare-memory.png").stat().st_size > 0
+
+
+def test_icarl_refuses_a_model_without_a_linear_output_layer_before_training():
+    stream = _split_stream()
+
+    class NoLinear(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(1, 6, 28)
+
+        def forward(self, x):
+            return self.conv(x).flatten(1)
+
+    with pytest.raises(UsageError, match="icarl needs a model whose output layer is an nn.Linear"):
+        run_stream(NoLinear(), stream, ICaRL(memory=20), TrainSettings(iterations=2), device="cpu")

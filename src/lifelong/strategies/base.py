@@ -118,6 +118,10 @@ class Strategy:
         return cls(settings)
 
     # ---- the stream ------------------------------------------------------------------------------
+    def check_stream(self, ctx: Context) -> None:
+        """Before anything trains or is written: raise UsageError if this strategy cannot work with
+        ``ctx.model`` on ``ctx.stream`` (iCaRL needs a Linear output layer). Not a training hook."""
+
     def before_task(self, ctx: Context) -> None:
         """A task starts (``ctx.task``, ``ctx.task_index``); not called again when a task resumes."""
 
@@ -243,6 +247,10 @@ class Compose(Strategy):
                 raise UsageError(f"{self.name}: {owners[0].name} and {owners[1].name} both define {hook}; "
                                  "they cannot be combined")
             self._owner[hook] = owners[0] if owners else None
+
+    def check_stream(self, ctx):
+        for p in self.parts:
+            p.check_stream(ctx)
 
     def before_task(self, ctx):
         for p in self.parts:

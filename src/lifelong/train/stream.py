@@ -66,6 +66,7 @@ def run_stream(
     data = stream.to(device)
     ctx = Context(model, Heads.of(stream).to(device), device, derived_generator(settings.seed, "strategy"), data)
     _check_fits_stream(ctx)
+    strategy.check_stream(ctx)
     order = derived_generator(settings.seed, "order")
     augment_rng = derived_generator(settings.seed, "augment") if settings.augment != "none" else None
     T, has_val = len(stream), stream[0].val is not None

@@ -92,6 +92,9 @@ class ICaRL(Replay):
         self.means: Tensor | None = None  # (C, D) normalized class means of exemplar features
         self.has_mean: Tensor | None = None  # (C,) bool
 
+    def check_stream(self, ctx):
+        last_linear(ctx.model)  # its input is the feature vector of the nearest-mean classifier
+
     def training_tasks(self, stream, i):
         return [stream[i]] + ([self.buffer.as_task(len(stream))] if len(self.buffer) else [])
 
