@@ -485,3 +485,24 @@ def test_icarl_refuses_a_model_without_a_linear_output_layer_before_training():
 
     with pytest.raises(UsageError, match="icarl needs a model whose output layer is an nn.Linear"):
         run_stream(NoLinear(), stream, ICaRL(memory=20), TrainSettings(iterations=2), device="cpu")
+
+
+# ---- the recipes' new rows ------------------------------------------------------------------------------
+
+
+def test_recipe_rows_that_share_a_strategy_are_kept_apart_and_carry_their_own_run_fields(tmp_path):
+    from lifelong.experiments.recipes import hsu2018, reproduce, vandeven2022
+
+    gem = hsu2018.config("gem", "class", 0)
+    assert (gem.strategy, gem.optimizer, gem.lr, gem.settings.memory, gem.settings.policy) == ("gem", "sgd", 0.01, 1100, "task")
+    small, big = hsu2018.config("rehearsal-1100", "task", 0), hsu2018.config("rehearsal-4400", "task", 0)
+    assert (small.settings.memory, big.settings.memory, small.settings.mixing) == (1100, 4400, "concat")
+    er = vandeven2022.config("er", "class", 3)
+    assert (er.settings.per_class, er.settings.weighting, er.shuffle_classes, er.iterations, er.pad) == (100, "tasks", True, 2000, 0)
+    res = reproduce("hsu2018-split-mnist", [0, 1], out=tmp_path / "r", methods=["rehearsal-1100", "rehearsal-4400", "gem"],
+                    scenarios=["class"], data_dir=TINY, download=False, epochs=1, hidden=(16,), threads=1, quiet=True)
+    rows = {r["method"]: r for r in res["rows"]}
+    assert set(rows) == {"rehearsal-1100", "rehearsal-4400", "gem"} and all(r["n"] == 2 for r in rows.values())
+    by_id = {r["id"]: r for r in res["runs"]}
+    assert len(by_id) == 6 and {r["config"]["optimizer"] for r in by_id.values()} == {"adam", "sgd"}
+    assert "GEM (memory 1100)" in res["table"] and "Naive rehearsal-C (4400)" in res["table"]
