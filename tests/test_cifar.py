@@ -19,6 +19,9 @@ from lifelong.data.cifar import CIFAR10, CIFAR100, PIXELS
 from lifelong.data.sources import DATASETS
 from lifelong.errors import DataError
 from lifelong.train.augment import crop_flip
+from lifelong.train.checkpoint import CHECKPOINT_FILE, load_checkpoint
+
+from interrupt import stop_after_checkpoint
 
 from test_sources import Server, _closed_port_url  # noqa: F401  (the local HTTP server of the MNIST tests)
 
@@ -136,8 +139,6 @@ def test_crop_flip_is_a_padded_random_window_mirrored_for_half_the_batch():
 
 
 def test_split_cifar_with_the_reduced_resnet_and_augmentation_resumes_exactly(tmp_path, monkeypatch):
-    import lifelong.experiments.runs as runs_module
-
     make_archive(tmp_path / "data" / CIFAR10.archive, CIFAR10, per_file=40, n_test=50)
     args = ["run", "--benchmark", "split-cifar10", "--tasks", "2", "--scenario", "class", "--strategy", "derpp",
             "--memory", "20", "--model", "resnet18", "--augment", "crop-flip", "--iterations", "6", "--batch-size", "8",
@@ -151,18 +152,8 @@ def test_split_cifar_with_the_reduced_resnet_and_augmentation_resumes_exactly(tm
     want = 3 * 20 * 9 + 2 * 20 + sum(block(widths[k], widths[k + 1], 1 if k == 0 else 2) + block(widths[k + 1], widths[k + 1], 1)
                                      for k in range(4)) + 160 * 4 + 4  # 4 classes in 2 tasks
     assert whole["n_parameters"] == want  # 20-40-80-160 channels, a linear layer over 160 features
-    real = runs_module.save_checkpoint
-
-    def stop(path, tensors, meta):
-        real(path, tensors, meta)
-        if meta["progress"]["task"] == 1 and meta["progress"]["step"] == 4:
-            assert "rng.augment" in tensors
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(runs_module, "save_checkpoint", stop)
-    with pytest.raises(KeyboardInterrupt):
-        main([*args, "--out", str(tmp_path / "cut")])
-    monkeypatch.setattr(runs_module, "save_checkpoint", real)
+    stop_after_checkpoint(monkeypatch, args, tmp_path / "cut", task=1, step=4)
+    assert "rng.augment" in load_checkpoint(tmp_path / "cut" / CHECKPOINT_FILE)[0]
     resumed = main(["run", "--resume", str(tmp_path / "cut"), "--no-progress", "--threads", "1"])
     assert resumed["accuracy_matrix"] == whole["accuracy_matrix"]
     plain = main([*args[:args.index("--augment")], *args[args.index("--augment") + 2:], "--out", str(tmp_path / "p")])

@@ -30,6 +30,8 @@ from lifelong.errors import LifelongError, TrainingDiverged, UsageError
 from lifelong.experiments import folder
 from lifelong.train.checkpoint import CHECKPOINT_FILE, CheckpointError, load_checkpoint, save_checkpoint
 
+from interrupt import stop_after_checkpoint
+
 TINY = Path(__file__).parent / "data" / "mnist-tiny"
 FASHION = Path(__file__).parent / "data" / "fashion-mnist-tiny"
 FAST = ["--data-dir", str(TINY), "--no-download", "--no-progress", "--hidden", "16", "--threads", "1"]
@@ -45,21 +47,9 @@ def snapshot(d: Path) -> dict[str, bytes]:
 def interrupted(tmp_path, monkeypatch):
     """A run stopped right after its mid-task checkpoint at task 2, step 8 (as a kill would leave it),
     and the uninterrupted run's results to compare with."""
-    import lifelong.experiments.runs as runs_module
-
     whole = main([*RUN, "--out", str(tmp_path / "whole")])
-    real = runs_module.save_checkpoint
-
-    def save_then_stop(path, tensors, meta):
-        real(path, tensors, meta)
-        if meta["progress"]["task"] == 1 and meta["progress"]["step"] == 8:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(runs_module, "save_checkpoint", save_then_stop)
     out = tmp_path / "cut"
-    with pytest.raises(KeyboardInterrupt):
-        main([*RUN, "--out", str(out)])
-    monkeypatch.setattr(runs_module, "save_checkpoint", real)
+    stop_after_checkpoint(monkeypatch, RUN, out, task=1, step=8)
     return out, whole
 
 

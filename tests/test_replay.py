@@ -5,11 +5,6 @@ nearest-mean classifier, and every method's state through a checkpoint and an in
 from __future__ import annotations
 
 import math
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -27,7 +22,8 @@ from lifelong.strategies.replay import Buffer, balanced_selection, distillation,
 from lifelong.strategies.replay.agem import project
 from lifelong.strategies.replay.icarl import features
 from lifelong.train import TrainSettings, run_stream
-from lifelong.train.checkpoint import CHECKPOINT_FILE, load_checkpoint
+
+from interrupt import kill_mid_task, stop_after_checkpoint
 
 TINY = str(Path(__file__).parent / "data" / "mnist-tiny")
 FAST = ["--data-dir", TINY, "--no-download", "--no-progress", "--hidden", "32", "--threads", "1"]
@@ -320,23 +316,11 @@ METHODS = [
 
 @pytest.mark.parametrize("method", METHODS, ids=lambda m: "-".join(m))
 def test_an_interrupted_replay_run_resumes_to_the_same_matrix_and_memory(tmp_path, monkeypatch, method):
-    import lifelong.experiments.runs as runs_module
-
     memory = [] if "--memory" in method or method == ["lwf"] else ["--memory", "40"]
     args = ["run", "--benchmark", "split-mnist", "--tasks", "3", "--scenario", "class", "--strategy", *method,
             *memory, "--iterations", "12", "--batch-size", "16", "--checkpoint-every", "5", *FAST]
     whole = main([*args, "--out", str(tmp_path / "whole")])
-    real = runs_module.save_checkpoint
-
-    def save_then_stop(path, tensors, meta):
-        real(path, tensors, meta)
-        if meta["progress"]["task"] == 2 and meta["progress"]["step"] == 10:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(runs_module, "save_checkpoint", save_then_stop)
-    with pytest.raises(KeyboardInterrupt):
-        main([*args, "--out", str(tmp_path / "cut")])
-    monkeypatch.setattr(runs_module, "save_checkpoint", real)
+    stop_after_checkpoint(monkeypatch, args, tmp_path / "cut", task=2, step=10)
     resumed = main(["run", "--resume", str(tmp_path / "cut"), "--no-progress", "--threads", "1"])
     assert resumed["accuracy_matrix"] == whole["accuracy_matrix"]
     assert resumed["replay_memory"] == whole["replay_memory"]
@@ -348,25 +332,7 @@ def test_a_replay_run_killed_mid_task_resumes_bit_exactly(tmp_path):
             "--memory", "100", "--iterations", "300", "--checkpoint-every", "7", *FAST]
     whole = main([*args, "--out", str(tmp_path / "whole")])
     out = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-m", "lifelong.cli", *args, "--out", str(out)],
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
-    try:
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            try:
-                progress = load_checkpoint(out / CHECKPOINT_FILE)[1]["progress"]
-            except Exception:
-                progress = None
-            if progress and progress["task"] == 1 and progress["step"] >= 30:
-                break
-            assert proc.poll() is None, proc.stderr.read()
-            time.sleep(0.005)
-        else:
-            pytest.fail("no mid-task checkpoint appeared")
-        os.kill(proc.pid, signal.SIGKILL)
-    finally:
-        proc.wait()
+    kill_mid_task(args, out, task=1, min_step=30)
     resumed = main(["run", "--resume", str(out), "--no-progress", "--threads", "1"])
     assert resumed["accuracy_matrix"] == whole["accuracy_matrix"]
 

@@ -3,11 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -28,15 +23,10 @@ from lifelong.train.checkpoint import (
     save_checkpoint,
 )
 
+from interrupt import kill_mid_task, read_progress, stop_after_checkpoint
+
 TINY = str(Path(__file__).parent / "data" / "mnist-tiny")
 FAST = ["--data-dir", TINY, "--no-download", "--no-progress", "--hidden", "32", "--threads", "1"]
-
-
-def read_progress(path: Path):
-    try:
-        return load_checkpoint(path)[1]["progress"]
-    except CheckpointError:
-        return None
 
 
 def test_sigkill_mid_task_then_resume_gives_the_same_matrix_to_the_last_bit(tmp_path):
@@ -45,23 +35,7 @@ def test_sigkill_mid_task_then_resume_gives_the_same_matrix_to_the_last_bit(tmp_
     whole = main([*args, "--out", str(tmp_path / "whole")])
 
     out = tmp_path / "killed"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "lifelong.cli", *args, "--out", str(out)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline, progress = time.time() + 120, None
-    try:
-        while time.time() < deadline:  # wait for a mid-task checkpoint of the second task
-            progress = read_progress(out / CHECKPOINT_FILE) if (out / CHECKPOINT_FILE).exists() else None
-            if progress and progress["task"] == 1 and progress["step"] >= 50:
-                break
-            assert proc.poll() is None, f"the run ended before it could be killed: {proc.stderr.read()!r}"
-            time.sleep(0.005)
-        else:
-            pytest.fail("no mid-task checkpoint appeared")
-        os.kill(proc.pid, signal.SIGKILL)
-    finally:
-        proc.wait()
-    assert proc.returncode == -signal.SIGKILL
+    kill_mid_task(args, out, task=1, min_step=50)
     assert not (out / "results.json").exists()
     resumed = main(["run", "--resume", str(out), "--no-progress", "--threads", "1"])
     assert resumed["accuracy_matrix"] == whole["accuracy_matrix"]  # exact equality of every float
@@ -72,24 +46,12 @@ def test_sigkill_mid_task_then_resume_gives_the_same_matrix_to_the_last_bit(tmp_
 def interrupted_then_resumed(tmp_path, monkeypatch, device: str):
     """A run stopped (KeyboardInterrupt) right after a mid-task checkpoint of its second task, then
     resumed with ``lifelong run --resume``; returns (uninterrupted results, resumed results)."""
-    import lifelong.experiments.runs as runs_module
-
     args = ["run", "--benchmark", "permuted-mnist", "--tasks", "2", "--strategy", "ewc+si", "--iterations", "30",
             "--checkpoint-every", "10", "--device", device, *FAST]
     whole = main([*args, "--out", str(tmp_path / "whole")])
-    real, saves = runs_module.save_checkpoint, []
-
-    def save_then_stop(path, tensors, meta):
-        real(path, tensors, meta)
-        saves.append(meta["progress"])
-        if meta["progress"]["task"] == 1 and meta["progress"]["step"] == 20:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(runs_module, "save_checkpoint", save_then_stop)
     out = tmp_path / "cut"
-    with pytest.raises(KeyboardInterrupt):
-        main([*args, "--out", str(out)])
-    monkeypatch.setattr(runs_module, "save_checkpoint", real)
+    stop_after_checkpoint(monkeypatch, args, out, task=1, step=20)
+    saves = [read_progress(out / CHECKPOINT_FILE)]
     assert not (out / "results.json").exists() and saves[-1]["step"] == 20
     return whole, main(["run", "--resume", str(out), "--no-progress", "--threads", "1"])
 
