@@ -276,3 +276,16 @@ def test_folders_of_lifelong_0_1_with_a_checkpoint_say_they_cannot_continue(tmp_
     assert console_main(["run", "--resume", str(run), "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert "written by lifelong 0.1" in err and "--overwrite" in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("task, step", [(1, 0), (1, 10)])  # at a task boundary and in the middle of a task
+def test_a_kept_optimizer_carries_over_between_tasks_and_resumes_exactly(tmp_path, monkeypatch, task, step):
+    args = ["run", "--benchmark", "split-mnist", "--tasks", "3", "--strategy", "l2", "--optimizer-state", "keep",
+            "--iterations", "20", "--checkpoint-every", "10", *FAST]
+    whole = main([*args, "--out", str(tmp_path / "whole")])
+    stop_after_checkpoint(monkeypatch, args, tmp_path / "cut", task=task, step=step)
+    tensors, _ = load_checkpoint(tmp_path / "cut" / CHECKPOINT_FILE)
+    steps = [v for k, v in tensors.items() if k.startswith("optim.") and k.endswith(".step")]
+    assert steps and float(steps[0]) == 20 * task + step  # one Adam since the first step (reset: `step` steps)
+    resumed = main(["run", "--resume", str(tmp_path / "cut"), "--no-progress", "--threads", "1"])
+    assert resumed["accuracy_matrix"] == whole["accuracy_matrix"]

@@ -174,8 +174,12 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     m = p.add_argument_group("model and training")
     m.add_argument("--model", choices=MODELS, default=GIVEN, help=f"MLP or small CNN (default: {d.model})")
     m.add_argument("--hidden", type=_ints, default=GIVEN, help="MLP hidden widths (default: 400,400)")
-    m.add_argument("--optimizer", choices=OPTIMIZERS, default=GIVEN, help=f"a fresh one per task (default: {d.optimizer})")
+    m.add_argument("--optimizer", choices=OPTIMIZERS, default=GIVEN, help=f"a fresh one per task unless --optimizer-state keep (default: {d.optimizer})")
     m.add_argument("--lr", type=float, default=GIVEN, help=f"learning rate (default: {d.lr})")
+    m.add_argument("--optimizer-state", choices=["reset", "keep"], default=GIVEN,
+                   help="reset: a fresh optimizer for each task; keep: one optimizer for the whole stream, its state "
+                        "(Adam's moments) carried from task to task, as Hsu et al.'s and van de Ven et al.'s code "
+                        "(default: reset)")
     m.add_argument("--momentum", type=float, default=GIVEN, help=f"SGD momentum (default: {d.momentum})")
     m.add_argument("--batch-size", type=int, default=GIVEN, help=f"(default: {d.batch_size})")
     m.add_argument("--epochs", type=int, default=GIVEN, help=f"epochs per task (default: {d.epochs})")

@@ -66,7 +66,7 @@ F32_MAX = float(np.finfo(np.float32).max)
 # Fields that do not change the numbers a run produces (up to floating-point rounding across devices
 # and thread counts): left out of the run id.
 # fields added after runs were made: left out of the run id while unset, so that older runs keep their ids
-ADDED_IN_ID = {"train_samples": None, "shuffle_classes": False, "augment": "none"}
+ADDED_IN_ID = {"train_samples": None, "shuffle_classes": False, "augment": "none", "optimizer_state": "reset"}
 NOT_IN_ID = ("data_dir", "download", "threads", "device", "out", "progress", "checkpoint_every")
 # Settings of version-1 (flat) configs, by the strategies that read them.
 LEGACY_SETTINGS = ("lam", "gamma", "fisher", "mc_samples", "xi", "alpha")
@@ -81,6 +81,7 @@ class RunConfig:
     split_groups: tuple[tuple[int, ...], ...] | None = None  # split: classes per task
     shuffle_classes: bool = False  # split: assign the classes to the tasks in a seeded random order
     augment: str = "none"  # "crop-flip": random crops (4-pixel padding) and horizontal flips while training
+    optimizer_state: str = "reset"  # "keep": one optimizer (Adam's moments) for the whole stream
     class_units: str = "all"  # class scenario: softmax over "all" units, or those of tasks "seen" so far
     strategy: str = "naive"
     settings: Any = None  # the strategy's settings dataclass (default: its defaults)
@@ -129,7 +130,7 @@ class RunConfig:
 
     def train_settings(self) -> TrainSettings:
         return TrainSettings(self.optimizer, self.lr, self.momentum, self.batch_size, self.epochs, self.iterations,
-                             self.seed, augment=self.augment)
+                             self.seed, augment=self.augment, optimizer_state=self.optimizer_state)
 
     def resolved(self) -> "RunConfig":
         """Fill benchmark-dependent defaults and the strategy's default settings, then validate.
@@ -216,6 +217,7 @@ class RunConfig:
         _check(0 <= self.seed < 2**63, f"--seed must be in 0..2**63-1, got {self.seed}")
         _check_choice("class-units", self.class_units, ("all", "seen"))
         _check_choice("augment", self.augment, AUGMENTATIONS)
+        _check_choice("optimizer-state", self.optimizer_state, ("reset", "keep"))
         _check(0 <= self.checkpoint_every < 2**62, f"--checkpoint-every must be >= 0, got {self.checkpoint_every}")
         _check(isinstance(self.device, str), "--device must be a device name like cpu or cuda:0")
         check_device_name(self.device)

@@ -41,7 +41,7 @@ from .config import CONFIG_VERSION, NOT_IN_ID, RunConfig
 # What a run under way cannot change on resume: its stream, model, strategy and data order are in the
 # checkpoint's tensors and progress. (Hyperparameters, training length and batch size can change.)
 STRUCTURAL = ("benchmark", "scenario", "tasks", "angles", "split_groups", "class_units", "strategy", "model", "hidden",
-              "pad", "mean", "std", "val_fraction", "train_samples", "shuffle_classes", "seed")
+              "pad", "mean", "std", "val_fraction", "train_samples", "shuffle_classes", "optimizer_state", "seed")
 
 
 def config_record(cfg: RunConfig, data: dict | None = None) -> dict[str, Any]:

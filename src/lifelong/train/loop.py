@@ -38,13 +38,15 @@ class TrainSettings:
     seed: int = 0
     check_every: int = 50  # steps between reads of the loss from the device (NaN / inf check)
     augment: str = "none"  # "crop-flip": random 4-pixel crops and horizontal flips (lifelong.train.augment)
+    optimizer_state: str = "reset"  # "keep": one optimizer for the whole stream (Hsu et al.'s, van de Ven's code)
 
 
 EXPLODED = 1e8  # |θ| beyond which parameters have exploded: products of such weights overflow float32 in a few layers
 
 
 def make_optimizer(model: nn.Module, s: TrainSettings) -> torch.optim.Optimizer:
-    """A fresh optimizer (one per task: Adam's moments do not leak across task boundaries)."""
+    """A fresh optimizer (one per task unless ``optimizer_state="keep"``: Adam's moments then carry over
+    from task to task, as in Hsu et al.'s and van de Ven et al.'s code)."""
     if not any(p.requires_grad for p in model.parameters()):
         raise UsageError("the model has no trainable parameters (requires_grad=True): there is nothing to train")
     if s.optimizer == "sgd":

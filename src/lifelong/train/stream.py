@@ -124,7 +124,8 @@ def run_stream(
         P["timings"]["eval_seconds"].append(measure(i + 1))
         P["steps_per_task"].append(n)
         P.update(task=i + 1, step=0, partial_train_seconds=0.0)
-        ctx.optimizer = None  # a fresh optimizer per task
+        if settings.optimizer_state == "reset":
+            ctx.optimizer = None  # a fresh optimizer per task (else its state carries over)
         save(order.get_state())
     if bar is not None:
         bar.close()
@@ -177,11 +178,14 @@ def restore(model: nn.Module, strategy: Strategy, settings: TrainSettings, check
         except (KeyError, RuntimeError, TypeError) as e:
             raise CheckpointError(f"checkpoint generator state {name} is missing or invalid ({type(e).__name__})") from None
     optimizer = None
-    if P["step"] > 0:
+    keep = settings.optimizer_state == "keep"
+    if P["step"] > 0 or (keep and P["task"] > 0):
         optimizer = make_optimizer(model, settings)
         load_optimizer_state(optimizer, split_prefix(tensors, "optim"), meta.get("optimizer"))
     elif split_prefix(tensors, "optim"):
-        raise CheckpointError("checkpoint holds optimizer state at a task boundary, where a run starts a fresh optimizer")
+        raise CheckpointError("checkpoint holds optimizer state at a task boundary, where a run starts a fresh optimizer"
+                              " (it was made with --optimizer-state keep)" if not keep else
+                              "checkpoint holds optimizer state before the first step")
     return P, optimizer
 
 
