@@ -486,10 +486,16 @@ def test_fuzz_config_and_results_contents_give_a_result_or_one_line(tmp_path_fac
 CLI_OPTIONS = ["--benchmark", "--scenario", "--tasks", "--angles", "--split-groups", "--strategy", "--lambda", "--gamma",
                "--fisher", "--xi", "--alpha", "--update-every", "--rwalk-eps", "--mc-samples", "--setting", "--lr",
                "--momentum", "--optimizer", "--batch-size", "--epochs", "--iterations", "--hidden", "--val-fraction",
-               "--seed", "--threads", "--pad", "--mean", "--std", "--checkpoint-every", "--device", "--class-units"]
+               "--seed", "--threads", "--pad", "--mean", "--std", "--checkpoint-every", "--device", "--class-units",
+               "--memory", "--memory-per-class", "--memory-policy", "--replay-batch", "--replay-mixing", "--ref-batch",
+               "--gem-margin", "--beta", "--temperature", "--lwf-weighting", "--augment", "--train-samples",
+               "--optimizer-state", "--model"]
 VALUES = st.one_of(st.integers(-5, 5000).map(str), st.floats(allow_nan=True, allow_infinity=True).map(repr),
                    st.text(max_size=8), st.sampled_from(["0", "-1", "1e39", "1e-320", "nan", "inf", "0,1/1,2", "3,x",
                                                          "", "ewc+l2", "ewc.lam=3", "lam=abc", "cuda:7", "seen",
+                                                         "er", "gem", "derpp", "icarl", "gdumb", "ewc+er", "er+der",
+                                                         "reservoir", "class", "task", "concat", "crop-flip", "keep",
+                                                         "resnet18", "split-cifar10",
                                                          "99999999999999999999"]))
 
 

@@ -49,3 +49,31 @@ def test_hsu2018_split_mnist_table2(tmp_path):
     missed = [(r["method"], r["scenario"], round(r["ours_mean"], 2)) for r in res["rows"] if not r["meets_target"]]
     assert not res["failed"]
     assert [(m, sc) for m, sc, _ in missed] in ([], [("l2", "class")]), missed
+
+
+def test_hsu2018_replay_rows(tmp_path):
+    """Hsu et al. 2018, Table 2, the replay and distillation rows (LwF, GEM, naive rehearsal 1100 and
+    4400), 5 seeds: `lifelong reproduce hsu2018-split-mnist --methods lwf,gem,rehearsal-1100,rehearsal-4400
+    --seeds 5 --workers 2` (about 45 minutes here). Every cell meets the bar but the ones the README lists."""
+    res = main(["reproduce", "hsu2018-split-mnist", "--methods", "lwf,gem,rehearsal-1100,rehearsal-4400", "--seeds", "5",
+                "--workers", "2", "--threads", "1", "--data-dir", DATA, "--out", str(tmp_path / "hsu")])
+    assert not res["failed"]
+    missed = {(r["method"], r["scenario"]) for r in res["rows"] if not r["meets_target"]}
+    assert missed <= KNOWN_HSU_REPLAY_MISSES, missed
+
+
+def test_vandeven2022_split_mnist_class_il(tmp_path):
+    """van de Ven et al. 2022, Table 2, split MNIST class-IL, 5 seeds:
+    `lifelong reproduce vandeven2022-split-mnist --seeds 5 --workers 2` (about 30 minutes here)."""
+    res = main(["reproduce", "vandeven2022-split-mnist", "--seeds", "5", "--workers", "2", "--threads", "1",
+                "--data-dir", DATA, "--out", str(tmp_path / "vdv")])
+    assert not res["failed"]
+    missed = {r["method"] for r in res["rows"] if not r["meets_target"]}
+    assert missed <= KNOWN_VDV_MISSES, missed
+    acc = {r["method"]: r["ours_mean"] for r in res["rows"]}
+    assert acc["er"] > acc["agem"] > acc["lwf"] - 5 and acc["er"] > 80 and acc["naive"] < 21  # replay is what works
+
+
+# cells that miss the bar, with the reason in the README (filled in from the measured tables)
+KNOWN_HSU_REPLAY_MISSES: set[tuple[str, str]] = set()
+KNOWN_VDV_MISSES: set[str] = set()
