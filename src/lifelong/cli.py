@@ -289,6 +289,9 @@ def build_parser() -> argparse.ArgumentParser:
     rep_p.add_argument("--no-download", dest="download", action="store_false", default=None,
                        help="never download: fail if the files are not found locally")
     rep_p.add_argument("--threads", type=int, default=None, help="CPU threads per run")
+    rep_p.add_argument("--optimizer-state", choices=["reset", "keep"], default=None,
+                       help="override the recipe's choice: a fresh optimizer per task, or one for the whole stream "
+                            "(what the authors' code of hsu2018 does; see the README)")
     rep_p.add_argument("--out", default=None, help="reproduction folder (default: reproductions/<recipe>)")
     return parser
 
@@ -389,7 +392,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
         from .experiments.recipes import reproduce
 
         return reproduce(args.recipe, _seeds(args.seeds), out=args.out, workers=args.workers, methods=args.methods,
-                         scenarios=args.scenarios, data_dir=args.data_dir, threads=args.threads, download=args.download)
+                         scenarios=args.scenarios, data_dir=args.data_dir, threads=args.threads, download=args.download,
+                         optimizer_state=args.optimizer_state)
     if args.command == "run" and args.resume:
         return _resume(given)
     if args.command == "tune":
