@@ -472,3 +472,23 @@ def test_recipe_rows_that_share_a_strategy_are_kept_apart_and_carry_their_own_ru
     by_id = {r["id"]: r for r in res["runs"]}
     assert len(by_id) == 6 and {r["config"]["optimizer"] for r in by_id.values()} == {"adam", "sgd"}
     assert "GEM (memory 1100)" in res["table"] and "Naive rehearsal-C (4400)" in res["table"]
+
+
+def test_a_restored_memory_that_does_not_fit_the_model_is_refused():
+    model = nn.Sequential(nn.Flatten(), nn.Linear(28 * 28, 8), nn.ReLU(), nn.Linear(8, 6))
+    good = {"memory.x": torch.zeros(4, 1, 28, 28), "memory.y": torch.tensor([0, 1, 2, 3]),
+            "memory.task": torch.zeros(4, dtype=torch.long), "memory.seen": torch.tensor(4)}
+    er = ER(memory=10)
+    er.load_state_dict(good)
+    er.check_state(model)
+    for change, msg in [({"memory.x": torch.zeros(4, 1, 5, 5)}, "do not fit the model"),
+                        ({"memory.y": torch.tensor([0, 1, 2, 9])}, "not units of the model"),
+                        ({"memory.y": torch.tensor([0, 1])}, "one per stored input"),
+                        ({"memory.seen": torch.tensor(2)}, "reservoir memory holds 4 samples after 2 offered")]:
+        er = ER(memory=10)
+        with pytest.raises(ValueError, match=msg):
+            er.load_state_dict({**good, **change})
+            er.check_state(model)
+    der = DER(memory=10)
+    with pytest.raises(ValueError, match="logits must be stored with DER"):
+        der.load_state_dict(good)

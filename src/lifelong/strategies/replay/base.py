@@ -96,6 +96,26 @@ class Replay(Strategy):
         buffer.load_state_dict({k[len("memory."):]: v for k, v in state.items()})
         self.buffer = buffer
 
+    def check_state(self, model: nn.Module) -> None:
+        """A restored memory's inputs go through ``model`` and its logits (DER) are as wide as its output."""
+        b = self.buffer
+        if not len(b):
+            return
+        was = model.training
+        model.eval()
+        try:
+            with torch.no_grad():
+                out = model(b.x[:1].to(next(model.parameters()).device))
+        except (RuntimeError, ValueError, TypeError, IndexError) as e:
+            raise ValueError(f"the memory's inputs {tuple(b.x.shape[1:])} do not fit the model: "
+                             f"{str(e).splitlines()[0][:120]}") from None
+        finally:
+            model.train(was)
+        if b.logits is not None and b.logits.shape[1] != out.shape[1]:
+            raise ValueError(f"the memory's logits have {b.logits.shape[1]} units, the model {out.shape[1]}")
+        if int(b.y[: len(b)].max()) >= out.shape[1] or int(b.y[: len(b)].min()) < 0:
+            raise ValueError("the memory's targets are not units of the model")
+
     def memory_report(self) -> dict:
         return {"samples": len(self.buffer), "bytes": self.buffer.nbytes(), "policy": self.buffer.policy}
 

@@ -70,6 +70,7 @@ class GDumb(Replay):
         self.init = init or None
 
     def check_state(self, model):
+        super().check_state(model)
         if self.init is not None:
             want = {k: tuple(v.shape) for k, v in model.state_dict().items()}
             if want != {k: tuple(v.shape) for k, v in self.init.items()}:

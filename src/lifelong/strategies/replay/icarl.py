@@ -176,6 +176,7 @@ class ICaRL(Replay):
             raise ValueError("icarl's nme.means must be (classes, features) with a bool nme.has_mean per class")
 
     def check_state(self, model):
+        super().check_state(model)
         self.teacher.check(model)
         if self.means is not None and self.means.shape[1] != last_linear(model).in_features:
             raise ValueError(f"icarl's class means have {self.means.shape[1]} features; the model's last layer "
