@@ -310,7 +310,7 @@ def test_settings_that_cannot_work_together_are_one_line_errors():
 
 METHODS = [
     ["er"], ["er", "--memory-policy", "task", "--replay-mixing", "concat"], ["er", "--replay-weighting", "tasks"],
-    ["er-ace"], ["agem"], ["gem"], ["der"], ["derpp"], ["lwf"], ["icarl", "--memory", "60"], ["gdumb"], ["ewc+er"],
+    ["er-ace"], ["agem"], ["gem"], ["gem", "--replay-mixing", "concat"], ["der"], ["derpp"], ["lwf"], ["icarl", "--memory", "60"], ["gdumb"], ["ewc+er"],
 ]
 
 
@@ -460,7 +460,8 @@ def test_recipe_rows_that_share_a_strategy_are_kept_apart_and_carry_their_own_ru
     from lifelong.experiments.recipes import hsu2018, reproduce, vandeven2022
 
     gem = hsu2018.config("gem", "class", 0)
-    assert (gem.strategy, gem.optimizer, gem.lr, gem.settings.memory, gem.settings.policy) == ("gem", "sgd", 0.01, 1100, "task")
+    assert (gem.strategy, gem.optimizer, gem.lr, gem.settings.memory, gem.settings.policy, gem.settings.mixing) == (
+        "gem", "sgd", 0.01, 1100, "task", "concat")
     small, big = hsu2018.config("rehearsal-1100", "task", 0), hsu2018.config("rehearsal-4400", "task", 0)
     assert (small.settings.memory, big.settings.memory, small.settings.mixing) == (1100, 4400, "concat")
     er = vandeven2022.config("er", "class", 3)

@@ -104,6 +104,8 @@ def setting_options() -> dict[str, dict]:
                                             "choices": choices_of(f), "help": help_of(f), "owners": {}})
             if (o["flag"], o["type"]) != (flag_of(f), tp):
                 raise TypeError(f"setting {f.name!r} of {sname} disagrees with another strategy's on flag or type")
+            if choices_of(f) and o["choices"]:  # each strategy checks its own; the parser takes any of them
+                o["choices"] = tuple(dict.fromkeys((*o["choices"], *choices_of(f))))
             if help_of(f) and help_of(f) not in o["help"]:  # one flag, several meanings: say each
                 o["help"] = f"{o['help']}; {sname}: {help_of(f)}" if o["help"] else help_of(f)
             o["owners"][sname] = f.default

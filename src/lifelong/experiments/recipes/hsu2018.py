@@ -73,8 +73,10 @@ ROWS: dict[str, dict] = {
     # Ven & Tolias's LwF (T = 2, losses weighted 1/t and 1 - 1/t), which is what runs here, in this protocol.
     "lwf": {"strategy": "lwf", "temperature": 2.0, "lwf_weighting": "tasks"},
     # agents/exp_replay.py GEM_1100: SGD lr 0.01 (their scripts), margin (reg_coef) 0.5, memory split
-    # equally between the tasks seen, each task's whole memory a constraint every step
-    "gem": {"strategy": "gem", "memory": 1100, "policy": "task", "margin": 0.5, "optimizer": "sgd", "lr": 0.01},
+    # equally between the tasks seen, each task's whole memory a constraint every step; their GEM subclasses
+    # Naive_Rehearsal without skipping its concatenation, so the memory also joins the training set
+    "gem": {"strategy": "gem", "memory": 1100, "policy": "task", "margin": 0.5, "mixing": "concat",
+            "optimizer": "sgd", "lr": 0.01},
     # agents/exp_replay.py Naive_Rehearsal_1100 / _4400: memory split equally between the tasks seen,
     # repeated so that old and new data are about 1:1, concatenated with the task's data and shuffled
     "rehearsal-1100": {"strategy": "er", "memory": 1100, "policy": "task", "mixing": "concat"},

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from ...errors import UsageError
 from ..settings import setting
 from .base import MemorySettings, Replay
 from .buffer import POLICIES
@@ -71,6 +72,14 @@ class GEMSettings(MemorySettings):
                           help="how the memory is filled: reservoir, class or task (see er)")
     margin: float = setting(0.5, flag="--gem-margin", check=lambda v: v >= 0, must="be >= 0", maximum=1e6,
                             help="GEM's memory strength γ: the dual variables are at least this (their code's 0.5)")
+    mixing: str = setting("none", flag="--replay-mixing", choices=("none", "concat"),
+                          help="gem: none (the memory only constrains the gradient, as the paper) or concat (it also "
+                               "joins the training set, as Hsu et al.'s GEM, a subclass of their rehearsal)")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.mixing == "concat" and self.policy == "reservoir":
+            raise UsageError("--replay-mixing concat needs a memory fixed during a task: --memory-policy class or task")
 
 
 def gem_dual(P: torch.Tensor, c: torch.Tensor, margin: float) -> torch.Tensor:
@@ -101,10 +110,19 @@ class GEM(Replay):
     k, found through the dual: G = [g_1 … g_t], v* = argmin_{v ≥ γ} ½ vᵀ(GGᵀ + 10⁻³ I)v + (Gg)ᵀv and
     g̃ = Gᵀv* + g (their code's margin γ = 0.5 and ridge 10⁻³; Hsu et al.'s copy of it). Solved only
     when some ⟨g, g_k⟩ < 0, as theirs (one read from the device per step: GEM is not a fast method).
+    ``--replay-mixing concat`` also trains on the memory (Hsu et al.'s GEM, a subclass of their
+    rehearsal that keeps its concatenation).
     """
 
     name = "gem"
     Settings = GEMSettings
+
+    @property
+    def data_from_state(self) -> bool:
+        return self.settings.mixing == "concat"
+
+    def training_tasks(self, stream, i):
+        return self.with_memory_task(stream, i) if self.settings.mixing == "concat" else [stream[i]]
 
     def after_backward(self, ctx, batch):
         if not len(self.buffer):

@@ -72,6 +72,14 @@ class Replay(Strategy):
             return batch
         return concat(batch, self.buffer.batch(self.buffer.sample(n, ctx.generator, ctx.device)))
 
+    def with_memory_task(self, stream, i: int) -> list:
+        """Task i's data and, once there is a memory, the memory repeated ⌊N / budget⌋ times (at least
+        once) so that old and new samples are about 1 : 1 (Hsu et al.'s ``Naive_Rehearsal``)."""
+        if not len(self.buffer):
+            return [stream[i]]
+        repeats = max(len(stream[i].train) // self.buffer.capacity, 1)
+        return [stream[i], self.buffer.as_task(len(stream), repeats)]
+
     def current(self, batch: Batch) -> Batch:
         """The current task's samples of a prepared batch."""
         return Batch(*(t[: self._n] for t in batch))

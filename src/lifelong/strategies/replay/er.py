@@ -63,10 +63,7 @@ class ER(Replay):
         return self.settings.mixing == "concat"
 
     def training_tasks(self, stream, i):
-        if self.settings.mixing != "concat" or not len(self.buffer):
-            return [stream[i]]
-        repeats = max(len(stream[i].train) // self.buffer.capacity, 1)  # Hsu et al.: old : new about 1 : 1
-        return [stream[i], self.buffer.as_task(len(stream), repeats)]
+        return self.with_memory_task(stream, i) if self.settings.mixing == "concat" else [stream[i]]
 
     def prepare_batch(self, ctx, batch):
         if self.settings.mixing == "concat":
