@@ -199,6 +199,15 @@ def test_lwf_distillation_is_the_hand_computed_soft_cross_entropy():
         want += -sum(pk / sum(p) * math.log(qk / sum(q)) for pk, qk in zip(p, q)) / 4
     assert abs(float(distillation(s, t, T, mask)) - want) < 1e-12
     assert abs(float(distillation(s, t, T)) - float(distillation(s, t, T, torch.ones(5, dtype=torch.bool)))) < 1e-12
+    # the student over more units than the teacher: the teacher's probabilities padded with zeros
+    wide = torch.tensor([True, True, True, True, False])
+    want = 0.0
+    for i in range(4):
+        p = [math.exp(t[i, k] / T) for k in range(5) if mask[k]]
+        q = [math.exp(s[i, k] / T) for k in range(5) if wide[k]]
+        logq = {k: math.log(math.exp(s[i, k] / T) / sum(q)) for k in range(5) if wide[k]}
+        want += -sum(pk / sum(p) * logq[k] for pk, k in zip(p, [k for k in range(5) if mask[k]])) / 4
+    assert abs(float(distillation(s, t, T, mask, wide)) - want) < 1e-12
 
 
 def test_lwf_in_a_stream_distils_the_model_of_the_previous_task_over_its_units():
@@ -493,3 +502,18 @@ def test_a_restored_memory_that_does_not_fit_the_model_is_refused():
     der = DER(memory=10)
     with pytest.raises(ValueError, match="logits must be stored with DER"):
         der.load_state_dict(good)
+
+
+def test_lwf_with_seen_units_distils_old_classes_against_every_live_unit():
+    stream = split(load_dataset("mnist", TINY, download=False), ((0, 1), (2, 3), (4, 5)), "class", seed=0,
+                   seen_classes_only=True)
+    ctx = _ctx(stream, task_index=2)
+    lwf = LwF(temperature=2.0)
+    lwf.before_task(ctx)
+    with torch.no_grad():
+        ctx.model[3].bias.add_(0.5)
+    x, y, t = next(batches([stream[2]], "train", batch_size=8))
+    z = ctx.model(x)
+    want = distillation(z, lwf.teacher.model(x), 2.0, ctx.heads.seen(1), ctx.heads.seen(2))
+    torch.testing.assert_close(lwf.extra_loss(ctx, Batch(x, y, t), z), want)
+    assert ctx.heads.seen(1).sum() == 4 and ctx.heads.seen(2).sum() == 6

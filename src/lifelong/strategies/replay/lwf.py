@@ -9,8 +9,11 @@ With p = softmax(f_old(x)/T) and q = softmax(f(x)/T) over the old units,
     L = (1/t) CE(B) + (1 − 1/t) mean_B L_old                 (--lwf-weighting tasks, van de Ven et al.)
 
 The "old units" follow the heads: task-incremental, each earlier task's own units, one distillation
-term per earlier task, averaged; class-incremental with ``--class-units seen``, the classes of the tasks
-before the current one; otherwise every unit. Nothing happens during the first task.
+term per earlier task, averaged; otherwise one term over the single head, p over the units the old
+model was trained on (with ``--class-units seen`` the classes of the earlier tasks, else every unit)
+and q over the units live now (with ``seen``, the current task's classes too, whose targets are 0: van
+de Ven et al.'s ``loss_fn_kd``, which pads the old model's probabilities with zeros). Nothing happens
+during the first task.
 """
 
 from __future__ import annotations
@@ -38,23 +41,29 @@ class LwFSettings(Settings):
                                   "(van de Ven et al.; alpha unused)")
 
 
-def distillation(student: Tensor, teacher: Tensor, T: float, mask: Tensor | None = None) -> Tensor:
-    """Mean over the batch of −Σ_k softmax(teacher/T)_k log softmax(student/T)_k, over the units where
-    ``mask`` ((C,) or (B, C) bool) is True (all when None)."""
-    s = F.log_softmax(masked_logits(student / T, mask), dim=1)
+def distillation(student: Tensor, teacher: Tensor, T: float, mask: Tensor | None = None,
+                 student_mask: Tensor | None = None) -> Tensor:
+    """Mean over the batch of −Σ_k p_k log q_k with p = softmax(teacher/T) over the units where ``mask``
+    ((C,) or (B, C) bool) is True (all when None) and 0 elsewhere, and q = softmax(student/T) over the
+    units of ``student_mask`` (default: ``mask``), which must include them."""
+    student_mask = mask if student_mask is None else student_mask
+    s = F.log_softmax(masked_logits(student / T, student_mask), dim=1)
     p = F.softmax(masked_logits(teacher / T, mask), dim=1)
     terms = p * s
-    if mask is not None:
-        terms = terms.masked_fill(~mask, 0.0)  # 0 · (−∞) would be nan
+    if student_mask is not None or mask is not None:
+        keep = mask if mask is not None else student_mask
+        terms = terms.masked_fill(~keep, 0.0)  # 0 · (−∞) would be nan
     return -terms.sum(1).mean()
 
 
-def old_unit_masks(ctx: Context, x_tasks: Tensor) -> list[Tensor | None]:
-    """The masks of the units distilled for the current task's samples (see module)."""
+def old_unit_masks(ctx: Context, x_tasks: Tensor) -> list[tuple[Tensor | None, Tensor | None]]:
+    """(teacher units, student units) of each distillation term for the current task's samples."""
     t = ctx.task_index
     if ctx.heads.per_task:
-        return [ctx.heads.task_masks[j] for j in range(t)]
-    return [ctx.heads.seen(t - 1)]
+        return [(ctx.heads.task_masks[j], ctx.heads.task_masks[j]) for j in range(t)]
+    # one head: the teacher's units are those it was trained on, the student's those live now (van de
+    # Ven et al.'s code: the teacher's probabilities padded with zeros for the classes new to this task)
+    return [(ctx.heads.seen(t - 1), ctx.heads.seen(t))]
 
 
 class LwF(Strategy):
@@ -84,7 +93,7 @@ class LwF(Strategy):
         with torch.no_grad():
             old = teacher(batch.x)
         masks = old_unit_masks(ctx, batch.task)
-        kd = sum(distillation(logits, old, self.settings.temperature, m) for m in masks) / len(masks)
+        kd = sum(distillation(logits, old, self.settings.temperature, m, sm) for m, sm in masks) / len(masks)
         if self.settings.lwf_weighting == "tasks":
             return (1.0 - 1.0 / (ctx.task_index + 1)) * kd
         return self.settings.alpha * kd
