@@ -54,7 +54,8 @@ def test_hsu2018_split_mnist_table2(tmp_path):
 def test_hsu2018_replay_rows(tmp_path):
     """Hsu et al. 2018, Table 2, the replay and distillation rows (LwF, GEM, naive rehearsal 1100 and
     4400), 5 seeds: `lifelong reproduce hsu2018-split-mnist --methods lwf,gem,rehearsal-1100,rehearsal-4400
-    --seeds 5 --workers 2` (about 45 minutes here). Every cell meets the bar but the ones the README lists."""
+    --seeds 5 --workers 2` (about an hour here, GEM most of it). Every cell meets the bar (3 GEM seeds and 5 of
+    the others measured for the README)."""
     res = main(["reproduce", "hsu2018-split-mnist", "--methods", "lwf,gem,rehearsal-1100,rehearsal-4400", "--seeds", "5",
                 "--workers", "2", "--threads", "1", "--data-dir", DATA, "--out", str(tmp_path / "hsu")])
     assert not res["failed"]
