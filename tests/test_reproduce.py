@@ -41,7 +41,7 @@ def test_permuted_mnist_naive_ewc_joint(tmp_path):
 
 
 def test_hsu2018_split_mnist_table2(tmp_path):
-    """Hsu et al. 2018, Table 2, 5 seeds (about 25 minutes here with 2 workers): every cell of ours is at
+    """Hsu et al. 2018, Table 2, all 11 rows, 5 seeds (about 90 minutes here with 2 workers): every cell of ours is at
     least the published mean minus max(2 × published std, 1 point), except L2 in Class-IL (19.98 vs
     22.52 ± 1.08, see the README: what we ruled out and what remains)."""
     res = main(["reproduce", "hsu2018-split-mnist", "--seeds", "5", "--workers", "2", "--threads", "1",
