@@ -310,3 +310,49 @@ def test_docstring_examples():
     for module in (grid_module, fields_module):
         result = doctest.testmod(module)
         assert result.attempted > 0 and result.failed == 0
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc to find the worker processes")
+def test_a_killed_sweep_leaves_no_worker_running(tmp_path):
+    """SIGKILL the sweep's process: its worker processes notice and exit (else they go on training and
+    writing into the sweep's folders, unseen), and the next sweep resumes their runs."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps({"base": {**BASE, "iterations": 100000, "checkpoint_every": 50},
+                                "grid": [{"strategy": "naive"}], "seeds": [0, 1]}))
+    proc = subprocess.Popen([sys.executable, "-m", "lifelong.cli", "sweep", str(spec), "--workers", "2",
+                             "--out", str(tmp_path / "s")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 60
+        workers: list[int] = []
+        while time.time() < deadline and len(list((tmp_path / "s" / "runs").glob("*/checkpoint.safetensors"))) < 2:
+            time.sleep(0.1)
+        workers = [c for c in _children(proc.pid) if b"spawn" in Path(f"/proc/{c}/cmdline").read_bytes()]
+        assert len(workers) == 2, workers
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait()
+    deadline = time.time() + 10
+    while time.time() < deadline and any(Path(f"/proc/{w}").exists() for w in workers):
+        time.sleep(0.1)
+    alive = [w for w in workers if Path(f"/proc/{w}").exists()]
+    for w in alive:
+        os.kill(w, signal.SIGKILL)
+    assert not alive, "worker processes outlived the sweep"

@@ -12,6 +12,7 @@ import dataclasses
 import json
 import multiprocessing
 import os
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -118,6 +119,20 @@ def write_selection(job: Job, results: dict | None = None) -> None:
         write_json(path, {**results, "selection": job.selection})
 
 
+def exit_with_parent(parent: int) -> None:
+    """A worker's initializer: exit as soon as the sweep's process is gone (killed, terminated), so
+    that no orphan goes on training and writing into the sweep's folders; its run stays resumable from
+    its last checkpoint, and the next sweep resumes it."""
+
+    def watch() -> None:
+        while True:
+            time.sleep(0.5)
+            if os.getppid() != parent:
+                os._exit(70)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
 class Index:
     """The jobs of a sweep and their statuses; ``run(jobs)`` runs them and rewrites ``sweep.json``."""
 
@@ -166,7 +181,8 @@ class Index:
             return
         # PyTorch's OpenMP threads spin while they wait: N processes using all cores each stall one another.
         threads = max(1, (os.cpu_count() or 1) // n_proc)
-        with ProcessPoolExecutor(n_proc, mp_context=multiprocessing.get_context("spawn")) as pool:
+        with ProcessPoolExecutor(n_proc, mp_context=multiprocessing.get_context("spawn"),
+                                 initializer=exit_with_parent, initargs=(os.getpid(),)) as pool:
             futures = {pool.submit(run_job, dataclasses.replace(j.cfg, progress=False), threads): j for j in todo}
             try:
                 for future in as_completed(futures):
