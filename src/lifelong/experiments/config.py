@@ -29,7 +29,6 @@ import numpy as np
 from ..errors import UsageError
 from ..models import MODELS
 from ..train.augment import AUGMENTATIONS
-from ..scenarios import DEFAULT_SPLIT_GROUPS as DEFAULT_GROUPS
 from ..scenarios import SCENARIOS
 from ..strategies import registry
 from ..train.device import check_device_name

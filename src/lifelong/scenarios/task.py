@@ -251,7 +251,7 @@ def batches(
     device = tasks[0].device
     if len(tasks) == 1 and not shuffle:  # in order: contiguous slices, no gather
         for start in range(skip * batch_size, total, batch_size):
-            yield _gather(tasks[0], split, slice(start, start + batch_size))
+            yield gather(tasks[0], split, slice(start, start + batch_size))
         return
     if len(tasks) == 1:
         order = order.to(device)  # one copy per epoch; batches are slices of it
@@ -260,11 +260,11 @@ def batches(
     for start in range(skip * batch_size, total, batch_size):
         idx = order[start : start + batch_size]  # (B,) positions in the concatenation
         if len(tasks) == 1:
-            yield _gather(tasks[0], split, idx)
+            yield gather(tasks[0], split, idx)
             continue
         owner = torch.searchsorted(offsets[1:], idx, right=True)  # (B,) task position of each sample (CPU)
         parts = [
-            _gather(tasks[k], split, (idx[owner == k] - offsets[k]).to(device))
+            gather(tasks[k], split, (idx[owner == k] - offsets[k]).to(device))
             for k in owner.unique().tolist()
         ]
         yield Batch(*(torch.cat(p) for p in zip(*parts)))
@@ -279,8 +279,6 @@ def gather(task: Task, split: str, idx: Tensor | slice) -> Batch:
         return Batch(x, y, s.task_ids[idx])
     return Batch(x, y, torch.full((y.shape[0],), task.index, dtype=torch.long, device=y.device))
 
-
-_gather = gather
 
 
 class AsIs:

@@ -21,11 +21,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
-from ...errors import UsageError
 from ..settings import setting
-from .base import MemorySettings, Replay
+from .base import ConcatMixing, MemorySettings, Replay, check_concat
 from .buffer import POLICIES
 
 
@@ -56,9 +54,7 @@ class AGEM(Replay):
             return
         params = [p for p in ctx.model.parameters() if p.requires_grad and p.grad is not None]
         mem = self.buffer.batch(self.buffer.sample(self.settings.ref_batch, ctx.generator, ctx.device))
-        logits = self.forward(ctx, mem.x, mem.task)
-        loss = F.cross_entropy(ctx.heads.logits(logits, mem.task, ctx.task_index), mem.y)
-        ref = torch.autograd.grad(loss, params, allow_unused=True)
+        ref = torch.autograd.grad(self.memory_loss(ctx, mem), params, allow_unused=True)
         pairs = [(p.grad, r) for p, r in zip(params, ref) if r is not None]
         project([g for g, _ in pairs], [r for _, r in pairs])
 
@@ -78,8 +74,7 @@ class GEMSettings(MemorySettings):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.mixing == "concat" and self.policy == "reservoir":
-            raise UsageError("--replay-mixing concat needs a memory fixed during a task: --memory-policy class or task")
+        check_concat(self)
 
 
 def gem_dual(P: torch.Tensor, c: torch.Tensor, margin: float) -> torch.Tensor:
@@ -102,7 +97,7 @@ def gem_dual(P: torch.Tensor, c: torch.Tensor, margin: float) -> torch.Tensor:
     return best + margin
 
 
-class GEM(Replay):
+class GEM(ConcatMixing, Replay):
     """Gradient Episodic Memory (Lopez-Paz & Ranzato 2017, NeurIPS, eqs. 10-13).
 
     With g the current gradient and g_k the gradient of the loss on task k's memory (every earlier
@@ -117,13 +112,6 @@ class GEM(Replay):
     name = "gem"
     Settings = GEMSettings
 
-    @property
-    def data_from_state(self) -> bool:
-        return self.settings.mixing == "concat"
-
-    def training_tasks(self, stream, i):
-        return self.with_memory_task(stream, i) if self.settings.mixing == "concat" else [stream[i]]
-
     def after_backward(self, ctx, batch):
         if not len(self.buffer):
             return
@@ -133,9 +121,7 @@ class GEM(Replay):
         rows = []
         for k in torch.unique(mem_tasks).tolist():
             mem = self.buffer.batch((mem_tasks == k).nonzero().squeeze(1))
-            logits = self.forward(ctx, mem.x, mem.task)
-            loss = F.cross_entropy(ctx.heads.logits(logits, mem.task, ctx.task_index), mem.y)
-            grads = torch.autograd.grad(loss, params, allow_unused=True)
+            grads = torch.autograd.grad(self.memory_loss(ctx, mem), params, allow_unused=True)
             rows.append(torch.cat([(torch.zeros_like(p) if r is None else r).reshape(-1) for p, r in zip(params, grads)]))
         G = torch.stack(rows)  # (t, P)
         if not bool((G @ g < 0).any()):

@@ -15,6 +15,7 @@ import copy
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ...errors import UsageError
@@ -43,6 +44,12 @@ class MemorySettings(Settings):
         if self.per_class and self.policy != "class":
             raise UsageError("--memory-per-class needs --memory-policy class (a budget per class is a class-balanced "
                              "choice)")
+
+
+def check_concat(settings) -> None:
+    """``--replay-mixing concat`` trains on the memory as a fixed data set: it cannot be a reservoir."""
+    if settings.mixing == "concat" and settings.policy == "reservoir":
+        raise UsageError("--replay-mixing concat needs a memory fixed during a task: --memory-policy class or task")
 
 
 def concat(*batches: Batch) -> Batch:
@@ -79,6 +86,11 @@ class Replay(Strategy):
             return [stream[i]]
         repeats = max(len(stream[i].train) // self.buffer.capacity, 1)
         return [stream[i], self.buffer.as_task(len(stream), repeats)]
+
+    def memory_loss(self, ctx: Context, mem: Batch) -> Tensor:
+        """Cross-entropy of memory samples over their live units (A-GEM's and GEM's reference losses)."""
+        logits = self.forward(ctx, mem.x, mem.task)
+        return F.cross_entropy(ctx.heads.logits(logits, mem.task, ctx.task_index), mem.y)
 
     def current(self, batch: Batch) -> Batch:
         """The current task's samples of a prepared batch."""
@@ -126,6 +138,18 @@ class Replay(Strategy):
 
     def memory_report(self) -> dict:
         return {"samples": len(self.buffer), "bytes": self.buffer.nbytes(), "policy": self.buffer.policy}
+
+
+class ConcatMixing:
+    """For a replay strategy with a ``mixing`` setting: with ``concat`` the memory joins each task's
+    training set (Hsu et al.'s rehearsal), so the task's data depend on the state."""
+
+    @property
+    def data_from_state(self) -> bool:
+        return self.settings.mixing == "concat"
+
+    def training_tasks(self, stream, i):
+        return self.with_memory_task(stream, i) if self.settings.mixing == "concat" else [stream[i]]
 
 
 class Teacher:

@@ -76,9 +76,6 @@ class DER(Replay):
     def after_step(self, ctx, batch):
         self.buffer.add_reservoir(Batch(*(t[: self._n] for t in batch)), ctx.generator, self._logits)
 
-    def after_task(self, ctx):
-        pass
-
 
 class DERpp(DER):
     """DER++: DER plus a cross-entropy on a second memory batch's labels (see module)."""

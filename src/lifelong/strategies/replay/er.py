@@ -30,7 +30,7 @@ import torch.nn.functional as F
 
 from ...errors import UsageError
 from ..settings import setting
-from .base import MemorySettings, Replay
+from .base import ConcatMixing, MemorySettings, Replay, check_concat
 
 
 @dataclass(frozen=True)
@@ -46,24 +46,16 @@ class ERSettings(MemorySettings):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.mixing == "concat" and self.policy == "reservoir":
-            raise UsageError("--replay-mixing concat needs a memory fixed during a task: --memory-policy class or task")
+        check_concat(self)
         if self.mixing == "concat" and (self.weighting != "mean" or self.replay_batch):
             raise UsageError("--replay-weighting and --replay-batch apply to --replay-mixing batch only")
 
 
-class ER(Replay):
+class ER(ConcatMixing, Replay):
     """Experience replay: the current batch plus a memory batch, one cross-entropy (see module)."""
 
     name = "er"
     Settings = ERSettings
-
-    @property
-    def data_from_state(self) -> bool:
-        return self.settings.mixing == "concat"
-
-    def training_tasks(self, stream, i):
-        return self.with_memory_task(stream, i) if self.settings.mixing == "concat" else [stream[i]]
 
     def prepare_batch(self, ctx, batch):
         if self.settings.mixing == "concat":
@@ -78,11 +70,6 @@ class ER(Replay):
         losses = F.cross_entropy(ctx.heads.logits(logits, batch.task, ctx.task_index), batch.y, reduction="none")
         w = 1.0 / (ctx.task_index + 1)
         return w * losses[:n].mean() + (1.0 - w) * losses[n:].mean()
-
-    def after_step(self, ctx, batch):
-        if self.settings.mixing == "concat":
-            return
-        super().after_step(ctx, batch)
 
 
 @dataclass(frozen=True)

@@ -52,9 +52,6 @@ class GDumb(Replay):
     def training_tasks(self, stream, i):
         return [self.buffer.as_task(len(stream))]
 
-    def after_step(self, ctx, batch):
-        pass
-
     def after_task(self, ctx):
         pass
 

@@ -91,6 +91,7 @@ class ICaRL(Replay):
         self.teacher = Teacher()
         self.means: Tensor | None = None  # (C, D) normalized class means of exemplar features
         self.has_mean: Tensor | None = None  # (C,) bool
+        self._old: tuple[int, Tensor] | None = None  # (task index, its distilled units)
 
     def check_stream(self, ctx):
         last_linear(ctx.model)  # its input is the feature vector of the nearest-mean classifier
@@ -107,14 +108,21 @@ class ICaRL(Replay):
         target = F.one_hot(batch.y, logits.shape[1]).to(logits.dtype)
         teacher = self.teacher.get(ctx.model) if ctx.task_index > 0 else None
         if teacher is not None:
-            old = torch.tensor(ctx.heads.units_of(range(ctx.task_index)), device=logits.device)
-            old = old[~torch.isin(old, torch.tensor(ctx.heads.task_classes[ctx.task_index], device=logits.device))]
+            old = self._old_units(ctx, logits.device)
             with torch.no_grad():
                 target[:, old] = torch.sigmoid(teacher(batch.x)[:, old])
         terms = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
         if live is not None:
             terms = terms * live
         return terms.sum(1).mean()
+
+    def _old_units(self, ctx, device) -> Tensor:
+        """The units of earlier tasks' classes that are not the current task's (distilled), made once per task."""
+        if self._old is None or self._old[0] != ctx.task_index:
+            new = set(ctx.heads.task_classes[ctx.task_index])
+            units = [u for u in ctx.heads.units_of(range(ctx.task_index)) if u not in new]
+            self._old = (ctx.task_index, torch.tensor(units, dtype=torch.long, device=device))
+        return self._old[1]
 
     def after_task(self, ctx):
         self.buffer.select(ctx.task, ctx.heads.n_outputs, ctx.generator, self._herding_order(ctx))

@@ -56,7 +56,7 @@ def distillation(student: Tensor, teacher: Tensor, T: float, mask: Tensor | None
     return -terms.sum(1).mean()
 
 
-def old_unit_masks(ctx: Context, x_tasks: Tensor) -> list[tuple[Tensor | None, Tensor | None]]:
+def old_unit_masks(ctx: Context) -> list[tuple[Tensor | None, Tensor | None]]:
     """(teacher units, student units) of each distillation term for the current task's samples."""
     t = ctx.task_index
     if ctx.heads.per_task:
@@ -92,7 +92,7 @@ class LwF(Strategy):
             return None
         with torch.no_grad():
             old = teacher(batch.x)
-        masks = old_unit_masks(ctx, batch.task)
+        masks = old_unit_masks(ctx)
         kd = sum(distillation(logits, old, self.settings.temperature, m, sm) for m, sm in masks) / len(masks)
         if self.settings.lwf_weighting == "tasks":
             return (1.0 - 1.0 / (ctx.task_index + 1)) * kd
