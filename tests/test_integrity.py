@@ -596,3 +596,17 @@ def test_one_sweep_per_folder(tmp_path, capsys):
                              "--iterations", "1", "--out", str(root), *FAST])
     err = capsys.readouterr().err
     assert code == 2 and "in use by another lifelong process" in err and err.count("\n") == 1
+
+
+def test_unknown_keys_with_a_newline_still_make_one_line():
+    """Found by the config fuzzer: a config.json key holding a newline split the error in two lines."""
+    from lifelong.experiments.config import RunConfig
+    from lifelong.strategies import EWC
+    from lifelong.strategies.settings import settings_from_dict
+
+    with pytest.raises(UsageError) as info:
+        RunConfig.from_dict({"a\nb": 1})
+    assert "\n" not in str(info.value) and "unknown config keys: 'a\\nb'" in str(info.value)
+    with pytest.raises(UsageError) as info:
+        settings_from_dict(EWC.Settings, {"x\ny": 1, "bogus": 2})
+    assert "\n" not in str(info.value) and "unknown settings bogus, 'x\\ny'" in str(info.value)

@@ -30,3 +30,9 @@ class TrainingDiverged(LifelongError):
     """The loss became NaN or infinite; the message names the likely cause."""
 
     exit_code = 1
+
+
+def names(keys) -> str:
+    """Keys a user wrote (JSON object keys, setting names) for a one-line message: as they are, or in
+    quotes with escapes when they hold a newline or another unprintable character."""
+    return ", ".join(k if isinstance(k, str) and k.isprintable() else repr(k) for k in keys)

@@ -26,7 +26,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ..errors import UsageError
+from ..errors import UsageError, names
 from ..models import MODELS
 from ..train.augment import AUGMENTATIONS
 from ..scenarios import SCENARIOS
@@ -247,7 +247,7 @@ class RunConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
-            raise UsageError(f"{where}: unknown config keys: {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+            raise UsageError(f"{where}: unknown config keys: {names(unknown)} (known: {', '.join(sorted(known))})")
         strategy = registry.check_name(d.get("strategy", "naive"))
         d["strategy"] = strategy
         d["settings"] = registry.settings_from(strategy, d.get("settings"), f"{where}: settings")

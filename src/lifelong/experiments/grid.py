@@ -30,7 +30,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Callable
 
-from ..errors import UsageError
+from ..errors import UsageError, names
 from ..strategies import registry
 from .config import RunConfig
 from .fields import SET_BY_SWEEP, applies_to, coerce, depth, key_type, run_fields, setting_names, value_depth
@@ -93,7 +93,7 @@ def normalize_spec(spec: Mapping, where: str = "sweep spec") -> dict:
         raise UsageError(f"{where} must be a JSON object with keys {', '.join(SPEC_KEYS)}")
     unknown = sorted(set(spec) - set(SPEC_KEYS))
     if unknown:
-        raise UsageError(f"{where}: unknown keys {', '.join(unknown)} (known: {', '.join(SPEC_KEYS)})")
+        raise UsageError(f"{where}: unknown keys {names(unknown)} (known: {', '.join(SPEC_KEYS)})")
     base = spec.get("base") or {}
     if not isinstance(base, Mapping):
         raise UsageError(f"{where}: 'base' must be an object of config fields")

@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Mapping
 
-from ..errors import UsageError
+from ..errors import UsageError, names
 from .base import Compose, ComposeSettings, Strategy
 from .baselines import Joint, Naive
 from .regularization import EWC, L2, MAS, SI, OnlineEWC, RWalk
@@ -115,7 +115,7 @@ def settings_from(name: str, d: Mapping[str, Any] | None, where: str = "settings
         return settings_from_dict(cls, dict(d), where)
     unknown = sorted(set(d) - set(classes))
     if unknown:
-        raise UsageError(f"{where}: {', '.join(unknown)} is not a part of {name} (parts: {', '.join(classes)})")
+        raise UsageError(f"{where}: {names(unknown)} is not a part of {name} (parts: {', '.join(classes)})")
     return ComposeSettings(tuple(settings_from_dict(cls, dict(d.get(p) or {}), f"{where}.{p}") for p, cls in classes.items()))
 
 

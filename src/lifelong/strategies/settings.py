@@ -27,7 +27,7 @@ import types
 import typing
 from typing import Any, Callable, Sequence
 
-from ..errors import UsageError
+from ..errors import UsageError, names
 
 __all__ = ["Settings", "check_field", "setting", "setting_fields", "settings_as_dict", "settings_from_dict", "field_type"]
 
@@ -153,5 +153,5 @@ def settings_from_dict(cls: type, d: dict[str, Any], where: str = "settings") ->
     known = [f.name for f in dataclasses.fields(cls)]
     unknown = sorted(set(d) - set(known))
     if unknown:
-        raise UsageError(f"{where}: unknown settings {', '.join(unknown)} (known: {', '.join(known) or 'none'})")
+        raise UsageError(f"{where}: unknown settings {names(unknown)} (known: {', '.join(known) or 'none'})")
     return cls(**d)
