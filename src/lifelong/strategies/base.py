@@ -71,6 +71,14 @@ class Context:
     task_index: int = -1
     step: int = 0
     task_step: int = 0
+    settings: Any = None  # the run's TrainSettings (optimizer, lr, batch size, epochs), when a loop runs
+
+    def steps_per_epoch(self) -> int:
+        """Mini-batches in one epoch of the current task's training data (HAT anneals per epoch)."""
+        import math
+
+        bs = getattr(self.settings, "batch_size", None) or 128
+        return max(1, math.ceil(len(self.task.train) / bs))
 
     def live(self, task_ids: Tensor | int, upto: int | None = None) -> Tensor | None:
         """The live output units for samples of ``task_ids`` while training task ``upto`` (default:
@@ -133,6 +141,15 @@ class Strategy:
     #: True when ``training_tasks`` depends on the strategy's state (a memory): the number of steps of
     #: a task is then known only once the state is loaded.
     data_from_state = False
+
+    #: False for a strategy that changes how the whole model computes (PackNet's masked weights,
+    #: progressive columns): another strategy's estimators would see the bare model, so it runs alone.
+    composable = True
+
+    def parameters(self) -> list[Tensor]:
+        """Tensors of the strategy's state that the optimizer trains beside the model's parameters (HAT's
+        task embeddings, a progressive network's new column); they must require grad."""
+        return []
 
     # ---- one step ----------------------------------------------------------------------------------
     def prepare_batch(self, ctx: Context, batch: Batch) -> Batch:
@@ -200,6 +217,11 @@ class Strategy:
         """A replay memory's size (samples, bytes, policy), or None without one."""
         return None
 
+    def capacity_report(self, ctx: Context) -> dict | None:
+        """Parameter isolation: the share of the network each task uses and the bytes of masks and
+        extra columns (see :mod:`lifelong.strategies.isolation`), or None."""
+        return None
+
     def divergence_hint(self, optimizer: str, lr: float) -> str:
         return f"the learning rate is probably too large for this model: lower --lr (now {lr:g})"
 
@@ -237,6 +259,9 @@ class Compose(Strategy):
         for p in parts:
             if isinstance(p, Compose):
                 raise UsageError("compose strategies directly: ewc+l2+si, not a composite of composites")
+            if not p.composable:
+                raise UsageError(f"{p.name} changes how the whole model computes (masks or columns), so another "
+                                 f"strategy's estimates would see the wrong network: run {p.name} alone")
         self.parts = list(parts)
         self.name = "+".join(names)
         self.settings = ComposeSettings(tuple(p.settings for p in parts))
@@ -324,6 +349,12 @@ class Compose(Strategy):
 
     def memory_report(self):
         return next((r for r in (p.memory_report() for p in self.parts) if r is not None), None)
+
+    def parameters(self):
+        return [t for p in self.parts for t in p.parameters()]
+
+    def capacity_report(self, ctx):
+        return next((r for r in (p.capacity_report(ctx) for p in self.parts) if r is not None), None)
 
     def divergence_hint(self, optimizer, lr):
         default = Strategy.divergence_hint(self, optimizer, lr)

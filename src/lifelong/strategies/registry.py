@@ -18,12 +18,14 @@ from ..errors import UsageError, names
 from .base import Compose, ComposeSettings, Strategy
 from .baselines import Joint, Naive
 from .regularization import EWC, L2, MAS, SI, OnlineEWC, RWalk
+from .isolation import HAT, PackNet, Progressive, Separate, XdG
 from .replay import AGEM, DER, GEM, ER, ERACE, DERpp, GDumb, ICaRL, LwF
 from .settings import field_type, settings_as_dict, settings_from_dict
 
 STRATEGIES: dict[str, type[Strategy]] = {cls.name: cls for cls in (
     Naive, Joint, EWC, OnlineEWC, SI, MAS, RWalk, L2,  # regularization
     ER, ERACE, GEM, AGEM, DER, DERpp, LwF, ICaRL, GDumb,  # replay and distillation
+    Separate, XdG, PackNet, HAT, Progressive,  # parameter isolation
 )}
 
 __all__ = [

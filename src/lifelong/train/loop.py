@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -44,15 +44,17 @@ class TrainSettings:
 EXPLODED = 1e8  # |θ| beyond which parameters have exploded: products of such weights overflow float32 in a few layers
 
 
-def make_optimizer(model: nn.Module, s: TrainSettings) -> torch.optim.Optimizer:
+def make_optimizer(model: nn.Module, s: TrainSettings, extra: Sequence[Tensor] = ()) -> torch.optim.Optimizer:
     """A fresh optimizer (one per task unless ``optimizer_state="keep"``: Adam's moments then carry over
-    from task to task, as in Hsu et al.'s and van de Ven et al.'s code)."""
-    if not any(p.requires_grad for p in model.parameters()):
+    from task to task, as in Hsu et al.'s and van de Ven et al.'s code) over the model's parameters and
+    ``extra`` (a strategy's trainable state, :meth:`Strategy.parameters`), in one group."""
+    if not any(p.requires_grad for p in model.parameters()) and not extra:
         raise UsageError("the model has no trainable parameters (requires_grad=True): there is nothing to train")
+    params = [*model.parameters(), *extra]
     if s.optimizer == "sgd":
-        return torch.optim.SGD(model.parameters(), lr=s.lr, momentum=s.momentum)
+        return torch.optim.SGD(params, lr=s.lr, momentum=s.momentum)
     if s.optimizer == "adam":
-        return torch.optim.Adam(model.parameters(), lr=s.lr)
+        return torch.optim.Adam(params, lr=s.lr)
     raise UsageError(f"unknown optimizer {s.optimizer!r}: choose one of {', '.join(OPTIMIZERS)}")
 
 
@@ -83,7 +85,7 @@ def train_task(
     steps = s.iterations or s.epochs * per_epoch
     if start_step >= steps:
         raise UsageError(f"cannot resume at step {start_step} of task {ctx.task.name!r}: it has {steps} steps")
-    opt = ctx.optimizer = ctx.optimizer or make_optimizer(model, s)
+    opt = ctx.optimizer = ctx.optimizer or make_optimizer(model, s, strategy.parameters())
     first_step = ctx.step - start_step  # the stream's step count when this task began
     model.train()
     watch = LossWatch(s.check_every, lambda step, loss: _diverged(ctx, strategy, s, step, loss))

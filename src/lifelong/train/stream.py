@@ -64,7 +64,8 @@ def run_stream(
     reset_peak_memory(device)
     model.to(device)
     data = stream.to(device)
-    ctx = Context(model, Heads.of(stream).to(device), device, derived_generator(settings.seed, "strategy"), data)
+    ctx = Context(model, Heads.of(stream).to(device), device, derived_generator(settings.seed, "strategy"), data,
+                  settings=settings)
     _check_fits_stream(ctx)
     strategy.check_stream(ctx)
     order = derived_generator(settings.seed, "order")
@@ -129,7 +130,7 @@ def run_stream(
         save(order.get_state())
     if bar is not None:
         bar.close()
-    return _results(stream, strategy, model, settings, device, P, time.perf_counter() - started, summarize)
+    return _results(ctx, strategy, settings, device, P, time.perf_counter() - started, summarize)
 
 
 @torch.no_grad()
@@ -180,7 +181,7 @@ def restore(model: nn.Module, strategy: Strategy, settings: TrainSettings, check
     optimizer = None
     keep = settings.optimizer_state == "keep"
     if P["step"] > 0 or (keep and P["task"] > 0):
-        optimizer = make_optimizer(model, settings)
+        optimizer = make_optimizer(model, settings, strategy.parameters())
         load_optimizer_state(optimizer, split_prefix(tensors, "optim"), meta.get("optimizer"))
     elif split_prefix(tensors, "optim"):
         raise CheckpointError("checkpoint holds optimizer state at a task boundary, where a run starts a fresh optimizer"
@@ -189,7 +190,8 @@ def restore(model: nn.Module, strategy: Strategy, settings: TrainSettings, check
     return P, optimizer
 
 
-def _results(stream, strategy, model, settings, device, P, total_seconds, summarize) -> dict[str, Any]:
+def _results(ctx, strategy, settings, device, P, total_seconds, summarize) -> dict[str, Any]:
+    stream, model = ctx.stream, ctx.model
     results: dict[str, Any] = {
         "benchmark": stream.name,
         "scenario": stream.scenario,
@@ -215,6 +217,7 @@ def _results(stream, strategy, model, settings, device, P, total_seconds, summar
         n_parameters=count_parameters(model),
         extra_memory_bytes=strategy.state_bytes(),  # what the strategy keeps beside the model after the last task
         replay_memory=strategy.memory_report(),
+        capacity=strategy.capacity_report(ctx),  # parameter isolation: what each task uses (else None)
         seed=settings.seed,
         threads=torch.get_num_threads(),
         versions=versions(),

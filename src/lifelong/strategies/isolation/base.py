@@ -1,0 +1,120 @@
+"""What the isolation strategies share: where they apply, and how they report capacity.
+
+Each needs the task identity at test time (it selects a task's mask, gate or column), so it runs in the
+task-incremental scenario only; elsewhere :meth:`Isolation.check_stream` stops the run with one line
+before anything trains. Those that freeze what earlier tasks own (separate networks, PackNet, HAT,
+progressive networks) need a fresh optimizer per task (``--optimizer-state reset``, the default): a kept
+optimizer's momentum or Adam moments would keep moving the frozen weights, whose gradients are zero.
+
+Capacity (``results.json`` → ``capacity``, from :meth:`capacity_report`)::
+
+    unit                  what is counted: "weights", "units" or "parameters"
+    used[t]               fraction of that capacity task t computes with at test time
+    own[t]                fraction task t claimed first (PackNet, HAT) or added (columns, networks)
+    free                  fraction no task claimed (PackNet, HAT), else None
+    mask_bytes            bytes of masks, gates and owner maps the strategy keeps
+    extra_parameter_bytes bytes of parameters beside the model (frozen columns and networks, laterals,
+                          task embeddings)
+    total_parameters      every parameter the method trains and keeps (the model's and the extra ones)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import Tensor, nn
+
+from ...errors import UsageError
+from ...scenarios import batches
+from ..base import Context, Strategy
+from .layers import Layers, analyze
+
+
+class Isolation(Strategy):
+    """Base of the parameter-isolation strategies (not a strategy of its own)."""
+
+    #: why the task identity is needed at test time (for the one-line error outside task-IL)
+    needs_task_because = "it selects each task's part of the network by the task's identity"
+    #: False for XdG, which freezes nothing
+    freezes = True
+    #: True when the method reads the model's layer structure (XdG, PackNet, HAT, progressive)
+    uses_layers = True
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._layers: Layers | None = None
+        self._layers_of: nn.Module | None = None
+
+    def check_stream(self, ctx: Context) -> None:
+        if not ctx.heads.per_task:
+            scenario = getattr(ctx.stream, "scenario", "?")
+            raise UsageError(f"{self.name} needs the task identity at test time ({self.needs_task_because}): run it in "
+                             f"the task-incremental scenario (--scenario task), not {scenario}-incremental")
+        if self.freezes and getattr(ctx.settings, "optimizer_state", "reset") == "keep":
+            raise UsageError(f"{self.name} freezes what earlier tasks own, but a kept optimizer's momentum would still "
+                             "move it: use --optimizer-state reset")
+        if len(ctx.stream) > 250:
+            raise UsageError(f"{self.name} keeps per-task masks for at most 250 tasks, the stream has {len(ctx.stream)}")
+        if self.uses_layers:
+            self.layers(ctx)
+
+    def layers(self, ctx: Context) -> Layers:
+        """The model's :class:`~lifelong.strategies.isolation.layers.Layers`, traced once per model."""
+        if self._layers is None or self._layers_of is not ctx.model:
+            x, _, _ = next(batches([ctx.stream[0]], "test", batch_size=1))
+            self._layers, self._layers_of = analyze(ctx.model, x, self.name), ctx.model
+        return self._layers
+
+    @staticmethod
+    def n_tasks(ctx: Context) -> int:
+        return len(ctx.stream)
+
+
+def bytes_of(tensors) -> int:
+    return sum(t.nelement() * t.element_size() for t in tensors)
+
+
+def count(tensors) -> int:
+    return sum(t.nelement() for t in tensors)
+
+
+def capacity(unit: str, used: list[float], own: list[float], free: float | None, mask_bytes: int,
+             extra_parameter_bytes: int, total_parameters: int) -> dict[str, Any]:
+    """The ``capacity`` entry of results.json (see the module docstring)."""
+    return {"unit": unit, "used": [float(u) for u in used], "own": [float(o) for o in own],
+            "free": None if free is None else float(free), "mask_bytes": int(mask_bytes),
+            "extra_parameter_bytes": int(extra_parameter_bytes), "total_parameters": int(total_parameters)}
+
+
+def check_keys(name: str, state: dict[str, Tensor], allowed: tuple[str, ...]) -> None:
+    bad = sorted(k for k in state if not k.startswith(allowed))
+    if bad:
+        raise ValueError(f"strategy {name!r} does not know the state keys {bad[:3]}")
+
+
+def head_masks(ctx: Context, layers: Layers) -> tuple[list[Tensor], list[Tensor]]:
+    """(params, gradient masks) of the output layer: the rows (and biases) of the units of tasks
+    before ``ctx.task_index`` get zero gradient, so a later task cannot move an earlier task's head
+    even where their units overlap."""
+    import torch
+
+    head = layers.layer(layers.hidden)
+    old = torch.zeros(head.out_features, dtype=torch.bool, device=head.weight.device)
+    earlier = ctx.heads.units_of(range(ctx.task_index))
+    if earlier:
+        old[earlier] = True
+    rows = (~old).to(head.weight.dtype)
+    params, masks = [head.weight], [rows[:, None].expand_as(head.weight).contiguous()]
+    if head.bias is not None:
+        params.append(head.bias)
+        masks.append(rows.clone())
+    return params, masks
+
+
+def mask_grads(params: list[Tensor], masks: list[Tensor]) -> None:
+    """p.grad ⊙= mask for every parameter with a gradient, in one fused call (no loop per step)."""
+    import torch
+
+    pairs = [(p.grad, m) for p, m in zip(params, masks) if p.grad is not None]
+    if pairs:
+        torch._foreach_mul_([g for g, _ in pairs], [m for _, m in pairs])

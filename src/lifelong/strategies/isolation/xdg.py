@@ -1,0 +1,106 @@
+"""XdG, context-dependent gating (Masse, Grant & Freedman 2018, PNAS 115(44), "Alleviating
+catastrophic forgetting using context-dependent gating and synaptic stabilization").
+
+Each task t has a fixed random binary gate g_t^l over the units of every hidden layer l, drawn once:
+a fraction ``--gate-fraction`` (0.8 by default) of each layer's units is
+off, exactly round(f · U_l) of them. The activation of layer l is multiplied by the task's gate,
+h^l = g_t^l ⊙ f(W^l h^{l−1} + b^l), in training and at test time (the task identity picks the gate), so
+tasks use mostly different units; the weights are still shared, so XdG alone reduces forgetting but
+does not remove it. Masse et al. combine it with a synaptic penalty: ``--strategy xdg+ewc`` or
+``xdg+si`` (the gates act through forward hooks, so EWC's Fisher at a task's end is the gated
+network's).
+
+State: ``gate.<l>``, bool (T, U_l), drawn from the run's strategy generator at first use and saved, so
+the gates are the same after a resume.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from ..base import Context
+from ..settings import Settings, setting
+from .base import Isolation, bytes_of, capacity, check_keys, count
+from .layers import UnitGates
+
+
+@dataclass(frozen=True)
+class XdGSettings(Settings):
+    gate_fraction: float = setting(0.8, flag="--gate-fraction", check=lambda v: 0 <= v < 1, must="be in [0, 1)",
+                                   help="xdg: fraction of each hidden layer's units gated off for each task")
+
+
+class XdG(Isolation):
+    """Context-dependent gating: a fixed random subset of hidden units per task."""
+
+    name = "xdg"
+    Settings = XdGSettings
+    needs_task_because = "the task's identity selects its gate"
+    freezes = False
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.gate: list[Tensor] = []  # per hidden layer, bool (T, U_l)
+        self._table: list[Tensor] | None = None  # the gates as float, on the device
+        self.gates = UnitGates()
+
+    def draw(self, ctx: Context) -> None:
+        """The gates of every task: for each task, for each hidden layer, a random permutation of the
+        units whose first round(f · U_l) are off."""
+        layers, T = self.layers(ctx), self.n_tasks(ctx)
+        gate = [torch.zeros(T, u, dtype=torch.bool) for u in layers.units]
+        for t in range(T):
+            for l, u in enumerate(layers.units):
+                off = round(self.settings.gate_fraction * u)
+                gate[l][t, torch.randperm(u, generator=ctx.generator)[off:]] = True
+        self.gate = [g.to(ctx.device) for g in gate]
+        self._table = None
+
+    def _ready(self, ctx: Context) -> list[Tensor]:
+        if not self.gate:
+            self.draw(ctx)
+        self.gates.attach(ctx.model, self.layers(ctx))
+        if self._table is None:
+            self._table = [g.float() for g in self.gate]
+        return self._table
+
+    def forward(self, ctx: Context, x: Tensor, task_ids: Tensor) -> Tensor:
+        table = self._ready(ctx)
+        self.gates.default = [g[max(ctx.task_index, 0)] for g in table]  # a plain model(x): the current task
+        with self.gates.using([g.index_select(0, task_ids) for g in table]):  # (B, U_l) each
+            return ctx.model(x)
+
+    def predict(self, ctx: Context, x: Tensor, task_ids: Tensor) -> Tensor:
+        return self.forward(ctx, x, task_ids)
+
+    def state_dict(self) -> dict[str, Tensor]:
+        return {f"gate.{l}": g for l, g in enumerate(self.gate)}
+
+    def load_state_dict(self, state: dict[str, Tensor]) -> None:
+        check_keys(self.name, state, ("gate.",))
+        self.gate = [state[f"gate.{l}"] for l in range(len(state))]
+        if any(g.dtype != torch.bool or g.dim() != 2 for g in self.gate):
+            raise ValueError("xdg: gates must be bool (tasks, units)")
+        self._table = None
+
+    def check_state(self, model) -> None:
+        units = [m.out_features if hasattr(m, "out_features") else m.out_channels
+                 for m in model.children() if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d))][:-1]
+        if self.gate and [g.shape[1] for g in self.gate] != units:
+            raise ValueError(f"xdg: gates for units {[g.shape[1] for g in self.gate]}, the model's hidden layers have {units}")
+
+    def capacity_report(self, ctx: Context) -> dict:
+        on = torch.stack([g.sum(1) for g in self.gate]).sum(0).double()  # (T,) units on per task
+        total = sum(g.shape[1] for g in self.gate)
+        seen = [torch.zeros_like(g[0]) for g in self.gate]
+        own = []
+        for t in range(self.gate[0].shape[0]):
+            new = sum(int((g[t] & ~s).sum()) for g, s in zip(self.gate, seen))
+            seen = [s | g[t] for g, s in zip(self.gate, seen)]
+            own.append(new / total)
+        free = 1 - sum(int(s.sum()) for s in seen) / total
+        return capacity("units", (on / total).tolist(), own, free, bytes_of(self.gate), 0,
+                        count(ctx.model.parameters()))
