@@ -38,7 +38,7 @@ from numpy.typing import ArrayLike
 from lifelong import _io
 from lifelong.errors import DataError, UsageError
 from lifelong.eval.metrics import check_accuracy_matrix
-from lifelong.report.plots import _check_task_names, plot_accuracy_curves, plot_accuracy_matrix
+from lifelong.report.plots import _check_task_names, plot_accuracy_curves, plot_accuracy_matrix, plot_capacity
 
 __all__ = [
     "results_problem",
@@ -57,6 +57,9 @@ RUN_OUTPUT_FILES = {
     "accuracy_matrix_png": "accuracy_matrix.png",
     "results_json": "results.json",
 }
+
+#: Written beside them when the results hold a ``capacity`` (parameter isolation).
+CAPACITY_PNG = "capacity.png"
 
 _REQUIRED_RESULT_KEYS = ("task_names", "accuracy_matrix", "metrics")
 
@@ -226,5 +229,7 @@ def write_run_outputs(run_dir: str | os.PathLike, results: Mapping[str, Any]) ->
     write_matrix_csv(paths["accuracy_matrix_csv"], R, names)
     plot_accuracy_curves(R, names, paths["accuracy_curves_png"], title=title)
     plot_accuracy_matrix(R, names, paths["accuracy_matrix_png"], title=title)
+    if results.get("capacity"):  # parameter isolation: what each task uses
+        paths["capacity_png"] = plot_capacity(results["capacity"], names, run_dir / CAPACITY_PNG, title=title)
     _io.atomic_write_json(paths["results_json"], jsonable)
     return paths

@@ -1,4 +1,5 @@
-"""Plots of a run: per-task accuracy curves, the accuracy-matrix heatmap, method comparisons.
+"""Plots of a run: per-task accuracy curves, the accuracy-matrix heatmap, capacity per task (parameter
+isolation), method comparisons.
 
 The curves follow Fig. 2A of Kirkpatrick et al., "Overcoming catastrophic forgetting in neural
 networks", PNAS 2017 (EWC): one small panel per task, stacked over a shared "training stage" axis,
@@ -35,7 +36,7 @@ from lifelong import _io
 from lifelong.errors import UsageError
 from lifelong.eval.metrics import average_accuracy_curve, check_accuracy_matrix
 
-__all__ = ["plot_accuracy_curves", "plot_accuracy_matrix", "plot_comparison"]
+__all__ = ["plot_accuracy_curves", "plot_accuracy_matrix", "plot_capacity", "plot_comparison"]
 
 DPI = 120
 _MAX_LABEL = 18  # characters of a task name shown on an axis; longer names are shortened
@@ -248,4 +249,32 @@ def plot_accuracy_vs_memory(points: Mapping[str, tuple[float, float]], path: str
     ax.set_ylabel("final average accuracy (%)")
     ax.set_title("Accuracy against the memory each method keeps")
     ax.grid(True, alpha=0.3)
+    return _save(fig, path)
+
+
+def plot_capacity(capacity: Mapping, task_names: Sequence[str], path: str | os.PathLike, title: str | None = None) -> Path:
+    """Parameter isolation's capacity (``results["capacity"]``, see
+    :mod:`lifelong.strategies.isolation.base`): per task, the share of the network it computes with
+    (``used``) and the share it claimed or added (``own``), with the free share and the bytes of masks
+    and extra parameters in the title."""
+    used, own = np.asarray(capacity["used"], float), np.asarray(capacity["own"], float)
+    names = _check_task_names(task_names, len(used))
+    if len(own) != len(used):
+        raise UsageError(f"capacity: {len(used)} 'used' shares but {len(own)} 'own' shares")
+    fig = Figure(figsize=(max(4.0, 0.7 * len(used) + 2), 3.2))
+    ax = fig.add_subplot(1, 1, 1)
+    x = np.arange(len(used))
+    ax.bar(x - 0.2, used, width=0.4, label="used at test time", color="#4C72B0")
+    ax.bar(x + 0.2, own, width=0.4, label="claimed or added by the task", color="#DD8452")
+    ax.set_xticks(x, [_short(n, 10) for n in names], rotation=45 if len(used) > 6 else 0, fontsize=8)
+    ax.yaxis.set_major_formatter(PercentFormatter(1.0))
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel(f"share of the {capacity['unit']}")
+    free = capacity.get("free")
+    mb = (capacity.get("mask_bytes", 0) + capacity.get("extra_parameter_bytes", 0)) / 1e6
+    detail = f"{'' if free is None else f'free {100 * free:.1f}%, '}masks + extra parameters {mb:.2f} MB, " \
+             f"{capacity.get('total_parameters', 0):,} parameters"
+    ax.set_title(f"{title + ': ' if title else ''}capacity per task\n{detail}", fontsize=9)
+    ax.legend(fontsize=8, loc="upper left")
+    fig.tight_layout()
     return _save(fig, path)

@@ -62,6 +62,7 @@ class Isolation(Strategy):
         """The model's :class:`~lifelong.strategies.isolation.layers.Layers`, traced once per model."""
         if self._layers is None or self._layers_of is not ctx.model:
             x, _, _ = next(batches([ctx.stream[0]], "test", batch_size=1))
+            x = x.to(next(ctx.model.parameters()).dtype)
             self._layers, self._layers_of = analyze(ctx.model, x, self.name), ctx.model
         return self._layers
 

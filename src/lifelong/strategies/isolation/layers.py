@@ -79,7 +79,7 @@ def analyze(model: nn.Module, x: Tensor, who: str) -> Layers:
     parametric = [i for i, m in enumerate(modules) if isinstance(m, PARAMETRIC)]
     if len(parametric) < 2 or not isinstance(modules[parametric[-1]], nn.Linear):
         raise UsageError(f"{who} needs at least one hidden layer and an nn.Linear output layer")
-    if any(isinstance(m, PARAMETRIC) or isinstance(m, ACTIVATIONS) for m in modules[parametric[-1] + 1:]):
+    if any(isinstance(m, PARAMETRIC + ACTIVATIONS) for m in modules[parametric[-1] + 1:]):
         raise UsageError(f"{who}: nothing but Flatten/Dropout may follow the output layer")
     activation = []
     for i in parametric[:-1]:
@@ -155,16 +155,24 @@ class UnitGates:
         self.current: list[Tensor] | None = None
 
     def attach(self, model: nn.Module, layers: Layers) -> None:
-        if self.model is model:
+        """Gate ``model``'s activations by this object's gates. A model carries one set of gates at a
+        time: another strategy's gates on it are removed (so two strategy objects never stack)."""
+        if self.model is model and getattr(model, "_lifelong_unit_gates", None) is self:
             return
         self.detach()
+        other = getattr(model, "_lifelong_unit_gates", None)
+        if other is not None:
+            other.detach()
         self.model = model
+        object.__setattr__(model, "_lifelong_unit_gates", self)
         for l, a in enumerate(layers.activation):
             self.handles.append(layers.modules[a].register_forward_hook(self._hook(l)))
 
     def detach(self) -> None:
         for h in self.handles:
             h.remove()
+        if self.model is not None and getattr(self.model, "_lifelong_unit_gates", None) is self:
+            object.__delattr__(self.model, "_lifelong_unit_gates")
         self.handles, self.model = [], None
 
     def _hook(self, l: int):

@@ -13,7 +13,6 @@ one the model holds now (task k lives in the model while it trains and after it,
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor
 from torch.func import functional_call
 
