@@ -13,6 +13,16 @@ each, on the same 784-400-400-10 MLP); the size of ``state_dict()`` is read afte
 
     python benchmarks/bench_epoch.py [--repeats 5] [--threads 1] [--data-dir ../shared/data]
                                      [--out benchmarks/results/epoch.json]
+
+``--family isolation`` measures the parameter-isolation methods the same way on permuted MNIST in the
+task-incremental scenario (10 tasks, the same MLP with one output unit per class of every task): each
+method has consolidated task 1 (masks, gates, a frozen column) and trains task 2, interleaved with
+fine-tuning; PackNet's pruning and retraining at a task's end (one epoch by default) is timed apart.
+Progressive networks are measured as a curve: the cost of training column k (k earlier columns, and
+their laterals) for k = 1, 2, 4, 8, each against fine-tuning over the same steps.
+
+    python benchmarks/bench_epoch.py --family isolation [--repeats 3] [--threads 1]
+                                     [--out benchmarks/results/epoch-isolation.json]
 """
 
 from __future__ import annotations
@@ -43,8 +53,11 @@ def main() -> None:
     ap.add_argument("--data-dir", default=os.environ.get("LIFELONG_DATA_DIR", "../shared/data"))
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "epoch.json"))
     ap.add_argument("--methods", default=None, help="only these methods, e.g. er,agem,derpp,lwf (naive always runs)")
+    ap.add_argument("--family", choices=("regularization+replay", "isolation"), default="regularization+replay")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    if args.family == "isolation":
+        return isolation(args)
 
     cfg = RunConfig(benchmark="permuted-mnist", tasks=2, data_dir=args.data_dir).resolved()
     stream = build_stream(cfg).to("cpu")  # laid out on the device as run_stream does
@@ -139,6 +152,106 @@ def main() -> None:
 
 
 CHUNK = 25  # optimizer steps a method takes before the next method's turn
+
+
+def interleaved(strategies: dict, contexts: dict, settings: TrainSettings, steps: int, seed: int) -> dict[str, float]:
+    """Seconds each strategy spends on ``steps`` steps of its context's task, taking turns every CHUNK steps."""
+    runs = {}
+    for name in strategies:
+        order = torch.Generator().manual_seed(seed)
+        runs[name] = (contexts[name], order, order.get_state())
+    spent = dict.fromkeys(strategies, 0.0)
+    for start in range(0, steps, CHUNK):
+        k = start // CHUNK % len(strategies)
+        for name in list(strategies)[k:] + list(strategies)[:k]:
+            ctx, order, epoch_start = runs[name]
+            order.set_state(epoch_start)
+            chunk = TrainSettings(settings.optimizer, settings.lr, settings.momentum, settings.batch_size,
+                                  iterations=min(start + CHUNK, steps))
+            t0 = time.perf_counter()
+            train_task(ctx, strategies[name], chunk, order, start_step=start)
+            spent[name] += time.perf_counter() - t0
+    return spent
+
+
+def isolation(args) -> None:
+    """``--family isolation``: see the module docstring."""
+    from lifelong.strategies import HAT, PackNet, Progressive, Separate, XdG
+
+    cfg = RunConfig(benchmark="permuted-mnist", tasks=10, scenario="task", data_dir=args.data_dir).resolved()
+    stream = build_stream(cfg).to("cpu")
+    settings = TrainSettings(cfg.optimizer, cfg.lr, cfg.momentum, cfg.batch_size, epochs=1)
+    heads = Heads.of(stream)
+    steps = -(-len(stream[1].train) // settings.batch_size)
+    base = seeded_model(cfg, stream)
+
+    def context(model, i):
+        return Context(model, heads, stream=stream, task=stream[i], task_index=i, settings=settings)
+
+    def prepared(make, upto: int):
+        """A fresh strategy and model copy that have been through tasks 0..upto-1 (consolidated, not
+        trained: the cost of a step does not depend on the weights' values), at task ``upto``'s start."""
+        s = make()
+        model = seeded_model(cfg, stream)
+        model.load_state_dict(base.state_dict())
+        for i in range(upto):
+            ctx = context(model, i)
+            s.before_task(ctx)
+            if hasattr(s, "_ready"):
+                s._ready(ctx)
+            s.after_task(ctx)
+        return s, context(model, upto)
+
+    makers = {"naive": Naive, "xdg": XdG, "packnet": lambda: PackNet(retrain_epochs=0), "hat": HAT,
+              "separate": Separate, "progressive": Progressive}
+    epoch = {k: [] for k in makers}
+    after_task = {"packnet (prune + 1 retraining epoch)": [], "naive epoch": []}
+    curve_k = (1, 2, 4, 8)
+    curve_steps = 100
+    curve = {k: [] for k in curve_k}
+    for r in range(args.repeats):
+        made = {k: prepared(m, 1) for k, m in makers.items()}
+        spent = interleaved({k: v[0] for k, v in made.items()}, {k: v[1] for k, v in made.items()}, settings, steps, r)
+        for k in makers:
+            epoch[k].append(spent[k])
+        s, ctx = prepared(lambda: PackNet(retrain_epochs=1), 1)
+        s.before_task(ctx)
+        ctx.optimizer = torch.optim.Adam(ctx.model.parameters(), lr=settings.lr)
+        t0 = time.perf_counter()
+        s.after_task(ctx)
+        after_task["packnet (prune + 1 retraining epoch)"].append(time.perf_counter() - t0)
+        after_task["naive epoch"].append(spent["naive"])
+        for k in curve_k:
+            pairs = {"naive": prepared(Naive, k), "progressive": prepared(Progressive, k)}
+            spent = interleaved({n: v[0] for n, v in pairs.items()}, {n: v[1] for n, v in pairs.items()}, settings,
+                                curve_steps, r)
+            curve[k].append(spent["progressive"] / spent["naive"])
+    ratio = {k: statistics.median(t / n for t, n in zip(epoch[k], epoch["naive"])) for k in makers}
+    result = {
+        "what": "seconds per epoch of task 2 (60,000 samples, batch 128, SGD lr 0.1, the run defaults) of permuted "
+                "MNIST task-IL, medians over rounds; ratios: median over rounds of time / that round's fine-tuning",
+        "setup": {"model": "mlp 784-400-400-100 (10 tasks x 10 units)", "threads": args.threads,
+                  "repeats": args.repeats, "torch": torch.__version__, "platform": platform.platform(),
+                  "cpus": os.cpu_count()},
+        "epoch_seconds": {k: statistics.median(v) for k, v in epoch.items()},
+        "epoch_ratio_vs_naive": ratio,
+        "after_task_seconds": {k: statistics.median(v) for k, v in after_task.items()},
+        "progressive_ratio_vs_naive_by_columns_before": {str(k): statistics.median(v) for k, v in curve.items()},
+        "progressive_curve_steps": curve_steps,
+        "raw": {"epoch": epoch, "after_task": after_task, "curve": {str(k): v for k, v in curve.items()}},
+        "load_average": os.getloadavg(),
+    }
+    out = args.out if args.out != str(Path(__file__).parent / "results" / "epoch.json") else \
+        str(Path(__file__).parent / "results" / "epoch-isolation.json")
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out, result)
+    for k in makers:
+        print(f"epoch {k:>12}: {result['epoch_seconds'][k]:6.2f} s  ({ratio[k]:.3f}x naive)")
+    for k, v in result["after_task_seconds"].items():
+        print(f"after task: {k}: {v:.2f} s")
+    for k, v in result["progressive_ratio_vs_naive_by_columns_before"].items():
+        print(f"progressive, column {int(k) + 1} ({k} before it): {v:.2f}x naive")
+    print(f"-> {out}")
 
 
 def fresh_replay() -> dict:
