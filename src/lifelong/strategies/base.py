@@ -21,8 +21,9 @@ For each task i of a stream the loop (:func:`lifelong.train.train_task`) calls, 
 and evaluation asks ``predict(ctx, x, task_ids)`` for the scores of each test batch.
 
 Every hook receives the same :class:`Context` (model, optimizer, device, task, steps, generator,
-heads); a strategy overrides only the hooks it needs. Its state is ``state_dict()``: a flat
-``dict[str, Tensor]``, saved without pickle. Its hyperparameters are a small frozen dataclass,
+heads, the run's TrainSettings); a strategy overrides only the hooks it needs. ``parameters()`` names
+state tensors the loop's optimizer trains beside the model's (HAT's embeddings, progressive laterals).
+Its state is ``state_dict()``: a flat ``dict[str, Tensor]``, saved without pickle. Its hyperparameters are a small frozen dataclass,
 ``Strategy.Settings`` (see :mod:`lifelong.strategies.settings`). Two or more strategies run together
 through :class:`Compose` (``ewc+l2``): a new method is a new small strategy, not a new flag.
 """
