@@ -70,6 +70,33 @@ class Isolation(Strategy):
     def n_tasks(ctx: Context) -> int:
         return len(ctx.stream)
 
+    # ---- gradient masks (PackNet, HAT): made once per task, applied in one fused call per step --------
+    _masks: tuple[int, list[Tensor], list[Tensor]] | None = None
+
+    def _gradient_masks(self, ctx: Context) -> tuple[list[Tensor], list[Tensor]]:
+        raise NotImplementedError
+
+    def mask_gradients(self, ctx: Context) -> None:
+        """p.grad ⊙= the task's mask for every masked parameter (the masks are cached for the task)."""
+        if self._masks is None or self._masks[0] != ctx.task_index:
+            self._masks = (ctx.task_index, *self._gradient_masks(ctx))
+        mask_grads(self._masks[1], self._masks[2])
+
+
+def per_task(scores_of, x: Tensor, task_ids: Tensor) -> Tensor:
+    """``scores_of(t, x_t)`` for each task t among ``task_ids``, put back in the batch's order (one call
+    when the batch holds one task, as evaluation's batches do)."""
+    tasks = task_ids.unique().tolist()
+    if len(tasks) == 1:
+        return scores_of(tasks[0], x)
+    out = None
+    for t in tasks:
+        rows = task_ids == t
+        scores = scores_of(t, x[rows])
+        out = scores.new_zeros(len(x), scores.shape[1]) if out is None else out
+        out[rows] = scores
+    return out
+
 
 def bytes_of(tensors) -> int:
     return sum(t.nelement() * t.element_size() for t in tensors)

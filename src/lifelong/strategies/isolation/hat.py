@@ -37,7 +37,7 @@ from torch import Tensor
 
 from ..base import Context
 from ..settings import Settings, setting
-from .base import Isolation, bytes_of, capacity, check_keys, count, head_masks, mask_grads
+from .base import Isolation, bytes_of, capacity, check_keys, count, head_masks
 from .layers import UnitGates
 
 EMBEDDING_CLAMP = 6.0  # |e| after each step (the authors' thres_emb)
@@ -75,7 +75,7 @@ class HAT(Isolation):
         self.gates = UnitGates()
         self._s = 1.0
         self._train_gates: list[Tensor] | None = None
-        self._masks: tuple[int, list[Tensor], list[Tensor]] | None = None
+        self._masks = None
         self._flushing = False
 
     def _flush(self, on: bool) -> None:
@@ -141,10 +141,7 @@ class HAT(Isolation):
         return params + hp, masks + hm
 
     def before_step(self, ctx: Context, batch) -> None:
-        if self._masks is None or self._masks[0] != ctx.task_index:
-            self._masks = (ctx.task_index, *self._gradient_masks(ctx))
-        _, params, masks = self._masks
-        mask_grads(params, masks)
+        self.mask_gradients(ctx)
         t, s, s_max = ctx.task_index, self._s, self.settings.s_max
         with torch.no_grad():
             for e in self.embedding:  # gradient compensation (Sec. 2.5), the current task's row only

@@ -31,7 +31,7 @@ from torch.func import functional_call
 from ...scenarios import batches
 from ..base import Context
 from ..settings import Settings, setting
-from .base import Isolation, bytes_of, capacity, check_keys, count, head_masks, mask_grads
+from .base import Isolation, bytes_of, capacity, check_keys, count, head_masks, mask_grads, per_task
 
 FREE = 255
 
@@ -71,7 +71,7 @@ class PackNet(Isolation):
         super().__init__(*args, **kwargs)
         self.owner: dict[str, Tensor] = {}
         self.tasks_done = 0
-        self._masks: tuple[int, list[Tensor], list[Tensor]] | None = None  # (task, params, gradient masks)
+        self._masks = None  # (task, params, gradient masks)
 
     # ---- training --------------------------------------------------------------------------------------
     def _weights(self, ctx: Context) -> dict[str, Tensor]:
@@ -101,10 +101,7 @@ class PackNet(Isolation):
         return params + hp, masks + hm
 
     def before_step(self, ctx: Context, batch) -> None:
-        if self._masks is None or self._masks[0] != ctx.task_index:
-            self._masks = (ctx.task_index, *self._gradient_masks(ctx))
-        _, params, masks = self._masks
-        mask_grads(params, masks)
+        self.mask_gradients(ctx)
 
     def after_task(self, ctx: Context) -> None:
         t, T = ctx.task_index, self.n_tasks(ctx)
@@ -143,16 +140,7 @@ class PackNet(Isolation):
 
     # ---- test time ---------------------------------------------------------------------------------------
     def predict(self, ctx: Context, x: Tensor, task_ids: Tensor) -> Tensor:
-        tasks = task_ids.unique().tolist()
-        out = None
-        for t in tasks:
-            rows = task_ids == t if len(tasks) > 1 else slice(None)
-            scores = self._predict_task(ctx, t, x[rows])
-            if len(tasks) == 1:
-                return scores
-            out = scores.new_zeros(len(x), scores.shape[1]) if out is None else out
-            out[rows] = scores
-        return out
+        return per_task(lambda t, xt: self._predict_task(ctx, t, xt), x, task_ids)
 
     def _predict_task(self, ctx: Context, t: int, x: Tensor) -> Tensor:
         if t >= self.tasks_done:  # training now, or not trained yet: every weight there is

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..base import Context
-from .base import Isolation, bytes_of, capacity, check_keys, count
+from .base import Isolation, bytes_of, capacity, check_keys, count, per_task
 from .layers import Layers
 
 
@@ -108,16 +108,7 @@ class Progressive(Isolation):
         return self._column_output(ctx, ctx.task_index, x)
 
     def predict(self, ctx: Context, x: Tensor, task_ids: Tensor) -> Tensor:
-        tasks = task_ids.unique().tolist()
-        if len(tasks) == 1:
-            return self._column_output(ctx, tasks[0], x)
-        out = None
-        for t in tasks:
-            rows = task_ids == t
-            scores = self._column_output(ctx, t, x[rows])
-            out = scores.new_zeros(len(x), scores.shape[1]) if out is None else out
-            out[rows] = scores
-        return out
+        return per_task(lambda t, xt: self._column_output(ctx, t, xt), x, task_ids)
 
     def state_dict(self) -> dict[str, Tensor]:
         out = {f"init.{k}": v for k, v in self.init.items()}

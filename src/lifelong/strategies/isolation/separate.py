@@ -17,7 +17,7 @@ from torch import Tensor
 from torch.func import functional_call
 
 from ..base import Context
-from .base import Isolation, bytes_of, capacity, check_keys, count
+from .base import Isolation, bytes_of, capacity, check_keys, count, per_task
 
 
 class Separate(Isolation):
@@ -41,16 +41,7 @@ class Separate(Isolation):
             ctx.model.load_state_dict(self.init)
 
     def predict(self, ctx: Context, x: Tensor, task_ids: Tensor) -> Tensor:
-        tasks = task_ids.unique().tolist()
-        if len(tasks) == 1:
-            return self._net(ctx, tasks[0], x)
-        out = None
-        for t in tasks:
-            rows = task_ids == t
-            scores = self._net(ctx, t, x[rows])
-            out = scores.new_zeros(len(x), scores.shape[1]) if out is None else out
-            out[rows] = scores
-        return out
+        return per_task(lambda t, xt: self._net(ctx, t, xt), x, task_ids)
 
     def _net(self, ctx: Context, t: int, x: Tensor) -> Tensor:
         if t < len(self.nets):
