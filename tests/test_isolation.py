@@ -390,7 +390,7 @@ def test_isolation_outside_task_il_is_a_one_line_usage_error(strategy, scenario,
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1, err
     assert "needs the task identity at test time" in err and "--scenario task" in err
-    assert not (tmp_path / "r" / "results.json").exists()
+    assert not (tmp_path / "r").exists()  # refused before the run folder was made
 
 
 def test_isolation_errors_name_the_fix():
@@ -413,3 +413,12 @@ def test_isolation_errors_name_the_fix():
     with pytest.raises(UsageError, match="--prune must be in"):
         PackNet(prune=1.5)
     assert math.isfinite(HAT().settings.s_max)
+
+
+def test_the_sweep_specs_the_readme_runs_expand():
+    from lifelong.experiments.grid import expand, load_spec
+
+    docs = Path(__file__).parents[1] / "docs" / "sweeps"
+    sizes = {p.stem: len(expand(load_spec(p))) for p in docs.glob("*.json")}
+    assert sizes == {"isolation-split-mnist-task": 50, "isolation-permuted-mnist-task": 50,
+                     "vandeven2019-xdg-split-mnist": 10}

@@ -33,7 +33,7 @@ from ..strategies import registry
 from ..train import resolve_device, run_stream
 from ..train.checkpoint import CHECKPOINT_FILE, CheckpointError, load_checkpoint, save_checkpoint
 from ..train.device import check_fits
-from ..train.stream import restore
+from ..train.stream import check_run, restore
 from . import folder
 from .build import build_strategy, build_stream, parameter_count, seeded_model
 from .config import CONFIG_VERSION, NOT_IN_ID, RunConfig
@@ -79,6 +79,7 @@ def run(cfg: RunConfig, *, overwrite: bool = False, write: bool = True) -> dict:
     device = resolve_device(cfg.device)
     stream = build_stream(cfg)
     check_fits(parameter_count(cfg, stream.input_shape, stream.n_outputs), device)
+    check_run(seeded_model(cfg, stream), stream, build_strategy(cfg), cfg.train_settings())  # before any file
     if not write:
         return _train(cfg, stream, device, None, None)
     out = _folder(cfg)

@@ -133,6 +133,15 @@ def run_stream(
     return _results(ctx, strategy, settings, device, P, time.perf_counter() - started, summarize)
 
 
+def check_run(model: nn.Module, stream: TaskStream, strategy: Strategy, settings: TrainSettings = TrainSettings()) -> None:
+    """What :func:`run_stream` checks before it trains, on the CPU and without side effects: the model
+    takes the stream's inputs and has its output units, and the strategy accepts the stream and the
+    model (``check_stream``). A UsageError otherwise; callers run it before they write anything."""
+    ctx = Context(model, Heads.of(stream), stream=stream, settings=settings)
+    _check_fits_stream(ctx)
+    strategy.check_stream(ctx)
+
+
 @torch.no_grad()
 def _check_fits_stream(ctx: Context) -> None:
     """The model takes the stream's inputs and returns one score per output unit: one forward pass of
