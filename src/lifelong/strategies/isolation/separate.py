@@ -5,7 +5,8 @@ Intelligence 4, "Separate Networks").
 Task t trains a network of the model's architecture that starts from the model's initial weights θ₀ (the
 weights it had when the stream began), so it is exactly what training task t alone from θ₀ gives; at
 test time task t is answered by its own network. Nothing is shared, so nothing is forgotten, and the
-parameter count is T times the model's (``capacity.total_parameters``).
+parameter count is T times the model's (``capacity.total_parameters``); van de Ven et al. shrink each
+network to keep the total comparable (100 hidden units for split MNIST: ``--hidden 100,100``).
 
 State: ``init.<name>`` (θ₀, parameters and buffers) and ``net.<t>.<name>`` for each finished task but the
 one the model holds now (task k lives in the model while it trains and after it, until task k+1 starts).
@@ -26,6 +27,7 @@ class Separate(Isolation):
     name = "separate"
     needs_task_because = "each task has its own network"
     uses_layers = False
+    composable = False
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
