@@ -98,23 +98,12 @@ def main() -> None:
         # Every method trains its own copy through one epoch in chunks of CHUNK steps, the methods taking
         # turns chunk by chunk (the library's loop, resumed at each chunk's first step): this machine's
         # speed drifts within seconds, and interleaving this finely makes every method see the same drift.
-        runs = {}
+        contexts = {}
         for name in strategies:
             model = seeded_model(cfg, stream)
             model.load_state_dict(base.state_dict())
-            order = torch.Generator().manual_seed(r)
-            runs[name] = (context(model, 1), order, order.get_state())
-        spent = dict.fromkeys(strategies, 0.0)
-        for start in range(0, steps, CHUNK):
-            names = list(strategies)[start // CHUNK % len(strategies):] + list(strategies)[: start // CHUNK % len(strategies)]
-            for name in names:
-                ctx, order, epoch_start = runs[name]
-                order.set_state(epoch_start)  # the epoch's order is drawn again, its first batches skipped
-                chunk = TrainSettings(settings.optimizer, settings.lr, settings.momentum, settings.batch_size,
-                                      iterations=min(start + CHUNK, steps))
-                t0 = time.perf_counter()
-                train_task(ctx, strategies[name], chunk, order, start_step=start)
-                spent[name] += time.perf_counter() - t0
+            contexts[name] = context(model, 1)
+        spent = interleaved(strategies, contexts, settings, steps, r)
         for name in strategies:
             epoch[name].append(spent[name])
         for kind in FISHER_KINDS:
@@ -167,7 +156,7 @@ def interleaved(strategies: dict, contexts: dict, settings: TrainSettings, steps
         k = start // CHUNK % len(strategies)
         for name in list(strategies)[k:] + list(strategies)[:k]:
             ctx, order, epoch_start = runs[name]
-            order.set_state(epoch_start)
+            order.set_state(epoch_start)  # the epoch's order is drawn again, its first batches skipped
             chunk = TrainSettings(settings.optimizer, settings.lr, settings.momentum, settings.batch_size,
                                   iterations=min(start + CHUNK, steps))
             t0 = time.perf_counter()

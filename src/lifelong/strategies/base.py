@@ -30,6 +30,7 @@ through :class:`Compose` (``ewc+l2``): a new method is a new small strategy, not
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Sequence
 
@@ -76,8 +77,6 @@ class Context:
 
     def steps_per_epoch(self) -> int:
         """Mini-batches in one epoch of the current task's training data (HAT anneals per epoch)."""
-        import math
-
         bs = getattr(self.settings, "batch_size", None) or 128
         return max(1, math.ceil(len(self.task.train) / bs))
 

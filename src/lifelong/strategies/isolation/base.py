@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 from ...errors import UsageError
@@ -114,6 +115,33 @@ def capacity(unit: str, used: list[float], own: list[float], free: float | None,
             "extra_parameter_bytes": int(extra_parameter_bytes), "total_parameters": int(total_parameters)}
 
 
+def unit_shares(masks: list[Tensor]) -> tuple[list[float], list[float], float]:
+    """``(used, own, union)`` of per-layer bool unit masks, each (T, U_l): per task the share of all
+    hidden units it has on, the share it turns on first (not on for any earlier task), and the share
+    on for any task."""
+    total = sum(m.shape[1] for m in masks)
+    seen = [torch.zeros_like(m[0]) for m in masks]
+    used, own = [], []
+    for t in range(masks[0].shape[0]):
+        used.append(sum(int(m[t].sum()) for m in masks) / total)
+        own.append(sum(int((m[t] & ~s).sum()) for m, s in zip(masks, seen)) / total)
+        seen = [s | m[t] for m, s in zip(masks, seen)]
+    return used, own, sum(int(s.sum()) for s in seen) / total
+
+
+def numbered(state: dict[str, Tensor], prefix: str, who: str) -> list[dict[str, Tensor]]:
+    """``state``'s entries ``<prefix><k>.<name>`` as a list over k = 0, 1, ... of ``{name: tensor}``
+    (a frozen network or column per task); a gap in k is a ValueError."""
+    found: dict[int, dict[str, Tensor]] = {}
+    for key, v in state.items():
+        if key.startswith(prefix):
+            k, name = key[len(prefix):].split(".", 1)
+            found.setdefault(int(k), {})[name] = v
+    if sorted(found) != list(range(len(found))):
+        raise ValueError(f"{who}: the stored {prefix.rstrip('.')}s are not 0..{len(found) - 1}")
+    return [found[k] for k in range(len(found))]
+
+
 def check_keys(name: str, state: dict[str, Tensor], allowed: tuple[str, ...]) -> None:
     bad = sorted(k for k in state if not k.startswith(allowed))
     if bad:
@@ -124,8 +152,6 @@ def head_masks(ctx: Context, layers: Layers) -> tuple[list[Tensor], list[Tensor]
     """(params, gradient masks) of the output layer: the rows (and biases) of the units of tasks
     before ``ctx.task_index`` get zero gradient, so a later task cannot move an earlier task's head
     even where their units overlap."""
-    import torch
-
     head = layers.layer(layers.hidden)
     old = torch.zeros(head.out_features, dtype=torch.bool, device=head.weight.device)
     earlier = ctx.heads.units_of(range(ctx.task_index))
@@ -141,8 +167,6 @@ def head_masks(ctx: Context, layers: Layers) -> tuple[list[Tensor], list[Tensor]
 
 def mask_grads(params: list[Tensor], masks: list[Tensor]) -> None:
     """p.grad ⊙= mask for every parameter with a gradient, in one fused call (no loop per step)."""
-    import torch
-
     pairs = [(p.grad, m) for p, m in zip(params, masks) if p.grad is not None]
     if pairs:
         torch._foreach_mul_([g for g, _ in pairs], [m for _, m in pairs])

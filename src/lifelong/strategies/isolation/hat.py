@@ -37,8 +37,8 @@ from torch import Tensor
 
 from ..base import Context
 from ..settings import Settings, setting
-from .base import Isolation, bytes_of, capacity, check_keys, count, head_masks
-from .layers import UnitGates
+from .base import Isolation, bytes_of, capacity, check_keys, count, head_masks, unit_shares
+from .layers import UnitGates, hidden_units
 
 EMBEDDING_CLAMP = 6.0  # |e| after each step (the authors' thres_emb)
 COSH_CLAMP = 50.0  # |s e| inside cosh, against overflow (the authors' thres_cosh)
@@ -106,7 +106,6 @@ class HAT(Isolation):
         t = ctx.task_index
         self._s = slope(self.settings.s_max, ctx.task_step % ctx.steps_per_epoch(), ctx.steps_per_epoch())
         self._train_gates = [torch.sigmoid(self._s * e[t]) for e in self.embedding]  # a_t^l, (U_l,)
-        self.gates.default = [(e[t].detach() > 0).to(x.dtype) for e in self.embedding]
         with self.gates.using(self._train_gates):
             return ctx.model(x)
 
@@ -191,21 +190,13 @@ class HAT(Isolation):
         self._masks = None
 
     def check_state(self, model) -> None:
-        units = [m.out_features if isinstance(m, torch.nn.Linear) else m.out_channels
-                 for m in model.children() if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d))][:-1]
+        units = hidden_units(model)
         if self.embedding and [e.shape[1] for e in self.embedding] != units:
             raise ValueError(f"hat: embeddings for units {[e.shape[1] for e in self.embedding]}, the model's hidden "
                              f"layers have {units}")
 
     def capacity_report(self, ctx: Context) -> dict:
-        T, total = self.n_tasks(ctx), sum(c.numel() for c in self.cumulative)
-        binary = [e.detach() > 0 for e in self.embedding]
-        seen = [torch.zeros_like(c) for c in self.cumulative]
-        used, own = [], []
-        for t in range(T):
-            used.append(sum(int(b[t].sum()) for b in binary) / total)
-            own.append(sum(int((b[t] & ~s).sum()) for b, s in zip(binary, seen)) / total)
-            seen = [s | b[t] for s, b in zip(seen, binary)]
-        free = 1 - sum(int(c.sum()) for c in self.cumulative) / total
+        used, own, _ = unit_shares([e.detach() > 0 for e in self.embedding])  # the binary test-time gates
+        free = 1 - sum(int(c.sum()) for c in self.cumulative) / sum(c.numel() for c in self.cumulative)
         return capacity("units", used, own, free, bytes_of(self.cumulative), bytes_of(self.embedding),
                         count(ctx.model.parameters()) + count(self.embedding))

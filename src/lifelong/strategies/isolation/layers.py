@@ -87,8 +87,7 @@ def analyze(model: nn.Module, x: Tensor, who: str) -> Layers:
             raise UsageError(f"{who}: hidden layer {i} ({type(modules[i]).__name__}) must be followed directly by "
                              "its activation (the gate multiplies the activation's output)")
         activation.append(i + 1)
-    units = [modules[i].out_features if isinstance(modules[i], nn.Linear) else modules[i].out_channels
-             for i in parametric[:-1]]
+    units = hidden_units(model)
     # The shapes after each activation, from one traced sample (eval mode: Dropout is the identity).
     shapes: dict[int, tuple[int, ...]] = {}
     with torch.no_grad(), _eval(model):
@@ -193,5 +192,8 @@ class UnitGates:
             self.current = before
 
 
-def tensor_bytes(tensors) -> int:
-    return sum(t.nelement() * t.element_size() for t in tensors)
+def hidden_units(model: nn.Module) -> list[int]:
+    """The unit count of each hidden Linear/Conv2d of ``model`` (its direct children; the last
+    parametric layer is the output layer): what a gate or an embedding per layer must match."""
+    layers = [m for m in model.children() if isinstance(m, PARAMETRIC)]
+    return [m.out_features if isinstance(m, nn.Linear) else m.out_channels for m in layers[:-1]]

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..base import Context
-from .base import Isolation, bytes_of, capacity, check_keys, count, per_task
+from .base import Isolation, bytes_of, capacity, check_keys, count, numbered, per_task
 from .layers import Layers
 
 
@@ -120,20 +120,14 @@ class Progressive(Isolation):
     def load_state_dict(self, state: dict[str, Tensor]) -> None:
         check_keys(self.name, state, ("init.", "column.", "lateral."))
         self.init = {k[5:]: v for k, v in state.items() if k.startswith("init.")}
-        cols: dict[int, dict[str, Tensor]] = {}
+        self.columns = numbered(state, "column.", self.name)
         self.laterals = {}
         for key, v in state.items():
-            if key.startswith("column."):
-                j, name = key[7:].split(".", 1)
-                cols.setdefault(int(j), {})[name] = v
-            elif key.startswith("lateral."):
+            if key.startswith("lateral."):
                 k, j, l = (int(p) for p in key[8:].split("."))
                 if not 0 <= j < k or l < 1:
                     raise ValueError(f"progressive: lateral {key!r} must come from an earlier column into a layer >= 1")
                 self.laterals[(k, j, l)] = v.detach().clone().requires_grad_(True)
-        if sorted(cols) != list(range(len(cols))):
-            raise ValueError(f"progressive: the stored columns are not 0..{len(cols) - 1}")
-        self.columns = [cols[j] for j in range(len(cols))]
         if any(k > len(self.columns) for k, _, _ in self.laterals):
             raise ValueError("progressive: a lateral leads into a column that does not exist")
 

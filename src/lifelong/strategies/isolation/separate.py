@@ -18,7 +18,7 @@ from torch import Tensor
 from torch.func import functional_call
 
 from ..base import Context
-from .base import Isolation, bytes_of, capacity, check_keys, count, per_task
+from .base import Isolation, bytes_of, capacity, check_keys, count, numbered, per_task
 
 
 class Separate(Isolation):
@@ -61,14 +61,7 @@ class Separate(Isolation):
     def load_state_dict(self, state: dict[str, Tensor]) -> None:
         check_keys(self.name, state, ("init.", "net."))
         self.init = {k[5:]: v for k, v in state.items() if k.startswith("init.")}
-        nets: dict[int, dict[str, Tensor]] = {}
-        for k, v in state.items():
-            if k.startswith("net."):
-                t, name = k[4:].split(".", 1)
-                nets.setdefault(int(t), {})[name] = v
-        if sorted(nets) != list(range(len(nets))):
-            raise ValueError(f"separate: the stored networks are not tasks 0..{len(nets) - 1}")
-        self.nets = [nets[t] for t in range(len(nets))]
+        self.nets = numbered(state, "net.", self.name)
 
     def check_state(self, model) -> None:
         want = {k: (tuple(v.shape), v.dtype) for k, v in model.state_dict().items()}

@@ -23,8 +23,8 @@ from torch import Tensor
 
 from ..base import Context
 from ..settings import Settings, setting
-from .base import Isolation, bytes_of, capacity, check_keys, count
-from .layers import UnitGates
+from .base import Isolation, bytes_of, capacity, check_keys, count, unit_shares
+from .layers import UnitGates, hidden_units
 
 
 @dataclass(frozen=True)
@@ -87,20 +87,10 @@ class XdG(Isolation):
         self._table = None
 
     def check_state(self, model) -> None:
-        units = [m.out_features if hasattr(m, "out_features") else m.out_channels
-                 for m in model.children() if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d))][:-1]
+        units = hidden_units(model)
         if self.gate and [g.shape[1] for g in self.gate] != units:
             raise ValueError(f"xdg: gates for units {[g.shape[1] for g in self.gate]}, the model's hidden layers have {units}")
 
     def capacity_report(self, ctx: Context) -> dict:
-        on = torch.stack([g.sum(1) for g in self.gate]).sum(0).double()  # (T,) units on per task
-        total = sum(g.shape[1] for g in self.gate)
-        seen = [torch.zeros_like(g[0]) for g in self.gate]
-        own = []
-        for t in range(self.gate[0].shape[0]):
-            new = sum(int((g[t] & ~s).sum()) for g, s in zip(self.gate, seen))
-            seen = [s | g[t] for g, s in zip(self.gate, seen)]
-            own.append(new / total)
-        free = 1 - sum(int(s.sum()) for s in seen) / total
-        return capacity("units", (on / total).tolist(), own, free, bytes_of(self.gate), 0,
-                        count(ctx.model.parameters()))
+        used, own, union = unit_shares(self.gate)
+        return capacity("units", used, own, 1 - union, bytes_of(self.gate), 0, count(ctx.model.parameters()))
