@@ -7,6 +7,9 @@ Add EWC to your own training loop::
     loss = F.cross_entropy(model(x), y) + ewc.penalty(model)   # while learning each task
     ewc.consolidate(model, loader)                              # after each task
 
+Any strategy in your own loop, on your own tensors: :class:`Learner` (see lifelong.train.learner) over
+``TaskStream.from_tensors(...)``.
+
 Or run a whole experiment: ``lifelong run --benchmark permuted-mnist --strategy ewc``.
 """
 
@@ -32,12 +35,17 @@ from .importance import (
 from .models import Heads, mlp, small_cnn
 from .penalties import quadratic_penalty
 from .scenarios import Task, TaskStream, permuted, rotated, split
-from .strategies import EWC, L2, MAS, SI, Compose, Context, Joint, Naive, OnlineEWC, RWalk, Strategy, build_strategy
-from .train import TrainSettings, run_stream
+from .strategies import (
+    AGEM, DER, ER, ERACE, EWC, GEM, HAT, L2, MAS, SI, Compose, Context, DERpp, GDumb, ICaRL, Joint, LwF, Naive,
+    OnlineEWC, PackNet, Progressive, RWalk, Separate, Strategy, XdG, build_strategy,
+)
+from .train import Learner, TrainSettings, run_stream
 
 __all__ = [
     "__version__",
     "EWC", "OnlineEWC", "SI", "MAS", "RWalk", "L2", "Naive", "Joint", "Compose", "Strategy", "Context",
+    "ER", "ERACE", "GEM", "AGEM", "DER", "DERpp", "LwF", "ICaRL", "GDumb",
+    "Separate", "XdG", "PackNet", "HAT", "Progressive", "Learner",
     "build_strategy",
     "fisher_diag", "fisher_diag_empirical", "fisher_diag_predicted", "fisher_diag_exact", "fisher_diag_mc",
     "quadratic_penalty",

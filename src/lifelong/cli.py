@@ -159,6 +159,15 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--pad", type=int, default=GIVEN, help=f"zero-pad images by this many pixels per side (default: {d.pad})")
     g.add_argument("--mean", type=float, default=GIVEN, help=f"normalize inputs as (x - mean) / std, x in [0, 1] (default: {d.mean})")
     g.add_argument("--std", type=float, default=GIVEN, help=f"(default: {d.std})")
+    g.add_argument("--data", dest="data_file", default=GIVEN, metavar="TASKS.npz",
+                   help="your own tasks: an .npz or .safetensors file with train_x_<t>, train_y_<t>, test_x_<t>, "
+                        "test_y_<t> per task (README: 'Your own data'); the benchmark is then custom")
+    g.add_argument("--stream", default=GIVEN, metavar="MODULE:FUNCTION",
+                   help="your own tasks: a Python function returning a lifelong TaskStream (it may take seed, scenario, "
+                        "val_fraction)")
+    g.add_argument("--units", choices=["auto", "shared", "per-task"], default=GIVEN,
+                   help="--data: output units shared by label, or a block per task (auto: per-task when tasks reuse "
+                        "labels in the task or class scenario) (default: auto)")
     g.add_argument("--data-dir", default=GIVEN, help="folder with the IDX files (else $LIFELONG_DATA_DIR, then the cache, then download)")
     g.add_argument("--no-download", dest="download", action="store_false", default=GIVEN,
                    help="never download: fail if the files are not found locally")
@@ -196,6 +205,10 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     o.add_argument("--overwrite", action="store_true", default=False, help="reuse an --out folder that holds a different run")
     o.add_argument("--progress", dest="progress", action="store_true", default=GIVEN, help="show a progress bar (default: when stderr is a terminal)")
     o.add_argument("--no-progress", dest="progress", action="store_false", default=GIVEN, help="hide the progress bar")
+    o.add_argument("--log", choices=["jsonl", "tensorboard", "none"], default=GIVEN,
+                   help="jsonl: events.jsonl in the run folder (per-step loss and penalty, per-task timings and "
+                        "accuracy); tensorboard: that and TensorBoard scalars in RUN/tensorboard (needs "
+                        "lifelong[tensorboard]); none (default: jsonl)")
     o.add_argument("--checkpoint-every", type=int, default=GIVEN,
                    help="optimizer steps between checkpoints; one is also saved after every task; 0: only after tasks "
                         f"(default: {d.checkpoint_every})")

@@ -7,6 +7,7 @@ import dataclasses
 import torch
 from torch import nn
 
+from ..errors import UsageError
 from ..models import build_model as _build_model
 from ..scenarios import TaskStream, derived_generator, permuted, rotated, split, subsample_train
 from ..strategies import Strategy, registry
@@ -16,6 +17,8 @@ from .config import RunConfig
 def build_stream(cfg: RunConfig) -> TaskStream:
     """The task stream a (resolved) config describes; loads the data set (see lifelong.data). Its
     ``info["data"]`` is the data's fingerprint (the md5s of the files' content)."""
+    if cfg.kind == "custom":
+        return custom_stream(cfg)
     from ..data import load_dataset
 
     data = load_dataset(cfg.dataset, cfg.data_dir, download=cfg.download)
@@ -31,6 +34,38 @@ def build_stream(cfg: RunConfig) -> TaskStream:
     if cfg.train_samples is not None:
         stream = subsample_train(stream, cfg.train_samples, cfg.seed)
     return dataclasses.replace(stream, info={**stream.info, "data": data.fingerprint()})
+
+
+def custom_stream(cfg: RunConfig) -> TaskStream:
+    """Your own tasks: ``cfg.data`` (a file in the layout of :mod:`lifelong.scenarios.custom`) or
+    ``cfg.stream`` (``package.module:function``); ``--tasks N`` keeps the first N."""
+    from ..scenarios import custom
+
+    opts = dict(scenario=cfg.scenario, val_fraction=cfg.val_fraction, seed=cfg.seed, mean=cfg.mean, std=cfg.std,
+                seen_classes_only=cfg.class_units == "seen")
+    if cfg.data_file is not None:
+        stream = custom.load_tasks_file(cfg.data_file, units=cfg.units, **opts)
+        fingerprint = custom.file_fingerprint(cfg.data_file)
+    else:
+        stream = custom.stream_from_entry_point(cfg.stream, seed=cfg.seed, scenario=cfg.scenario,
+                                                val_fraction=cfg.val_fraction)
+        if stream.scenario != cfg.scenario:
+            raise UsageError(f"--stream {cfg.stream} returned a {stream.scenario}-incremental stream: pass "
+                             f"--scenario {stream.scenario} (or let the function take a scenario argument)")
+        if cfg.val_fraction and stream.tasks[0].val is None:
+            raise UsageError(f"--stream {cfg.stream} returned no validation split: let the function take val_fraction, "
+                             "or drop --val-fraction")
+        fingerprint = {"stream": cfg.stream, "sha256": custom.stream_fingerprint(stream)}
+    if cfg.tasks is not None:
+        if cfg.tasks > len(stream):
+            raise UsageError(f"--tasks {cfg.tasks}: the data holds {len(stream)} tasks")
+        stream = dataclasses.replace(stream, tasks=stream.tasks[: cfg.tasks])
+    if cfg.model in ("cnn", "resnet18") and len(stream.input_shape) != 3:
+        raise UsageError(f"--model {cfg.model} takes images (C, H, W); the data's inputs are {stream.input_shape}: "
+                         "use --model mlp")
+    if cfg.train_samples is not None:
+        stream = subsample_train(stream, cfg.train_samples, cfg.seed)
+    return dataclasses.replace(stream, name="custom", info={**stream.info, "data": fingerprint})
 
 
 def shuffled_groups(groups, seed: int) -> tuple[tuple[int, ...], ...]:

@@ -47,7 +47,9 @@ BENCHMARKS = {
     "split-fashion": ("fashion-mnist", "split"),
     "split-cifar10": ("cifar10", "split"),  # 5 tasks of 2 classes
     "split-cifar100": ("cifar100", "split"),  # 10 tasks of 10 classes
+    "custom": ("custom", "custom"),  # your own tasks: --data tasks.npz or --stream package.module:function
 }
+CUSTOM_UNITS = ("auto", "shared", "per-task")
 N_CLASSES = {"mnist": 10, "fashion-mnist": 10, "cifar10": 10, "cifar100": 100}
 
 
@@ -65,8 +67,10 @@ F32_MAX = float(np.finfo(np.float32).max)
 # Fields that do not change the numbers a run produces (up to floating-point rounding across devices
 # and thread counts): left out of the run id.
 # fields added after runs were made: left out of the run id while unset, so that older runs keep their ids
-ADDED_IN_ID = {"train_samples": None, "shuffle_classes": False, "augment": "none", "optimizer_state": "reset"}
-NOT_IN_ID = ("data_dir", "download", "threads", "device", "out", "progress", "checkpoint_every")
+ADDED_IN_ID = {"train_samples": None, "shuffle_classes": False, "augment": "none", "optimizer_state": "reset",
+               "stream": None, "units": "auto"}
+# "data_file" (a file's path) is replaced in the id by the file's sha256: the same tasks wherever the file lies.
+NOT_IN_ID = ("log", "data_file", "data_dir", "download", "threads", "device", "out", "progress", "checkpoint_every")
 # Settings of version-1 (flat) configs, by the strategies that read them.
 LEGACY_SETTINGS = ("lam", "gamma", "fisher", "mc_samples", "xi", "alpha")
 
@@ -104,6 +108,10 @@ class RunConfig:
     download: bool = True
     out: str | None = None
     progress: bool = False
+    data_file: str | None = None  # --data: your own tasks: an .npz / .safetensors file (benchmark "custom")
+    stream: str | None = None  # your own tasks: package.module:function returning a TaskStream
+    log: str = "jsonl"  # events.jsonl in the run folder; "tensorboard": and TensorBoard scalars; "none"
+    units: str = "auto"  # custom data: output units "shared" by label, "per-task", or auto (lifelong.scenarios.custom)
     checkpoint_every: int = 500  # optimizer steps between checkpoints (0: only at the end of each task)
 
     def __post_init__(self) -> None:
@@ -135,13 +143,21 @@ class RunConfig:
         """Fill benchmark-dependent defaults and the strategy's default settings, then validate.
         Idempotent."""
         _check_choice("benchmark", self.benchmark, BENCHMARKS)
-        kind = BENCHMARKS[self.benchmark][1]
         c = self
+        if c.data_file is not None or c.stream is not None:
+            _check(c.benchmark in ("custom", RunConfig.benchmark),
+                   f"--data / --stream give your own tasks: drop --benchmark {c.benchmark}")
+            _check(c.data_file is None or c.stream is None, "give --data FILE or --stream MODULE:FUNCTION, not both")
+            data = c.data_file if c.data_file is None else _absolute(c.data_file)
+            c = dataclasses.replace(c, benchmark="custom", data_file=data)
+        elif c.benchmark == "custom":
+            raise UsageError("the custom benchmark reads your tasks: give --data tasks.npz or --stream package.module:function")
+        kind = BENCHMARKS[c.benchmark][1]
         name = registry.check_name(c.strategy)
         if name != c.strategy or c.settings is None:
             c = dataclasses.replace(c, strategy=name, settings=c.settings or registry.default_settings(name))
         if c.scenario is None:
-            c = dataclasses.replace(c, scenario="task" if kind == "split" else "domain")
+            c = dataclasses.replace(c, scenario="task" if kind in ("split", "custom") else "domain")
         if kind == "rotated" and c.angles is None:
             n = c.tasks or DEFAULT_TASKS["rotated"]
             _check(isinstance(n, int) and 1 <= n <= MAX_TASKS, f"--tasks must be in 1..{MAX_TASKS}, got {n}")
@@ -155,7 +171,7 @@ class RunConfig:
                     "use --split-groups to choose other class groups"
                 )
             c = dataclasses.replace(c, split_groups=groups[:n])
-        if c.tasks is None:
+        if c.tasks is None and kind != "custom":  # custom: the file's or the function's tasks
             n = {"rotated": len(c.angles or ()), "split": len(c.split_groups or ())}.get(kind, DEFAULT_TASKS[kind])
             c = dataclasses.replace(c, tasks=n)
         c.validate()
@@ -169,7 +185,16 @@ class RunConfig:
         _check_settings(self.strategy, self.settings)
         _check_choice("optimizer", self.optimizer, OPTIMIZERS)
         _check_choice("model", self.model, MODELS)
-        _check(self.tasks is not None and 1 <= self.tasks <= MAX_TASKS, f"--tasks must be in 1..{MAX_TASKS}, got {self.tasks}")
+        _check((self.kind == "custom" and self.tasks is None) or (self.tasks is not None and 1 <= self.tasks <= MAX_TASKS),
+               f"--tasks must be in 1..{MAX_TASKS}, got {self.tasks}")
+        _check_choice("units", self.units, CUSTOM_UNITS)
+        _check_choice("log", self.log, ("jsonl", "tensorboard", "none"))
+        _check(self.kind == "custom" or self.units == "auto", f"--units applies to --data / --stream, not {self.benchmark}")
+        if self.kind == "custom":
+            _check(self.pad == 0, "--pad applies to the built-in benchmarks; pad your own images before saving them")
+            if self.data_file is not None:
+                _check(self.data_file.lower().endswith((".npz", ".safetensors")),
+                       f"--data {self.data_file}: give an .npz or .safetensors file")
         # an option stored in the config and the run id must matter to the run
         _check(self.kind == "rotated" or self.angles is None, f"--angles applies to rotated benchmarks, not {self.benchmark}")
         _check(self.kind == "split" or self.split_groups is None,
@@ -310,8 +335,35 @@ class RunConfig:
         """``<benchmark>-<strategy>-<12 hex>``: a hash of every field that changes the results."""
         d = {k: v for k, v in self.resolved().to_dict().items()
              if k not in NOT_IN_ID and not (k in ADDED_IN_ID and v == ADDED_IN_ID[k])}
+        if d.get("benchmark") == "custom" and self.data_file is not None:
+            d["data_sha256"] = _file_sha256(self.resolved().data_file)
         digest = hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
         return f"{self.benchmark}-{self.strategy}-{digest}"
+
+
+def _absolute(path: str) -> str:
+    from pathlib import Path
+
+    return str(Path(path).expanduser().resolve())
+
+
+_SHA_CACHE: dict[tuple, str] = {}
+
+
+def _file_sha256(path: str) -> str:
+    """The sha256 of a --data file (cached by path, size and modification time)."""
+    import os
+
+    from ..scenarios.custom import file_fingerprint
+
+    try:
+        st = os.stat(path)
+    except OSError:
+        raise UsageError(f"--data {path}: no such file (give an .npz or .safetensors file of tasks)") from None
+    key = (path, st.st_size, st.st_mtime_ns)
+    if key not in _SHA_CACHE:
+        _SHA_CACHE[key] = file_fingerprint(path)["sha256"]
+    return _SHA_CACHE[key]
 
 
 def _from_legacy(d: dict[str, Any]) -> dict[str, Any]:

@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import contextlib
+import shutil
 import json
 import os
 from pathlib import Path
@@ -29,7 +30,8 @@ from ..train.checkpoint import CHECKPOINT_FILE, read_header
 LOCK_FILE = ".lock"
 JOURNAL = "override.json"
 RUN_FILES = ("results.json", CHECKPOINT_FILE, "accuracy_matrix.csv", "accuracy_curves.png", "accuracy_matrix.png",
-             JOURNAL)
+             JOURNAL, "events.jsonl", "capacity.png")
+RUN_DIRS = ("tensorboard",)  # TensorBoard's event files (--log tensorboard)
 
 try:
     import fcntl
@@ -96,6 +98,9 @@ def clear(folder: Path) -> None:
     for name in RUN_FILES:
         with contextlib.suppress(FileNotFoundError):
             (folder / name).unlink()
+    for name in RUN_DIRS:
+        if (folder / name).is_dir() and not (folder / name).is_symlink():
+            shutil.rmtree(folder / name, ignore_errors=True)
 
 
 def read_json(path: Path, what: str) -> Any:

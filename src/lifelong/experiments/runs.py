@@ -80,6 +80,10 @@ def run(cfg: RunConfig, *, overwrite: bool = False, write: bool = True) -> dict:
     stream = build_stream(cfg)
     check_fits(parameter_count(cfg, stream.input_shape, stream.n_outputs), device)
     check_run(seeded_model(cfg, stream), stream, build_strategy(cfg), cfg.train_settings())  # before any file
+    if cfg.log == "tensorboard":
+        from ..train.events import check_tensorboard
+
+        check_tensorboard()
     if not write:
         return _train(cfg, stream, device, None, None)
     out = _folder(cfg)
@@ -121,9 +125,14 @@ def _train(cfg: RunConfig, stream, device, out: Path | None, record: dict | None
     def save(tensors, meta) -> None:
         save_checkpoint(ckpt, tensors, _checkpoint_meta(record, meta))
 
-    results = run_stream(model, stream, strategy, cfg.train_settings(), device=device,
-                         checkpoint=save if ckpt is not None else None, checkpoint_every=cfg.checkpoint_every,
-                         resume=resume, progress=cfg.progress)
+    log = _event_log(cfg, out, resume)
+    try:
+        results = run_stream(model, stream, strategy, cfg.train_settings(), device=device,
+                             checkpoint=save if ckpt is not None else None, checkpoint_every=cfg.checkpoint_every,
+                             resume=resume, progress=cfg.progress, log=log)
+    finally:
+        if log is not None:
+            log.close()
     results = {"run_id": cfg.run_id(), "config": cfg.to_dict(), **results}
     if stream.info.get("data") is not None:
         results["data"] = stream.info["data"]
@@ -135,6 +144,21 @@ def _train(cfg: RunConfig, stream, device, out: Path | None, record: dict | None
         results["run_dir"] = str(out)
         ckpt.unlink(missing_ok=True)  # results.json is complete: the checkpoint has served its purpose
     return results
+
+
+def _event_log(cfg: RunConfig, out: Path | None, resume: tuple | None):
+    """events.jsonl in the run folder (appended to on resume), and TensorBoard's files in
+    ``tensorboard/`` with ``--log tensorboard`` (purged past the checkpoint's step on resume)."""
+    from ..train.events import EVENTS_FILE, Fanout, JsonLines, TensorBoard
+
+    if out is None or cfg.log == "none":
+        return None
+    logs = [JsonLines(out / EVENTS_FILE)]
+    if cfg.log == "tensorboard":
+        P = resume[1]["progress"] if resume is not None else None
+        purge = sum(P["steps_per_task"]) + P["step"] if P is not None else None
+        logs.append(TensorBoard(out / "tensorboard", purge_step=purge))
+    return Fanout(logs)
 
 
 def _checkpoint_meta(record: dict, meta: Mapping[str, Any]) -> dict[str, Any]:
@@ -255,6 +279,11 @@ def _check_checkpoint(run_dir: Path, saved: dict, cfg: RunConfig, tensors: dict,
         raise UsageError(f"--resume: the data found now ({cfg.data_dir or 'the default places'}) is not the data this run "
                          f"was trained on ({diff}: md5 {data['md5'].get(diff)}, the run's {recorded['md5'][diff]}); "
                          "give --data-dir the run's data")
+    if recorded is not None and data is not None and "sha256" in recorded and recorded.get("sha256") != data.get("sha256"):
+        where = f"--data {cfg.data_file}" if cfg.data_file else f"--stream {cfg.stream}"
+        raise UsageError(f"--resume: the tasks {where} gives now are not the tasks this run was trained on (sha256 "
+                         f"{str(data.get('sha256'))[:12]}…, the run's {str(recorded['sha256'])[:12]}…); put the run's "
+                         "data back, or start a new run")
     if meta.get("data") != recorded:
         raise CheckpointError(f"{path} was written on other data than config.json records: it is not this run's")
     _check_progress(path, meta.get("progress"), cfg, stream)

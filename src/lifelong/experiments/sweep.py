@@ -152,8 +152,12 @@ def _check_data(pts) -> None:
     """Load each data set the grid needs once, before any run: missing or damaged data is one error
     now, not the same failure in every run."""
     from ..data import load_dataset
+    from .build import custom_stream
 
-    for dataset, data_dir, download in dict.fromkeys((p.cfg.dataset, p.cfg.data_dir, p.cfg.download) for p in pts):
+    for p in dict.fromkeys(p.cfg.resolved().replace(seed=0, strategy="naive") for p in pts if p.cfg.kind == "custom"):
+        custom_stream(p)  # your own tasks: the file or the function, read and validated once
+    for dataset, data_dir, download in dict.fromkeys((p.cfg.dataset, p.cfg.data_dir, p.cfg.download) for p in pts
+                                                     if p.cfg.kind != "custom"):
         load_dataset(dataset, data_dir, download=download)
 
 

@@ -65,12 +65,28 @@ def _task_colors(T: int) -> list:
     return [cmap(j % cmap.N) for j in range(T)]
 
 
+def _plain_text(fn):
+    """Labels are data (task names, strategy names, titles from config files): a ``$`` in them is text,
+    never a mathtext formula (an unbalanced one would stop the plot)."""
+    import functools
+
+    import matplotlib
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with matplotlib.rc_context({"text.parse_math": False}):
+            return fn(*args, **kwargs)
+
+    return wrapper
+
+
 def _save(fig: Figure, path: str | os.PathLike) -> Path:
     """Render ``fig`` with an Agg canvas into ``path`` (PNG), atomically."""
     FigureCanvasAgg(fig)  # attaches itself as fig.canvas
     return _io.atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=DPI))
 
 
+@_plain_text
 def plot_accuracy_curves(
     R: ArrayLike, task_names: Sequence[str], path: str | os.PathLike, *, title: str | None = None
 ) -> Path:
@@ -135,6 +151,7 @@ def plot_accuracy_curves(
     return _save(fig, path)
 
 
+@_plain_text
 def plot_accuracy_matrix(
     R: ArrayLike, task_names: Sequence[str], path: str | os.PathLike, *, title: str | None = None
 ) -> Path:
@@ -180,6 +197,7 @@ def plot_accuracy_matrix(
     return _save(fig, path)
 
 
+@_plain_text
 def plot_comparison(
     curves: Mapping[str, ArrayLike],
     path: str | os.PathLike,
@@ -233,6 +251,7 @@ def plot_comparison(
     return _save(fig, path)
 
 
+@_plain_text
 def plot_accuracy_vs_memory(points: Mapping[str, tuple[float, float]], path: str | os.PathLike) -> Path:
     """Final average accuracy against the extra memory a method keeps (bytes, log scale), one labelled
     point per method: methods of equal memory can be read off side by side. Returns ``path``."""
@@ -252,6 +271,7 @@ def plot_accuracy_vs_memory(points: Mapping[str, tuple[float, float]], path: str
     return _save(fig, path)
 
 
+@_plain_text
 def plot_capacity(capacity: Mapping, task_names: Sequence[str], path: str | os.PathLike, title: str | None = None) -> Path:
     """Parameter isolation's capacity (``results["capacity"]``, see
     :mod:`lifelong.strategies.isolation.base`): per task, the share of the network it computes with

@@ -182,6 +182,22 @@ class TaskStream:
                                      f"{len(t.val) if t.val is not None else 0} validation and {len(t.test)} test "
                                      f"samples, {n} for training before the hold-out): {hint}")
 
+    @classmethod
+    def from_tensors(cls, train, test, **kwargs) -> "TaskStream":
+        """Your own data: one ``(x, y)`` pair per task in ``train`` and ``test`` (tensors or arrays;
+        uint8 images or float features); see :func:`lifelong.scenarios.custom.from_tensors` for the
+        options (scenario, units, val, val_fraction, names)."""
+        from .custom import from_tensors
+
+        return from_tensors(train, test, **kwargs)
+
+    @classmethod
+    def from_file(cls, path, **kwargs) -> "TaskStream":
+        """Tasks from an ``.npz`` or ``.safetensors`` file (:mod:`lifelong.scenarios.custom` gives the keys)."""
+        from .custom import load_tasks_file
+
+        return load_tasks_file(path, **kwargs)
+
     def __len__(self) -> int:
         return len(self.tasks)
 

@@ -69,13 +69,16 @@ def train_task(
     checkpoint_every: int = 0,
     on_checkpoint: Callable[[int, Tensor], None] | None = None,
     augment_rng: torch.Generator | None = None,
+    on_losses: Callable[[int, list[float]], None] | None = None,
 ) -> int:
     """Train ``ctx.task`` (on ``strategy.training_tasks`` data); returns the steps taken.
 
     ``ctx.optimizer`` is made fresh when None. Resuming: pass the restored optimizer in ``ctx``,
     ``start_step`` and the ``order`` generator in the state it had at the start of that step's epoch;
     the epoch's order is drawn again and its first batches skipped. Every ``checkpoint_every`` steps
-    ``on_checkpoint(step, order_state)`` gets the generator state a resume needs.
+    ``on_checkpoint(step, order_state)`` gets the generator state a resume needs. ``on_losses(first,
+    losses)`` receives the losses of steps ``first, first + 1, ...`` of the task whenever the loop reads
+    them from the device (every ``check_every`` steps): the event log's per-step losses.
     """
     model = ctx.model
     if start_step == 0:
@@ -88,7 +91,7 @@ def train_task(
     opt = ctx.optimizer = ctx.optimizer or make_optimizer(model, s, strategy.parameters())
     first_step = ctx.step - start_step  # the stream's step count when this task began
     model.train()
-    watch = LossWatch(s.check_every, lambda step, loss: _diverged(ctx, strategy, s, step, loss))
+    watch = LossWatch(s.check_every, lambda step, loss: _diverged(ctx, strategy, s, step, loss), on_losses)
     if bar is not None:
         bar.reset(total=steps)
         bar.update(start_step)
@@ -160,8 +163,9 @@ class LossWatch:
     """Keeps each step's loss on the device and looks at them every ``every`` steps (one host read):
     ``on_bad(step, loss)`` raises for the first non-finite one."""
 
-    def __init__(self, every: int, on_bad: Callable[[int, float], None]):
-        self.every, self.on_bad = max(1, every), on_bad
+    def __init__(self, every: int, on_bad: Callable[[int, float], None],
+                 on_values: Callable[[int, list[float]], None] | None = None):
+        self.every, self.on_bad, self.on_values = max(1, every), on_bad, on_values
         self.losses: list[Tensor] = []
         self.first = 0
 
@@ -176,6 +180,8 @@ class LossWatch:
         if not self.losses:
             return
         values, self.losses = torch.stack(self.losses), []
+        if self.on_values is not None:
+            self.on_values(self.first, values.tolist())  # the one read of the device; logged before a NaN stops the run
         bad = ~torch.isfinite(values)
         if bool(bad.any()):
             k = int(bad.nonzero()[0, 0])

@@ -54,10 +54,12 @@ def run_stream(
     checkpoint_every: int = 0,
     resume: tuple[dict[str, Tensor], dict[str, Any]] | None = None,
     progress: bool = False,
+    log: Callable[[dict], None] | None = None,
 ) -> dict[str, Any]:
     """Train ``model`` on each task of ``stream`` in turn with ``strategy``; return the results (accuracy
     matrix, metrics, timings, memory). The model, the data (uint8), the strategy's state and the
-    optimizer live on ``device``; the model is moved there."""
+    optimizer live on ``device``; the model is moved there. ``log(event)`` receives the events of
+    :mod:`lifelong.train.events` (per-step loss and penalty, per-task timings and accuracy row)."""
     from ..eval import evaluate, summarize
 
     device = resolve_device(device)
@@ -103,6 +105,10 @@ def run_stream(
 
     if resume is None:
         measure(0)
+    if log is not None:
+        log({"event": "start", "tasks": T, "task_names": stream.task_names, "strategy": strategy.name,
+             "scenario": stream.scenario, "resumed_at": None if resume is None else {"task": P["task"], "step": P["step"]},
+             "accuracy": P["R"][0]})
     bar = _progress_bar() if progress else None
     for i in range(P["task"], T):
         ctx.task, ctx.task_index = data[i], i
@@ -115,8 +121,20 @@ def run_stream(
             P.update(step=step, partial_train_seconds=before + time.perf_counter() - t0)
             save(order_state)
 
+        on_losses = None
+        if log is not None:
+            def on_losses(first: int, losses: list[float], i=i, base=ctx.step - P["step"]) -> None:
+                with torch.no_grad():
+                    pen = strategy.penalty(ctx)  # Ω at θ after the block's last step
+                last = len(losses) - 1
+                for k, loss in enumerate(losses):
+                    event = {"event": "step", "task": i, "step": base + first + k, "task_step": first + k, "loss": loss}
+                    if k == last:
+                        event["penalty"] = 0.0 if pen is None else float(pen)
+                    log(event)
+
         n = train_task(ctx, strategy, settings, order, bar=bar, start_step=P["step"], checkpoint_every=checkpoint_every,
-                       on_checkpoint=on_checkpoint, augment_rng=augment_rng)
+                       on_checkpoint=on_checkpoint, augment_rng=augment_rng, on_losses=on_losses)
         t1 = time.perf_counter()
         strategy.after_task(ctx)
         t2 = time.perf_counter()
@@ -125,12 +143,19 @@ def run_stream(
         P["timings"]["eval_seconds"].append(measure(i + 1))
         P["steps_per_task"].append(n)
         P.update(task=i + 1, step=0, partial_train_seconds=0.0)
+        if log is not None:
+            log({"event": "task", "task": i, "name": data[i].name, "steps": n,
+                 **{k: v[-1] for k, v in P["timings"].items()}, "accuracy": P["R"][i + 1],
+                 **({"val_accuracy": P["R_val"][i + 1]} if has_val else {})})
         if settings.optimizer_state == "reset":
             ctx.optimizer = None  # a fresh optimizer per task (else its state carries over)
         save(order.get_state())
     if bar is not None:
         bar.close()
-    return _results(ctx, strategy, settings, device, P, time.perf_counter() - started, summarize)
+    results = _results(ctx, strategy, settings, device, P, time.perf_counter() - started, summarize)
+    if log is not None:
+        log({"event": "end", "metrics": results["metrics"], "total_seconds": results["timings"]["total_seconds"]})
+    return results
 
 
 def check_run(model: nn.Module, stream: TaskStream, strategy: Strategy, settings: TrainSettings = TrainSettings()) -> None:

@@ -1,0 +1,133 @@
+"""Logs people already read: a JSON-lines event log (always, in the run folder) and TensorBoard scalars.
+
+:func:`lifelong.train.run_stream` calls ``log(event)`` with plain dicts; an event log is any callable
+that takes one. The events, in order::
+
+    {"event": "start", "tasks": T, "task_names": [...], "strategy": ..., "resumed_at": null | {"task", "step"}}
+    {"event": "step", "task": i, "step": s, "task_step": k, "loss": ...}          every optimizer step
+        ... and every ``check_every`` steps (and a task's last) the same with "penalty": Ω(θ)
+    {"event": "task", "task": i, "steps": n, "train_seconds": ..., "after_task_seconds": ...,
+     "eval_seconds": ..., "accuracy": [R[i+1][0], ...], "val_accuracy": [...] (with a validation split)}
+    {"event": "end", "metrics": {...}, "total_seconds": ...}
+
+``step`` counts optimizer steps over the stream (TensorBoard's x axis). Step losses are read from the
+device in blocks, when the loop checks them for NaN anyway (every ``check_every`` steps), so logging
+adds no device synchronization per step; the penalty is one extra evaluation of Ω per block. A resumed
+run logs the steps after its checkpoint again, after a ``start`` event with ``resumed_at``: readers
+keep the last record of a step (:func:`read_events` does).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+Log = Callable[[dict], None]
+EVENTS_FILE = "events.jsonl"
+LOGS = ("jsonl", "tensorboard", "none")
+
+
+def _clean(v: Any) -> Any:
+    """JSON without NaN/inf (written as null: the loop stops on them anyway)."""
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    if isinstance(v, dict):
+        return {k: _clean(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_clean(x) for x in v]
+    return v
+
+
+class JsonLines:
+    """Appends one JSON object per line to ``path`` (flushed at every block of steps and every task)."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self._f = open(self.path, "a", encoding="utf-8")
+
+    def __call__(self, event: dict) -> None:
+        self._f.write(json.dumps(_clean({**event, "time": round(time.time(), 3)}), allow_nan=False) + "\n")
+        if event.get("event") != "step" or "penalty" in event:
+            self._f.flush()
+
+    def close(self) -> None:
+        self._f.close()
+
+
+def check_tensorboard() -> None:
+    """A one-line UsageError when TensorBoard's writer cannot be imported (before anything is written)."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter  # noqa: F401
+    except ImportError:
+        from ..errors import UsageError
+
+        raise UsageError('--log tensorboard needs the tensorboard package: pip install "lifelong[tensorboard]"') from None
+
+
+class TensorBoard:
+    """Scalars for TensorBoard (``torch.utils.tensorboard``, which needs ``pip install "lifelong[tensorboard]"``):
+    ``train/loss`` and ``train/penalty`` per step, ``accuracy/<task name>`` and ``accuracy/average`` (over
+    the tasks trained so far) after each task, ``metrics/*`` at the end; x axis: the stream's step.
+    A resumed run purges what was logged after its checkpoint (``purge_step``)."""
+
+    def __init__(self, logdir: str | Path, purge_step: int | None = None):
+        check_tensorboard()
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.writer = SummaryWriter(str(logdir), purge_step=purge_step)
+        self.names: list[str] = []
+        self.step = 0
+
+    def __call__(self, event: dict) -> None:
+        kind, w = event.get("event"), self.writer
+        if kind == "start":
+            self.names = list(event.get("task_names") or [])
+        elif kind == "step":
+            self.step = event["step"]
+            if event.get("loss") is not None:
+                w.add_scalar("train/loss", event["loss"], event["step"])
+            if event.get("penalty") is not None:
+                w.add_scalar("train/penalty", event["penalty"], event["step"])
+        elif kind == "task":
+            row, i = event["accuracy"], event["task"]
+            for j, acc in enumerate(row):
+                w.add_scalar(f"accuracy/{self.names[j] if j < len(self.names) else j}", acc, self.step)
+            w.add_scalar("accuracy/average", sum(row[: i + 1]) / (i + 1), self.step)
+            w.add_scalar("time/train_seconds", event["train_seconds"], self.step)
+            w.flush()
+        elif kind == "end":
+            for k, v in (event.get("metrics") or {}).items():
+                if isinstance(v, (int, float)) and v is not None:
+                    w.add_scalar(f"metrics/{k}", v, self.step)
+            w.flush()
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+class Fanout:
+    """Several logs as one."""
+
+    def __init__(self, logs: Iterable[Log]):
+        self.logs = [x for x in logs if x is not None]
+
+    def __call__(self, event: dict) -> None:
+        for log in self.logs:
+            log(event)
+
+    def close(self) -> None:
+        for log in self.logs:
+            getattr(log, "close", lambda: None)()
+
+
+def read_events(path: str | Path) -> list[dict]:
+    """The events of a log, with steps logged again after a resume replacing the earlier records."""
+    events = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+    last: dict[int, int] = {}
+    for k, e in enumerate(events):
+        if e.get("event") == "step":
+            last[e["step"]] = k
+    return [e for k, e in enumerate(events) if e.get("event") != "step" or last[e["step"]] == k]
