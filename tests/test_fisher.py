@@ -200,7 +200,7 @@ def test_fisher_matches_loop(name: str, kind: str) -> None:
     assert rel_err(got, want) <= RTOL
 
 
-@pytest.mark.parametrize("method", ["hooks", "func"])
+@pytest.mark.parametrize("method", ["hooks", "func", "loop"])
 @pytest.mark.parametrize("name", PROBLEMS)
 def test_engine_matches_loop(name: str, method: str) -> None:
     pr = PROBLEMS[name]()
@@ -214,6 +214,28 @@ def test_engine_matches_loop(name: str, method: str) -> None:
     # A tiny max_elements forces every chunked loop to run in several pieces.
     got = sum_sq_grads(pr.model, pr.x, v, method=method, max_elements=64)
     assert rel_err(got, reference_sum_sq(pr.model, pr.x, v)) <= RTOL
+
+
+def test_a_model_vmap_cannot_trace_falls_back_to_the_per_sample_loop() -> None:
+    """Data-dependent control flow (as Hugging Face attention masks have) stops vmap; method="auto"
+    then loops over samples and still gives the per-sample sums (never a squared batch gradient)."""
+
+    class Branchy(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = torch.nn.Linear(4, 3).double()
+            self.scale = torch.nn.Parameter(torch.ones(3, dtype=torch.float64))  # a bare parameter: no hooks
+
+        def forward(self, x):
+            return self.lin(x) * self.scale * (2.0 if x.sum().item() > 0 else 1.0)  # reads a value: vmap refuses
+
+    torch.manual_seed(0)
+    model = Branchy()
+    x = torch.randn(5, 4, dtype=torch.float64)
+    v = torch.randn(2, 5, 3, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    with pytest.raises(RuntimeError, match="vmap"):
+        sum_sq_grads(model, x, v, method="func")
+    assert rel_err(sum_sq_grads(model, x, v), reference_sum_sq(model, x, v)) <= RTOL
 
 
 def test_named_estimators_are_fisher_diag_kinds() -> None:

@@ -13,7 +13,7 @@ import ast
 from pathlib import Path
 
 SRC = Path(__file__).parents[1] / "src"
-LIBRARY = ("data", "scenarios", "models", "importance", "penalties", "strategies", "train", "eval",
+LIBRARY = ("data", "scenarios", "models", "importance", "penalties", "strategies", "train", "eval", "integrations",
            "errors", "_io", "_version")
 ORCHESTRATION = ("experiments", "report", "cli")
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from lifelong import ER, EWC, Learner, Naive, TaskStream
+from lifelong import EWC, Learner, Naive, TaskStream
 from lifelong.cli import main
 from lifelong.data import load_dataset
 from lifelong.errors import UsageError

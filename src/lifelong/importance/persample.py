@@ -40,6 +40,9 @@ Two ways to compute (1) and (3):
 * **torch.func** (fallback) for anything else (LayerNorm, BatchNorm, Embedding, bare parameters,
   ``nn.Linear`` on 3-D input, weight sharing...): ``vmap`` over samples of ``vjp`` of a
   ``functional_call``, with an inner ``vmap`` over the K directions, chunked over samples.
+* **a loop over samples** (the last resort, and ``method="loop"``) for models ``vmap`` cannot trace
+  (data-dependent control flow, ``.item()``: Hugging Face transformers build their attention masks so):
+  one forward per sample and one backward per direction, the same sums, slower.
 
 Both run the model in eval mode (dropout off, batch-norm running statistics) and restore every
 module's mode afterwards. The model must treat samples independently (true in eval mode for the
@@ -59,7 +62,7 @@ from torch import Tensor, nn
 from lifelong.errors import UsageError
 
 Directions = Union[Tensor, Callable[[Tensor], Tensor]]
-METHODS = ("auto", "hooks", "func")
+METHODS = ("auto", "hooks", "func", "loop")
 
 # Bound on the elements of the chunked temporaries (per-sample conv weight gradients, per-sample
 # gradients in the fallback): 2**24 elements = 64 MiB in float32, 128 MiB in float64.
@@ -138,7 +141,37 @@ def _sum_grads(
                     "method='hooks' needs every trainable parameter in an nn.Linear on 2-D input or a "
                     "zero-padded nn.Conv2d, each called once; use method='auto' to fall back to torch.func"
                 )
-        return _sum_grads_func(model, x, v, max_elements, absolute)
+        if method == "loop":
+            return _sum_grads_loop(model, x, v, absolute)
+        try:
+            return _sum_grads_func(model, x, v, max_elements, absolute)
+        except RuntimeError as e:
+            if method != "auto" or ("vmap" not in str(e) and "functorch" not in str(e).lower()):
+                raise
+            return _sum_grads_loop(model, x, v, absolute)  # the model cannot be vmapped: per sample, by hand
+
+
+def _sum_grads_loop(model: nn.Module, x: Tensor, v: Directions, absolute: bool) -> dict[str, Tensor]:
+    """Equation (1), or (3) if ``absolute``: sample by sample, direction by direction, with autograd."""
+    params = _trainable(model)
+    names, ps = list(params), list(params.values())
+    if callable(v):
+        with torch.no_grad():
+            v = _directions(v, model(x))
+    elif v.dim() != 3 or v.shape[1] != x.shape[0]:
+        raise UsageError(f"directions must have shape (K, B, C) with B = {x.shape[0]}; got {tuple(v.shape)}")
+    total = {n: torch.zeros_like(p) for n, p in params.items()}
+    K, B = v.shape[:2]
+    for b in range(B):
+        if K == 0:
+            break
+        z = model(x[b : b + 1]).squeeze(0)  # (C,)
+        for k in range(K):
+            grads = torch.autograd.grad(z, ps, v[k, b].to(z.dtype), retain_graph=k < K - 1, allow_unused=True)
+            for n, g in zip(names, grads):
+                if g is not None:
+                    total[n] += _elementwise(g, absolute)
+    return total
 
 
 def describe_batch(batch) -> str:

@@ -2,8 +2,9 @@
 from a Python function.
 
 Inputs per task are either **uint8 images** ``(N, H, W)`` or ``(N, C, H, W)`` (scaled to [0, 1], then
-``(x − mean) / std``, like the built-in benchmarks) or **float features** of any shape ``(N, ...)``
-(used as given, in float32). Targets are integer class labels ``(N,)``.
+``(x − mean) / std``, like the built-in benchmarks), **float features** of any shape ``(N, ...)``
+(used as given, in float32) or **token ids** ``(N, L)`` of any other integer type (int64, for a text
+model such as :class:`lifelong.integrations.hf.SequenceClassifier`). Targets are integer class labels ``(N,)``.
 
 Output units (``units``):
 
@@ -122,7 +123,8 @@ def from_tensors(
             mask[list(classes)] = True
         tname = str(names[t]) if names is not None else f"task{t + 1}"
         tasks.append(Task(t, tname, splits["train"], splits["test"], splits.get("val"), classes, pre, mask))
-    info = {"units": "per-task" if per_task else "shared", "inputs": "uint8 images" if images else "float"}
+    kind = "uint8 images" if images else "float" if x0.dtype.is_floating_point else "token ids"
+    info = {"units": "per-task" if per_task else "shared", "inputs": kind}
     return TaskStream(name, scenario, tuple(tasks), n_outputs, input_shape, info, seen_classes_only and scenario == "class")
 
 
@@ -147,13 +149,17 @@ def _pair(p, split: str, t: int) -> tuple[Tensor, Tensor]:
     if x.dtype == torch.uint8:
         if x.dim() not in (3, 4):
             raise UsageError(f"{split} task {t}: uint8 images must be (N, H, W) or (N, C, H, W), got {tuple(x.shape)}")
+    elif not x.dtype.is_floating_point and not x.dtype.is_complex and x.dtype != torch.bool and x.dim() == 2:
+        x = x.long()  # token ids (N, L) for a text model: used as given
+        if int(x.min()) < 0:
+            raise UsageError(f"{split} task {t}: token ids must be >= 0, got {int(x.min())}")
     elif x.dtype.is_floating_point:
         x = x.float()
         if not bool(torch.isfinite(x).all()):
             raise UsageError(f"{split} task {t}: the inputs hold NaN or infinite values")
     else:
-        raise UsageError(f"{split} task {t}: inputs must be uint8 images or float features, got {x.dtype} "
-                         "(convert 0-255 integer images with .astype('uint8'))")
+        raise UsageError(f"{split} task {t}: inputs must be uint8 images, float features or (N, L) integer token ids, "
+                         f"got {x.dtype} {tuple(x.shape)} (convert 0-255 integer images with .astype('uint8'))")
     return x.contiguous(), y.contiguous()
 
 

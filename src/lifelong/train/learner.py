@@ -76,12 +76,13 @@ class Learner:
         self.rows: list[list[float]] = []
         self._in_task = False
         self._steps_before = 0
+        self.last_batch: Batch | None = None  # the batch of the step under way (callbacks read it)
 
     # ---- tasks -------------------------------------------------------------------------------------
     def tasks(self) -> Iterator[Task]:
-        """Each task in turn: ``start_task(i)`` before the loop body, ``end_task()`` after it; the
-        accuracy row before any training is measured first."""
-        for i in range(len(self.stream)):
+        """Each task not learned yet, in turn: ``start_task(i)`` before the loop body, ``end_task()``
+        after it; the accuracy row before any training is measured first."""
+        for i in range(len(self.rows) - 1 if self.rows else 0, len(self.stream)):
             yield self.start_task(i)
             self.end_task()
 
@@ -170,7 +171,8 @@ class Learner:
             t = torch.full((y.shape[0],), t, dtype=torch.long, device=self.device) if isinstance(t, int) else t.to(self.device)
             b = Batch(x, y, t)
         ctx.step = self._steps_before + ctx.task_step
-        return self.strategy.prepare_batch(ctx, b)
+        self.last_batch = self.strategy.prepare_batch(ctx, b)
+        return self.last_batch
 
     def loss(self, batch: Batch) -> Tensor:
         """The loss to back-propagate: the task loss over the live units plus the strategy's extra terms
@@ -196,6 +198,7 @@ class Learner:
         """After ``optimizer.step()`` (``after_step``); the step counters move on."""
         self._require_task("after_step")
         self.strategy.after_step(self.ctx, batch)
+        self.last_batch = None
         self.ctx.task_step += 1
         self.ctx.step = self._steps_before + self.ctx.task_step
 
@@ -238,6 +241,42 @@ class Learner:
         from ..eval import summarize
 
         return summarize(self.accuracy_matrix)
+
+    # ---- saving between tasks -----------------------------------------------------------------------
+    def save(self, path) -> None:
+        """Model, strategy state (EWC's Fisher and anchor, a memory, masks), generators and the accuracy
+        rows after a task, in one safetensors checkpoint (no pickle): learn task 2 another day with
+        :meth:`load`. Only between tasks."""
+        from .checkpoint import save_checkpoint, with_prefix
+
+        if self._in_task:
+            raise UsageError("save() between tasks: call it after end_task()")
+        tensors = {**with_prefix(self.model.state_dict(), "model"), **with_prefix(self.strategy.state_dict(), "strategy"),
+                   "rng.order": self.order.get_state(), "rng.strategy": self.ctx.generator.get_state()}
+        save_checkpoint(path, tensors, {"learner": {"rows": self.rows, "step": self.ctx.step,
+                                                     "task_index": self.ctx.task_index, "strategy": self.strategy.name}})
+
+    def load(self, path) -> None:
+        """Continue from :meth:`save`'s file: the next ``tasks()`` / ``start_task`` is the first task not
+        learned yet. The strategy must be the one saved (its state is checked against the model)."""
+        from .checkpoint import CheckpointError, load_checkpoint, load_model_state, split_prefix
+
+        tensors, meta = load_checkpoint(path)
+        info = meta.get("learner")
+        if not isinstance(info, dict) or info.get("strategy") != self.strategy.name:
+            raise CheckpointError(f"{path} is not a Learner checkpoint of {self.strategy.name} "
+                                  f"(it holds {info.get('strategy') if isinstance(info, dict) else 'no Learner state'})")
+        load_model_state(self.model, split_prefix(tensors, "model"))
+        try:
+            self.strategy.load_state_dict({k: v.to(self.device) for k, v in split_prefix(tensors, "strategy").items()})
+            self.strategy.check_state(self.model)
+        except (ValueError, KeyError, TypeError, RuntimeError) as e:
+            raise CheckpointError(f"{path}: the strategy state does not fit: {str(e).splitlines()[0]}") from None
+        self.order.set_state(tensors["rng.order"])
+        self.ctx.generator.set_state(tensors["rng.strategy"])
+        self.rows = [list(r) for r in info["rows"]]
+        self.ctx.step, self.ctx.task_index = int(info["step"]), int(info["task_index"])
+        self._in_task = False
 
     # ---- internals ---------------------------------------------------------------------------------
     def _require_task(self, what: str) -> None:
