@@ -42,11 +42,12 @@ def read_progress(path: Path):
 
 
 def kill_mid_task(args: list[str], out: Path, task: int, min_step: int, timeout: float = 120) -> None:
-    """Start ``lifelong`` ``args --out out`` as a process and SIGKILL it once a checkpoint of ``task``
-    at step ``min_step`` or later exists."""
+    """Start ``lifelong`` ``args --out out`` as a process (in its own process group, with every process it
+    starts: the ranks of ``--nproc``) and SIGKILL the group once a checkpoint of ``task`` at step
+    ``min_step`` or later exists."""
     proc = subprocess.Popen([sys.executable, "-m", "lifelong.cli", *args, "--out", str(out)],
                             env={**os.environ, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
+                            stderr=subprocess.PIPE, start_new_session=True)
     try:
         deadline = time.time() + timeout
         while time.time() < deadline:
@@ -57,7 +58,7 @@ def kill_mid_task(args: list[str], out: Path, task: int, min_step: int, timeout:
             time.sleep(0.005)
         else:
             pytest.fail("no mid-task checkpoint appeared")
-        os.kill(proc.pid, signal.SIGKILL)
+        os.killpg(proc.pid, signal.SIGKILL)
     finally:
         proc.wait()
     assert proc.returncode == -signal.SIGKILL

@@ -18,8 +18,10 @@ stderr and exit code 2 (usage) or 1 (run time), with the traceback only under ``
 from __future__ import annotations
 
 import argparse
+import os
 import dataclasses
 import sys
+from pathlib import Path
 from typing import Any, Sequence
 
 from .errors import LifelongError, UsageError
@@ -205,6 +207,10 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     o.add_argument("--overwrite", action="store_true", default=False, help="reuse an --out folder that holds a different run")
     o.add_argument("--progress", dest="progress", action="store_true", default=GIVEN, help="show a progress bar (default: when stderr is a terminal)")
     o.add_argument("--no-progress", dest="progress", action="store_false", default=GIVEN, help="hide the progress bar")
+    m.add_argument("--nproc", type=int, default=GIVEN,
+                   help="train this one run in N data-parallel processes (gloo on CPU, nccl on CUDA; the same as "
+                        "torchrun --nproc-per-node N -m lifelong run ...); each rank takes 1/N of every batch and the "
+                        "gradients, importances and memories are kept identical (default: 1)")
     o.add_argument("--log", choices=["jsonl", "tensorboard", "none"], default=GIVEN,
                    help="jsonl: events.jsonl in the run folder (per-step loss and penalty, per-task timings and "
                         "accuracy); tensorboard: that and TensorBoard scalars in RUN/tensorboard (needs "
@@ -409,6 +415,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
         return reproduce(args.recipe, _seeds(args.seeds), out=args.out, workers=args.workers, methods=args.methods,
                          scenarios=args.scenarios, data_dir=args.data_dir, threads=args.threads, download=args.download,
                          optimizer_state=args.optimizer_state)
+    if args.command == "run" and given.get("nproc") not in (GIVEN, None, 1) and "WORLD_SIZE" not in os.environ:
+        return _launch(list(sys.argv[1:] if argv is None else argv), given)
     if args.command == "run" and args.resume:
         return _resume(given)
     if args.command == "tune":
@@ -418,6 +426,69 @@ def main(argv: Sequence[str] | None = None) -> dict:
     result = run(config_from_options(given), overwrite=args.overwrite)
     _print_summary(result)
     return result
+
+
+def _launch(argv: list[str], given: dict) -> dict:
+    """``lifelong run --nproc N``: N processes of this same command, as torchrun would start them (RANK,
+    WORLD_SIZE, MASTER_ADDR/PORT); rank 0 checks, writes the run folder and reports. If one process fails,
+    the others are stopped and rank 0's exit code (or the failing one's) is ours."""
+    import socket
+    import subprocess
+
+    n = given["nproc"]
+    if not isinstance(n, int) or not 1 <= n <= 256:
+        raise UsageError(f"--nproc must be in 1..256, got {n}")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    if given.get("threads") in (GIVEN, None):
+        argv = [*argv, "--threads", str(max(1, (os.cpu_count() or 1) // n))]  # the cores shared, not oversubscribed
+    device = given.get("device")
+    backend = "nccl" if isinstance(device, str) and device.startswith("cuda") else None
+    procs = []
+    for rank in range(n):
+        env = {**os.environ, "RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(n),
+               "LOCAL_WORLD_SIZE": str(n), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
+        if backend:
+            env["LIFELONG_DIST_BACKEND"] = backend
+        out = None if rank == 0 else subprocess.DEVNULL  # rank 0 speaks for the run
+        procs.append(subprocess.Popen([sys.executable, "-m", "lifelong.cli", *argv], env=env, stdout=out))
+    try:
+        codes = _wait_all(procs)
+    except KeyboardInterrupt:
+        for p in procs:
+            p.terminate()
+        raise
+    if any(codes):
+        code = codes[0] or next(c for c in codes if c)
+        raise SystemExit(code if code > 0 else 1)
+    from .experiments.runs import read_results
+
+    if given.get("resume"):
+        run_dir = Path(given["resume"])
+    else:
+        cfg = config_from_options(given)
+        run_dir = Path(cfg.out) if cfg.out else Path("runs") / cfg.resolved().run_id()
+    return {**read_results(run_dir), "run_dir": str(run_dir)}
+
+
+def _wait_all(procs) -> list[int]:
+    """Wait for every process; the first to fail stops the rest (a rank that died leaves the others
+    blocked in a collective otherwise)."""
+    import time
+
+    while True:
+        codes = [p.poll() for p in procs]
+        if all(c is not None for c in codes):
+            return codes
+        if any(c not in (None, 0) for c in codes):
+            for p, c in zip(procs, codes):
+                if c is None:
+                    p.terminate()
+            for p in procs:
+                p.wait()
+            return [p.returncode for p in procs]
+        time.sleep(0.05)
 
 
 def _tune(given: dict) -> dict:
@@ -498,6 +569,8 @@ def _sweep(given: dict) -> dict:
 
 
 def _print_summary(result: dict) -> None:
+    if result.get("rank"):  # a data-parallel run's other ranks: rank 0 reports
+        return
     m = result.get("metrics") or {}
 
     def fmt(key: str, sign: str = "+") -> str:

@@ -70,7 +70,7 @@ F32_MAX = float(np.finfo(np.float32).max)
 ADDED_IN_ID = {"train_samples": None, "shuffle_classes": False, "augment": "none", "optimizer_state": "reset",
                "stream": None, "units": "auto"}
 # "data_file" (a file's path) is replaced in the id by the file's sha256: the same tasks wherever the file lies.
-NOT_IN_ID = ("log", "data_file", "data_dir", "download", "threads", "device", "out", "progress", "checkpoint_every")
+NOT_IN_ID = ("nproc", "log", "data_file", "data_dir", "download", "threads", "device", "out", "progress", "checkpoint_every")
 # Settings of version-1 (flat) configs, by the strategies that read them.
 LEGACY_SETTINGS = ("lam", "gamma", "fisher", "mc_samples", "xi", "alpha")
 
@@ -110,6 +110,7 @@ class RunConfig:
     progress: bool = False
     data_file: str | None = None  # --data: your own tasks: an .npz / .safetensors file (benchmark "custom")
     stream: str | None = None  # your own tasks: package.module:function returning a TaskStream
+    nproc: int = 1  # data-parallel processes for one run (lifelong.train.distributed); results equal up to rounding
     log: str = "jsonl"  # events.jsonl in the run folder; "tensorboard": and TensorBoard scalars; "none"
     units: str = "auto"  # custom data: output units "shared" by label, "per-task", or auto (lifelong.scenarios.custom)
     checkpoint_every: int = 500  # optimizer steps between checkpoints (0: only at the end of each task)
@@ -189,6 +190,7 @@ class RunConfig:
                f"--tasks must be in 1..{MAX_TASKS}, got {self.tasks}")
         _check_choice("units", self.units, CUSTOM_UNITS)
         _check_choice("log", self.log, ("jsonl", "tensorboard", "none"))
+        _check(isinstance(self.nproc, int) and 1 <= self.nproc <= 256, f"--nproc must be in 1..256, got {self.nproc}")
         _check(self.kind == "custom" or self.units == "auto", f"--units applies to --data / --stream, not {self.benchmark}")
         if self.kind == "custom":
             _check(self.pad == 0, "--pad applies to the built-in benchmarks; pad your own images before saving them")

@@ -30,7 +30,7 @@ import torch
 from .._io import atomic_write_json
 from ..errors import UsageError
 from ..strategies import registry
-from ..train import resolve_device, run_stream
+from ..train import distributed, resolve_device, run_stream
 from ..train.checkpoint import CHECKPOINT_FILE, CheckpointError, load_checkpoint, save_checkpoint
 from ..train.device import check_fits
 from ..train.stream import check_run, restore
@@ -75,6 +75,8 @@ def run(cfg: RunConfig, *, overwrite: bool = False, write: bool = True) -> dict:
     another run is refused unless ``overwrite`` (which removes that run's files); a folder holding an
     interrupted run of this same config is refused unless ``overwrite`` too (resume it instead).
     """
+    if distributed.follower():
+        return follow(resolve_device(cfg.device))
     cfg = cfg.resolved()
     device = resolve_device(cfg.device)
     stream = build_stream(cfg)
@@ -115,9 +117,15 @@ def _write_json(path: Path, obj: Any, out: Path) -> None:
 
 
 def _train(cfg: RunConfig, stream, device, out: Path | None, record: dict | None, resume: tuple | None = None) -> dict:
-    """Train (under the folder's lock when ``out``), write the outputs, remove the checkpoint."""
+    """Train (under the folder's lock when ``out``), write the outputs, remove the checkpoint. In a
+    data-parallel run this is rank 0, which tells the other ranks what to train first (:func:`follow`)."""
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    d = distributed.from_env(device)
+    if d is not None:
+        device = d.device
+        distributed.announce(d, {"config": cfg.to_dict(), "out": None if out is None else str(out),
+                                 "resume": resume is not None})
     model = seeded_model(cfg, stream)
     strategy = build_strategy(cfg)
     ckpt = out / CHECKPOINT_FILE if out is not None else None
@@ -129,10 +137,12 @@ def _train(cfg: RunConfig, stream, device, out: Path | None, record: dict | None
     try:
         results = run_stream(model, stream, strategy, cfg.train_settings(), device=device,
                              checkpoint=save if ckpt is not None else None, checkpoint_every=cfg.checkpoint_every,
-                             resume=resume, progress=cfg.progress, log=log)
+                             resume=resume, progress=cfg.progress, log=log, dist=d)
     finally:
         if log is not None:
             log.close()
+    if d is not None:
+        results["processes"] = d.world
     results = {"run_id": cfg.run_id(), "config": cfg.to_dict(), **results}
     if stream.info.get("data") is not None:
         results["data"] = stream.info["data"]
@@ -144,6 +154,23 @@ def _train(cfg: RunConfig, stream, device, out: Path | None, record: dict | None
         results["run_dir"] = str(out)
         ckpt.unlink(missing_ok=True)  # results.json is complete: the checkpoint has served its purpose
     return results
+
+
+def follow(device: torch.device) -> dict:
+    """A data-parallel run's rank > 0: wait for rank 0 to check and set up the run (its folder, a resume's
+    checkpoint), then train alongside it without writing anything; returns this rank's results."""
+    d = distributed.from_env(device)
+    payload = distributed.announce(d, None)
+    cfg = RunConfig.from_dict(payload["config"]).resolved()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = distributed.rank_device(d, resolve_device(cfg.device))
+    d.device = device
+    stream = build_stream(cfg)
+    resume = load_checkpoint(Path(payload["out"]) / CHECKPOINT_FILE) if payload["resume"] else None
+    results = run_stream(seeded_model(cfg, stream), stream, build_strategy(cfg), cfg.train_settings(), device=device,
+                         resume=resume, dist=d, checkpoint_every=cfg.checkpoint_every)  # the same NaN checks as rank 0
+    return {"run_id": cfg.run_id(), "rank": d.rank, **results}
 
 
 def _event_log(cfg: RunConfig, out: Path | None, resume: tuple | None):
@@ -202,6 +229,9 @@ def resume(run_dir: str | Path, options: Mapping[str, Any] | None = None, *, all
     (:data:`STRUCTURAL`) cannot change under a run. Nothing is written before the checkpoint has been
     verified (checksums, run id, config, data, structure) and loaded into scratch objects.
     """
+    if distributed.follower():
+        saved = folder.read_json(Path(run_dir) / "config.json", "run folder")
+        return follow(resolve_device((options or {}).get("device") or saved.get("device") or "auto"))
     run_dir = Path(run_dir)
     if not (run_dir / "config.json").is_file():
         _read_record(run_dir, "--resume")  # says what is missing

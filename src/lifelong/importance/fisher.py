@@ -99,7 +99,7 @@ def fisher_diag(
             yield x, functools.partial(logit_directions, kind=kind, y=y, mask=mask, generator=generator,
                                        mc_samples=mc_samples)
 
-    return batch_mean(model, work(), sum_sq_grads, "the Fisher")
+    return batch_mean(model, work(), sum_sq_grads, "the Fisher", reduce=getattr(batches, "reduce_sums", None))
 
 
 def fisher_diag_exact(model: nn.Module, batches: Iterable[Batch]) -> dict[str, Tensor]:

@@ -61,7 +61,7 @@ def mas_importance(model: nn.Module, batches: Iterable[UnlabeledBatch]) -> dict[
     ((8, 4), True)
     """
     work = ((x, functools.partial(norm_sq_direction, mask=mask)) for x, mask in map(_unpack, batches))
-    return batch_mean(model, work, sum_abs_grads, "MAS importance")
+    return batch_mean(model, work, sum_abs_grads, "MAS importance", reduce=getattr(batches, "reduce_sums", None))
 
 
 def norm_sq_direction(logits: Tensor, mask: Tensor | None = None) -> Tensor:

@@ -188,10 +188,13 @@ def batch_mean(
     work: Iterable[tuple[Tensor, Directions]],
     engine: Callable[[nn.Module, Tensor, Directions], dict[str, Tensor]],
     what: str,
+    reduce: Callable[[dict[str, Tensor], int], tuple[dict[str, Tensor], int]] | None = None,
 ) -> dict[str, Tensor]:
     """1/N Σ over ``work``'s ``(x, directions)`` batches of ``engine(model, x, directions)`` (N the number
     of samples), summed in float64 and returned in each parameter's dtype, so the result does not
-    depend on how the data was batched. ``what`` names the estimate in the error for empty data."""
+    depend on how the data was batched. ``what`` names the estimate in the error for empty data.
+    ``reduce(sums, n)``: data sharded over processes (DDP) all-reduces the float64 sums and the counts
+    before the division, so every process gets the importance of the whole data set."""
     params = {n: p for n, p in model.named_parameters() if p.requires_grad}
     if not params:
         raise UsageError(f"{what}: the model has no trainable parameters (requires_grad=True), so there is nothing "
@@ -202,6 +205,8 @@ def batch_mean(
         for n, s in engine(model, x, directions).items():
             sums[n].add_(s)  # accumulated in float64 (one mixed-dtype kernel, no float64 copy of s)
         n_samples += x.shape[0]
+    if reduce is not None:
+        sums, n_samples = reduce(sums, n_samples)
     if n_samples == 0:
         raise UsageError(f"{what} needs at least one sample; `batches` was empty")
     return {n: (sums[n] / n_samples).to(p.dtype) for n, p in params.items()}

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -74,6 +74,7 @@ class Context:
     step: int = 0
     task_step: int = 0
     settings: Any = None  # the run's TrainSettings (optimizer, lr, batch size, epochs), when a loop runs
+    dist: Any = None  # a data-parallel run's lifelong.train.distributed.Dist (rank, world), else None
 
     def steps_per_epoch(self) -> int:
         """Mini-batches in one epoch of the current task's training data (HAT anneals per epoch)."""
@@ -85,12 +86,13 @@ class Context:
         the current task); None when every unit is live."""
         return self.heads.live(task_ids, self.task_index if upto is None else upto)
 
-    def task_batches(self, split: str = "train", batch_size: int = 1000) -> Iterator[tuple[Tensor, Tensor, Tensor | None]]:
+    def task_batches(self, split: str = "train", batch_size: int = 1000) -> Iterable[tuple[Tensor, Tensor, Tensor | None]]:
         """The current task's ``split`` as ``(x, y, live units)`` batches in order, on the device: the
         data an importance estimator (Fisher, MAS) consumes at the end of a task."""
         mask = self.live(self.task_index)
-        for x, y, _ in batches([self.task], split, batch_size=batch_size):
-            yield x, y, mask
+        data = ((x, y, mask) for x, y, _ in batches([self.task], split, batch_size=batch_size))
+        # in a data-parallel run: this rank's shard, and the estimators all-reduce their sums
+        return data if self.dist is None else self.dist.shard_batches(data)
 
 
 def _overrides(part: "Strategy", hook: str) -> bool:

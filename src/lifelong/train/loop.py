@@ -91,7 +91,7 @@ def train_task(
     opt = ctx.optimizer = ctx.optimizer or make_optimizer(model, s, strategy.parameters())
     first_step = ctx.step - start_step  # the stream's step count when this task began
     model.train()
-    watch = LossWatch(s.check_every, lambda step, loss: _diverged(ctx, strategy, s, step, loss), on_losses)
+    watch = LossWatch(s.check_every, lambda step, loss: _diverged(ctx, strategy, s, step, loss), on_losses, ctx.dist)
     if bar is not None:
         bar.reset(total=steps)
         bar.update(start_step)
@@ -103,13 +103,18 @@ def train_task(
             ctx.task_step, ctx.step = step, first_step + step
             batch = strategy.prepare_batch(ctx, batch)  # replay: memory samples join the batch
             seen = augmented(ctx, s, batch, augment_rng)  # what the model sees (the batch itself by default)
-            logits = strategy.forward(ctx, seen.x, seen.task)  # (B, C)
-            loss = strategy.task_loss(ctx, seen, logits)  # cross-entropy over the live units
-            extra = strategy.extra_loss(ctx, seen, logits)  # distillation
+            part = seen if ctx.dist is None else ctx.dist.shard(seen)  # data parallel: this rank's samples
+            logits = strategy.forward(ctx, part.x, part.task)  # (B, C)
+            loss = strategy.task_loss(ctx, part, logits)  # cross-entropy over the live units
+            extra = strategy.extra_loss(ctx, part, logits)  # distillation
             if extra is not None:
                 loss = loss + extra
             opt.zero_grad(set_to_none=True)
+            if ctx.dist is not None and part.y.shape[0] == 0:
+                loss = logits.sum() * 0.0  # an empty shard of a short last batch: weight 0 in the average
             loss.backward()
+            if ctx.dist is not None:  # the global batch's gradient on every rank (sample-weighted mean)
+                ctx.dist.average_gradients([*model.parameters(), *strategy.parameters()], part.y.shape[0])
             strategy.after_backward(ctx, seen)  # p.grad: the task-loss gradient alone
             strategy.add_penalty_grad(ctx)  # p.grad += d penalty / dθ
             strategy.before_step(ctx, seen)
@@ -164,8 +169,8 @@ class LossWatch:
     ``on_bad(step, loss)`` raises for the first non-finite one."""
 
     def __init__(self, every: int, on_bad: Callable[[int, float], None],
-                 on_values: Callable[[int, list[float]], None] | None = None):
-        self.every, self.on_bad, self.on_values = max(1, every), on_bad, on_values
+                 on_values: Callable[[int, list[float]], None] | None = None, dist=None):
+        self.every, self.on_bad, self.on_values, self.dist = max(1, every), on_bad, on_values, dist
         self.losses: list[Tensor] = []
         self.first = 0
 
@@ -180,6 +185,8 @@ class LossWatch:
         if not self.losses:
             return
         values, self.losses = torch.stack(self.losses), []
+        if self.dist is not None:
+            values = self.dist.mean(values)  # the ranks' mean loss: every rank stops on the same step
         if self.on_values is not None:
             self.on_values(self.first, values.tolist())  # the one read of the device; logged before a NaN stops the run
         bad = ~torch.isfinite(values)

@@ -55,11 +55,14 @@ def run_stream(
     resume: tuple[dict[str, Tensor], dict[str, Any]] | None = None,
     progress: bool = False,
     log: Callable[[dict], None] | None = None,
+    dist=None,
 ) -> dict[str, Any]:
     """Train ``model`` on each task of ``stream`` in turn with ``strategy``; return the results (accuracy
     matrix, metrics, timings, memory). The model, the data (uint8), the strategy's state and the
     optimizer live on ``device``; the model is moved there. ``log(event)`` receives the events of
-    :mod:`lifelong.train.events` (per-step loss and penalty, per-task timings and accuracy row)."""
+    :mod:`lifelong.train.events` (per-step loss and penalty, per-task timings and accuracy row). ``dist``: this process's place in a
+    data-parallel run (:mod:`lifelong.train.distributed`); the caller passes ``checkpoint`` and ``log``
+    on rank 0 only."""
     from ..eval import evaluate, summarize
 
     device = resolve_device(device)
@@ -67,7 +70,7 @@ def run_stream(
     model.to(device)
     data = stream.to(device)
     ctx = Context(model, Heads.of(stream).to(device), device, derived_generator(settings.seed, "strategy"), data,
-                  settings=settings)
+                  settings=settings, dist=dist)
     _check_fits_stream(ctx)
     strategy.check_stream(ctx)
     order = derived_generator(settings.seed, "order")
@@ -137,6 +140,8 @@ def run_stream(
                        on_checkpoint=on_checkpoint, augment_rng=augment_rng, on_losses=on_losses)
         t1 = time.perf_counter()
         strategy.after_task(ctx)
+        if dist is not None:
+            dist.sync_generator(ctx.generator)  # an MC Fisher drew labels for this rank's shard only
         t2 = time.perf_counter()
         P["timings"]["train_seconds"].append(before + t1 - t0)
         P["timings"]["after_task_seconds"].append(t2 - t1)

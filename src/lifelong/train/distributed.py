@@ -1,0 +1,164 @@
+"""One run over several processes (data parallel): ``lifelong run --nproc N`` or ``torchrun
+--nproc-per-node N -m lifelong run ...``; gloo on CPU, nccl on CUDA.
+
+How a step is shared (every rank holds the same model, optimizer and strategy state throughout):
+
+1. Every rank draws the same global batch (the run's seeded order) and ``prepare_batch`` adds the same
+   replay samples (the strategy generator is the same on every rank), so the global batch is known to all.
+2. Rank r trains on its shard of it: samples r, r + N, r + 2N, ... (:meth:`Dist.shard`).
+3. After ``loss.backward()`` the gradients are all-reduced as the sample-weighted mean
+   Σ_r n_r g_r / Σ_r n_r (one flat all-reduce, what ``DistributedDataParallel`` does, weighted so that
+   an uneven last batch gives the single-process gradient): the gradient of the global batch's mean loss.
+4. The strategy's hooks then see the same gradient on every rank (SI's path integral, A-GEM's projection,
+   PackNet's and HAT's masks), the penalty's gradient is the same, the optimizer moves θ the same way,
+   and ``after_step`` receives the whole global batch: replay memories stay identical across ranks.
+5. At a task's end, importances (Fisher, MAS) are computed on each rank's shard of the task's data and
+   all-reduced as float64 sums and sample counts (:meth:`Dist.reduce_sums`): the single-process value up
+   to summation order. The strategy generator is then broadcast from rank 0 (an MC Fisher draws labels for
+   each rank's own samples) so that later replay sampling stays identical.
+
+So N ranks train on the same global batch size as one process would: the same hyperparameters give the
+same run up to floating-point summation order. Rank 0 alone writes the run folder, checkpoints and logs.
+Evaluation runs on every rank (it is small; each gets the same numbers). Work done inside a strategy's
+``after_task`` on the full data (PackNet's retraining, iCaRL's herding) is repeated on every rank.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Iterable, Iterator
+
+import torch
+import torch.distributed as dist
+from torch import Tensor
+
+from ..scenarios import Batch
+
+
+@dataclass
+class Dist:
+    """This process's place in a data-parallel run."""
+
+    rank: int
+    world: int
+    device: torch.device
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    # ---- data --------------------------------------------------------------------------------------
+    def shard(self, batch: Batch) -> Batch:
+        """This rank's samples of a global batch: positions rank, rank + N, ..."""
+        return Batch(*(t[self.rank :: self.world] for t in batch))
+
+    def shard_batches(self, batches: Iterable) -> "ShardedBatches":
+        return ShardedBatches(batches, self)
+
+    # ---- reductions --------------------------------------------------------------------------------
+    def average_gradients(self, params: list[Tensor], n_local: int) -> None:
+        """p.grad ← Σ_r n_r p.grad_r / Σ_r n_r for every parameter, in one flat all-reduce. A parameter
+        without a gradient on this rank contributes zeros (it has none on any rank in practice)."""
+        params = [p for p in params if p.requires_grad]
+        if not params:
+            return
+        flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in params])
+        flat = torch.cat([flat * float(n_local), flat.new_tensor([float(n_local)])])
+        dist.all_reduce(flat)
+        total = flat[-1]
+        flat = flat[:-1] / total
+        offset = 0
+        for p in params:
+            n = p.numel()
+            g = flat[offset : offset + n].view_as(p)
+            if p.grad is None:
+                p.grad = g.clone()
+            else:
+                p.grad.copy_(g)
+            offset += n
+
+    def reduce_sums(self, sums: dict[str, Tensor], count: int) -> tuple[dict[str, Tensor], int]:
+        """All-reduce float64 sums (in name order) and a sample count: the whole data set's."""
+        names = sorted(sums)
+        flat = torch.cat([sums[n].reshape(-1) for n in names] + [sums[names[0]].new_tensor([float(count)])])
+        dist.all_reduce(flat)
+        out, offset = {}, 0
+        for n in names:
+            k = sums[n].numel()
+            out[n] = flat[offset : offset + k].view_as(sums[n])
+            offset += k
+        return out, int(round(float(flat[-1])))
+
+    def mean(self, values: Tensor) -> Tensor:
+        """The mean over ranks of ``values`` (the loss of each rank's shard, for logs and the NaN check)."""
+        v = values.detach().clone().to(torch.float64)
+        dist.all_reduce(v)
+        return (v / self.world).to(values.dtype)
+
+    def sync_generator(self, generator: torch.Generator) -> None:
+        """Every rank takes rank 0's state of a CPU generator."""
+        state = generator.get_state()
+        if self.device.type == "cuda":
+            t = state.to(self.device)
+            dist.broadcast(t, 0)
+            generator.set_state(t.cpu())
+        else:
+            dist.broadcast(state, 0)
+            generator.set_state(state)
+
+    def barrier(self) -> None:
+        dist.barrier()
+
+
+class ShardedBatches:
+    """A task's ``(x, y, mask)`` batches, each cut to this rank's shard; ``reduce_sums`` tells the
+    importance estimators (:func:`lifelong.importance.persample.batch_mean`) to all-reduce."""
+
+    def __init__(self, batches: Iterable, d: Dist):
+        self.batches, self.dist = batches, d
+
+    def __iter__(self) -> Iterator:
+        r, n = self.dist.rank, self.dist.world
+        for x, y, mask in self.batches:
+            m = mask[r::n] if mask is not None and mask.dim() == 2 else mask
+            yield x[r::n], y[r::n], m
+
+    def reduce_sums(self, sums, count):
+        return self.dist.reduce_sums(sums, count)
+
+
+def follower() -> bool:
+    """True in a data-parallel run's ranks > 0 (RANK set and not 0, WORLD_SIZE > 1)."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and int(os.environ.get("RANK", "0")) != 0
+
+
+def announce(d: Dist, payload):
+    """Rank 0 sends ``payload`` (a JSON-able object) to every rank; the others receive and return it."""
+    box = [payload if d.main else None]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def rank_device(d: Dist | None, device: torch.device) -> torch.device:
+    """The device of this rank: the CUDA GPU of its local rank, or the CPU."""
+    if d is not None and device.type == "cuda":
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", d.rank)) % max(1, torch.cuda.device_count()))
+    return device
+
+
+def from_env(device: torch.device | str = "cpu") -> Dist | None:
+    """The process group torchrun (or ``lifelong run --nproc``) set up through RANK / WORLD_SIZE /
+    MASTER_ADDR / MASTER_PORT, initialized here if needed (gloo on CPU, nccl on CUDA); None when
+    WORLD_SIZE is 1 or unset."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return None
+    device = torch.device(device)
+    if not dist.is_initialized():
+        # gloo for CPU tensors; nccl when the run is on CUDA (a follower learns the device from rank 0, so
+        # CUDA runs pass LIFELONG_DIST_BACKEND=nccl, which the --nproc launcher sets)
+        backend = os.environ.get("LIFELONG_DIST_BACKEND") or ("nccl" if device.type == "cuda" else "gloo")
+        dist.init_process_group(backend)
+    rank = dist.get_rank()
+    return Dist(rank, dist.get_world_size(), rank_device(Dist(rank, 0, device), device))
