@@ -107,7 +107,7 @@ X, Y = torch.zeros(4, 28, 28, dtype=torch.uint8), torch.tensor([0, 1, 0, 1])
     ([(X, Y[:3])], [(X, Y)], {}, "labels must be \\(N,\\) = \\(4,\\)"),
     ([(X, Y.float())], [(X, Y)], {}, "labels must be integers"),
     ([(X, Y - 1)], [(X, Y)], {}, "labels must be >= 0"),
-    ([(X.int(), Y)], [(X, Y)], {}, "uint8 images or float features"),
+    ([(X.int(), Y)], [(X, Y)], {}, "uint8 images, float features or \\(N, L\\) integer token ids"),
     ([(X.float().fill_(float("nan")), Y)], [(X.float(), Y)], {}, "NaN or infinite"),
     ([(X, Y)], [(X[:, :20], Y)], {}, "same input type and shape"),
     ([(X, Y)], [(X.float(), Y)], {}, "same input type and shape"),
