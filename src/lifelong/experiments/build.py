@@ -11,7 +11,7 @@ from ..errors import UsageError
 from ..models import build_model as _build_model
 from ..scenarios import TaskStream, derived_generator, permuted, rotated, split, subsample_train
 from ..strategies import Strategy, registry
-from .config import RunConfig
+from .config import RunConfig, data_file_fingerprint
 
 
 def build_stream(cfg: RunConfig) -> TaskStream:
@@ -45,7 +45,7 @@ def custom_stream(cfg: RunConfig) -> TaskStream:
                 seen_classes_only=cfg.class_units == "seen")
     if cfg.data_file is not None:
         stream = custom.load_tasks_file(cfg.data_file, units=cfg.units, **opts)
-        fingerprint = custom.file_fingerprint(cfg.data_file)
+        fingerprint = data_file_fingerprint(cfg.data_file)
     else:
         stream = custom.stream_from_entry_point(cfg.stream, seed=cfg.seed, scenario=cfg.scenario,
                                                 val_fraction=cfg.val_fraction)

@@ -338,7 +338,7 @@ class RunConfig:
         d = {k: v for k, v in self.resolved().to_dict().items()
              if k not in NOT_IN_ID and not (k in ADDED_IN_ID and v == ADDED_IN_ID[k])}
         if d.get("benchmark") == "custom" and self.data_file is not None:
-            d["data_sha256"] = _file_sha256(self.resolved().data_file)
+            d["data_sha256"] = data_file_fingerprint(self.resolved().data_file)["sha256"]
         digest = hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
         return f"{self.benchmark}-{self.strategy}-{digest}"
 
@@ -349,11 +349,12 @@ def _absolute(path: str) -> str:
     return str(Path(path).expanduser().resolve())
 
 
-_SHA_CACHE: dict[tuple, str] = {}
+_SHA_CACHE: dict[tuple, dict[str, str]] = {}
 
 
-def _file_sha256(path: str) -> str:
-    """The sha256 of a --data file (cached by path, size and modification time)."""
+def data_file_fingerprint(path: str) -> dict[str, str]:
+    """A --data file's name and sha256 (cached by path, size and modification time: the run id and
+    config.json's fingerprint read the file once)."""
     import os
 
     from ..scenarios.custom import file_fingerprint
@@ -364,8 +365,8 @@ def _file_sha256(path: str) -> str:
         raise UsageError(f"--data {path}: no such file (give an .npz or .safetensors file of tasks)") from None
     key = (path, st.st_size, st.st_mtime_ns)
     if key not in _SHA_CACHE:
-        _SHA_CACHE[key] = file_fingerprint(path)["sha256"]
-    return _SHA_CACHE[key]
+        _SHA_CACHE[key] = file_fingerprint(path)
+    return dict(_SHA_CACHE[key])
 
 
 def _from_legacy(d: dict[str, Any]) -> dict[str, Any]:

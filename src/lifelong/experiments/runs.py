@@ -164,7 +164,7 @@ def follow(device: torch.device) -> dict:
     cfg = RunConfig.from_dict(payload["config"]).resolved()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    device = distributed.rank_device(d, resolve_device(cfg.device))
+    device = distributed.rank_device(d.rank, resolve_device(cfg.device))
     d.device = device
     stream = build_stream(cfg)
     resume = load_checkpoint(Path(payload["out"]) / CHECKPOINT_FILE) if payload["resume"] else None

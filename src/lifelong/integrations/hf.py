@@ -88,7 +88,7 @@ class LifelongTrainer(transformers.Trainer):
 
     def train(self, *args: Any, **kwargs: Any):
         cl = self.learner
-        cl.start_task(len(cl.rows) - 1 if cl.rows else 0)
+        cl.start_task(cl.next_task)
         if cl.strategy.parameters() and self.optimizer is None:
             self.optimizer = torch.optim.AdamW(cl.parameters(), lr=self.args.learning_rate,
                                                weight_decay=self.args.weight_decay)

@@ -56,8 +56,7 @@ class LifelongCallback(pl.Callback):
 
     def setup(self, trainer, pl_module, stage: str) -> None:
         if stage == "fit":
-            cl = self.learner
-            cl.start_task(len(cl.rows) - 1 if cl.rows else 0)
+            self.learner.start_task(self.learner.next_task)
 
     def on_fit_start(self, trainer, pl_module) -> None:
         if trainer.optimizers:

@@ -140,10 +140,10 @@ def announce(d: Dist, payload):
     return box[0]
 
 
-def rank_device(d: Dist | None, device: torch.device) -> torch.device:
+def rank_device(rank: int, device: torch.device) -> torch.device:
     """The device of this rank: the CUDA GPU of its local rank, or the CPU."""
-    if d is not None and device.type == "cuda":
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", d.rank)) % max(1, torch.cuda.device_count()))
+    if device.type == "cuda":
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank)) % max(1, torch.cuda.device_count()))
     return device
 
 
@@ -161,4 +161,4 @@ def from_env(device: torch.device | str = "cpu") -> Dist | None:
         backend = os.environ.get("LIFELONG_DIST_BACKEND") or ("nccl" if device.type == "cuda" else "gloo")
         dist.init_process_group(backend)
     rank = dist.get_rank()
-    return Dist(rank, dist.get_world_size(), rank_device(Dist(rank, 0, device), device))
+    return Dist(rank, dist.get_world_size(), rank_device(rank, device))

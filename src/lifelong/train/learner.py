@@ -32,6 +32,7 @@ Your own batches work too (``cl.batch(x, y)`` from any DataLoader: they are the 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any, Iterator, Sequence
 
@@ -63,7 +64,7 @@ class Learner:
             raise UsageError("Learner takes a TaskStream: build one from your tensors with TaskStream.from_tensors(...)")
         settings = settings or TrainSettings()
         if seed is not None:
-            settings = TrainSettings(**{**settings.__dict__, "seed": seed})
+            settings = dataclasses.replace(settings, seed=seed)
         from .stream import check_run
 
         check_run(model, stream, strategy, settings)  # the model fits the stream, the strategy accepts both
@@ -82,7 +83,7 @@ class Learner:
     def tasks(self) -> Iterator[Task]:
         """Each task not learned yet, in turn: ``start_task(i)`` before the loop body, ``end_task()``
         after it; the accuracy row before any training is measured first."""
-        for i in range(len(self.rows) - 1 if self.rows else 0, len(self.stream)):
+        for i in range(self.next_task, len(self.stream)):
             yield self.start_task(i)
             self.end_task()
 
@@ -90,7 +91,7 @@ class Learner:
         """Task ``i`` begins (``before_task``): the next one in order."""
         if self._in_task:
             raise UsageError(f"task {self.ctx.task_index} has not ended: call end_task() before start_task({i})")
-        nxt = len(self.rows) - 1 if self.rows else 0
+        nxt = self.next_task
         if i != nxt or i >= len(self.stream):
             what = f"the next is task {nxt}" if nxt < len(self.stream) else "every task has been learned"
             raise UsageError(f"start_task({i}): tasks are learned in order and once, {what} of {len(self.stream)}")
@@ -167,9 +168,7 @@ class Learner:
             if y is None:
                 raise UsageError("batch(x, y): give the targets y with the inputs x")
             x, y = x.to(self.device), torch.as_tensor(y, device=self.device).long()
-            t = ctx.task_index if task is None else task
-            t = torch.full((y.shape[0],), t, dtype=torch.long, device=self.device) if isinstance(t, int) else t.to(self.device)
-            b = Batch(x, y, t)
+            b = Batch(x, y, self._task_ids(ctx.task_index if task is None else task, y.shape[0]))
         ctx.step = self._steps_before + ctx.task_step
         self.last_batch = self.strategy.prepare_batch(ctx, b)
         return self.last_batch
@@ -214,9 +213,8 @@ class Learner:
         the task of each sample (task-incremental), default the last task trained or being trained."""
         ctx = self.ctx
         upto = ctx.task_index
-        t = max(upto, 0) if task_ids is None else task_ids
         x = x.to(self.device)
-        t = torch.full((x.shape[0],), t, dtype=torch.long, device=self.device) if isinstance(t, int) else t.to(self.device)
+        t = self._task_ids(max(upto, 0) if task_ids is None else task_ids, x.shape[0])
         was = self.model.training
         self.model.eval()
         try:
@@ -279,6 +277,17 @@ class Learner:
         self._in_task = False
 
     # ---- internals ---------------------------------------------------------------------------------
+    @property
+    def next_task(self) -> int:
+        """The index of the first task not learned yet (rows holds R[0] and one row per task learned)."""
+        return len(self.rows) - 1 if self.rows else 0
+
+    def _task_ids(self, t: Tensor | int, n: int) -> Tensor:
+        """(n,) int64 task ids on the device: one index for every sample, or the given ids."""
+        if isinstance(t, int):
+            return torch.full((n,), t, dtype=torch.long, device=self.device)
+        return torch.as_tensor(t, device=self.device).long()
+
     def _require_task(self, what: str) -> None:
         if not self._in_task:
             raise UsageError(f"{what}() belongs inside a task: call start_task(i) first (or loop over cl.tasks())")
