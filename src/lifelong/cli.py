@@ -252,6 +252,16 @@ def _add_sweep_options(p: argparse.ArgumentParser) -> None:
     w.add_argument("--seeds", type=_ints, default=None, help="every grid point runs on each seed, e.g. 0,1,2 (default: --seed)")
     w.add_argument("--workers", type=int, default=1,
                    help="parallel processes; each gets cpu_count/N PyTorch threads unless --threads is set (default: 1)")
+    w.add_argument("--backend", choices=("local", "ray"), default="local",
+                   help="where the runs go: local (a process pool, --workers) or ray (Ray tasks on a local Ray or "
+                        "the cluster at --address; needs lifelong[ray]) (default: local)")
+    w.add_argument("--address", default=None, metavar="ADDR",
+                   help="with --backend ray: the Ray cluster to join, e.g. auto or ray://head:10001 (default: start "
+                        "a local Ray)")
+    w.add_argument("--cpus-per-run", type=float, default=None, metavar="C",
+                   help="with --backend ray: CPUs Ray reserves per run, also its PyTorch threads (default: 1)")
+    w.add_argument("--gpus-per-run", type=float, default=None, metavar="G",
+                   help="with --backend ray: GPUs per run, fractions share a GPU, e.g. 0.25 (default: 0)")
     w.add_argument("--select", action="store_true", default=False,
                    help="choose each method's settings by final average accuracy on a validation split held "
                         "out of the training data (--val-fraction, default 0.1), then run the choice on every seed "
@@ -526,6 +536,7 @@ def _sweep(given: dict) -> dict:
     run.pop("out", None)
     workers, overwrite = given["workers"], given["overwrite"]
     select = True if given["select"] else None
+    on = {k: given[k] for k in ("backend", "address", "cpus_per_run", "gpus_per_run")}
     if given.get("spec") is not None:
         flags = [f"--{k}" for k in ("strategies", "set", "seeds") if given.get("sets" if k == "set" else k)]
         flags += [f"--{k}" for k in ("strategy", "seed") if k in run]
@@ -534,7 +545,7 @@ def _sweep(given: dict) -> dict:
                              "seeds in the file (other run options given here override its base)")
         spec = load_spec(given["spec"])
         spec["base"].update({**run, **settings})
-        return sweep(spec, given.get("out"), workers=workers, select=select, overwrite=overwrite)
+        return sweep(spec, given.get("out"), workers=workers, select=select, overwrite=overwrite, **on)
 
     if given.get("strategies") and "strategy" in run:
         raise UsageError("give either --strategy or --strategies")
@@ -565,7 +576,7 @@ def _sweep(given: dict) -> dict:
     seeds = list(given.get("seeds") or (run.get("seed", RunConfig.seed),))
     base.setdefault("progress", False)
     spec = {"base": base, "grid": grid, "seeds": seeds}
-    return sweep(spec, given.get("out"), workers=workers, select=select, overwrite=overwrite)
+    return sweep(spec, given.get("out"), workers=workers, select=select, overwrite=overwrite, **on)
 
 
 def _print_summary(result: dict) -> None:

@@ -52,6 +52,10 @@ def sweep(
     select: bool | None = None,
     overwrite: bool = False,
     quiet: bool = False,
+    backend: str = "local",
+    address: str | None = None,
+    cpus_per_run: float | None = None,
+    gpus_per_run: float | None = None,
 ) -> dict:
     """Run every config of ``spec`` (a dict or a JSON file) into ``out``; return the sweep index.
 
@@ -61,14 +65,29 @@ def sweep(
     validation split (see the module docstring). A failing run is recorded (``status: failed`` with its
     message; its id in ``index["failed"]``) and does not stop the others. The index is also written to
     ``out/sweep.json``, after every run. ``overwrite``: reuse run folders that hold other runs.
+
+    ``backend="ray"`` runs the same jobs as Ray tasks instead (:mod:`lifelong.experiments.ray_backend`):
+    ``address`` of a Ray cluster (default: a local Ray), ``cpus_per_run`` (default 1) and ``gpus_per_run``
+    (default 0, fractions allowed) reserved per run. Same run ids, folders and results as the local pool.
     """
     spec = load_spec(spec) if isinstance(spec, (str, os.PathLike)) else normalize_spec(spec)
     if select is not None:
         spec["select"] = bool(select)
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise UsageError(f"--workers must be >= 1, got {workers}")
+    runner = _backend(backend, workers, address, cpus_per_run, gpus_per_run)
     pts = points(spec)  # every config is validated before anything is created
     _check_data(pts)
+    if runner is None:
+        return _prepare_and_run(spec, pts, out, workers, None, overwrite, quiet)
+    runner.connect()  # Ray there, and room for a run: checked before any folder is made
+    try:
+        return _prepare_and_run(spec, pts, out, workers, runner, overwrite, quiet)
+    finally:
+        runner.close()  # a Ray this sweep started; one it joined is left running
+
+
+def _prepare_and_run(spec, pts, out, workers: int, runner, overwrite: bool, quiet: bool) -> dict:
     root = Path(out) if out is not None else Path("sweeps") / f"sweep-{spec_id(spec)}"
     methods: dict[tuple[int, str], list[Point]] = {}  # a method: a grid entry's strategy
     for p in pts:
@@ -76,12 +95,12 @@ def sweep(
     names = _method_names(spec, methods)
 
     def job(cfg: RunConfig, phase: str, p: Point, folder: str) -> Job:
-        if workers > 1:
+        if workers > 1 or runner is not None:
             cfg = dataclasses.replace(cfg, progress=False)
         cfg = dataclasses.replace(cfg, out=str(root / folder / cfg.run_id()))
         return Job(cfg, phase, names[(p.entry, p.cfg.strategy)], p.params)
 
-    book = Index(spec, root, workers, quiet)
+    book = Index(spec, root, workers, quiet, runner)
     variants = _selection_variants(spec, pts, methods, names) if spec["select"] else None
     try:
         root.mkdir(parents=True, exist_ok=True)
@@ -89,6 +108,25 @@ def sweep(
         raise UsageError(f"cannot create the sweep folder {root}: {e.strerror}; choose another --out") from None
     with locked(root, "sweep"):  # one sweep per folder (each run also locks its own)
         return _sweep(spec, pts, methods, names, job, book, root, overwrite, quiet, variants)
+
+
+def _backend(name, workers: int, address, cpus_per_run, gpus_per_run):
+    """None for the local pool, or the Ray backend; each option only where it means something."""
+    if name == "local":
+        given = [flag for flag, v in (("--address", address), ("--cpus-per-run", cpus_per_run),
+                                      ("--gpus-per-run", gpus_per_run)) if v is not None]
+        if given:
+            raise UsageError(f"{', '.join(given)}: only with --backend ray (the local pool takes --workers)")
+        return None
+    if name != "ray":
+        raise UsageError(f"--backend must be local or ray, got {name!r}")
+    if workers != 1:
+        raise UsageError("--workers is the local pool's: with --backend ray, Ray runs as many runs at once as "
+                         "the cluster has room for; size each with --cpus-per-run and --gpus-per-run")
+    from .ray_backend import RayBackend
+
+    return RayBackend(address, 1.0 if cpus_per_run is None else cpus_per_run,
+                      0.0 if gpus_per_run is None else gpus_per_run)
 
 
 def _selection_variants(spec, pts, methods, names) -> tuple[list, dict]:

@@ -1,0 +1,140 @@
+"""A sweep's runs as Ray tasks (``lifelong sweep --backend ray``), on this machine or a Ray cluster.
+
+Each job is one Ray Core task that runs :func:`~lifelong.experiments.executor.run_job` on the job's
+config, exactly as the local pool does: the same run ids, the same folders, the same ``results.json``;
+a finished run is skipped before anything is sent to Ray, an interrupted one resumes from its checkpoint
+in the task. Ray Core, not Ray Tune: the grid, the run ids, the skipping and the selection are the
+sweep's own, and what the sweep needs from Ray is only "run this function with C CPUs and G GPUs
+somewhere"; Tune's trial folders, searchers and its own resuming would duplicate (and fight) them.
+
+Decisions, for users of Ray:
+
+- ``address`` None starts a local Ray with every core (or joins the one this process already started
+  with ``ray.init``, which is how the tests give it 2 CPUs); ``auto`` or ``ray://host:10001`` joins a
+  cluster. A Ray the backend started is shut down when the sweep ends; one it joined is left running.
+- ``cpus_per_run`` (default 1) is what Ray reserves per run and the run's PyTorch threads (its integer
+  part, at least 1) unless the config sets ``threads``; ``gpus_per_run`` may be fractional (0.25: four
+  runs share a GPU). With no GPU requested a run's ``--device auto`` means the CPU (Ray hides the GPUs
+  from the task); with one, ``auto`` is the GPU Ray assigned. A request larger than the cluster's
+  resources is refused before any task is sent (else Ray waits for it forever).
+- Runs write their folders themselves, from wherever Ray places them: on a cluster of several machines
+  the sweep folder (and a relative ``--data-dir``) must be on a file system every node mounts at the same
+  path, and lifelong installed on every node. Each task works in the driver's working directory and sees
+  the driver's ``LIFELONG_*`` environment variables. A path missing on a node fails that run with a
+  message that says so, and the next sweep tries it again.
+- Ctrl-C (or a killed driver) cancels the tasks; each run stays resumable from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Sequence
+
+from ..errors import UsageError
+
+__all__ = ["RayBackend"]
+
+
+def _ray():
+    try:
+        import ray
+    except ImportError:
+        raise UsageError("--backend ray needs Ray: pip install 'lifelong[ray]' (or use the default --backend local)") from None
+    return ray
+
+
+def run_in_task(cfg, threads: int, cwd: str, env: dict) -> dict:
+    """The body of one Ray task: the driver's working directory and LIFELONG_* variables, then the run."""
+    import socket
+
+    from .executor import run_job
+
+    if not os.path.isdir(cwd):
+        return {"status": "failed", "error": "UsageError",
+                "message": f"the sweep's working directory {cwd} does not exist on node {socket.gethostname()}: "
+                           "Ray runs need a file system every node mounts at the same path"}
+    os.chdir(cwd)
+    os.environ.update(env)
+    return run_job(cfg, threads)
+
+
+@dataclasses.dataclass
+class RayBackend:
+    """Run a sweep's jobs as Ray tasks; see the module docstring for what each field means."""
+
+    address: str | None = None
+    cpus_per_run: float = 1.0
+    gpus_per_run: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name, low in (("cpus_per_run", 0.0), ("gpus_per_run", 0.0)):
+            v = getattr(self, name)
+            flag = "--" + name.replace("_", "-")
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or v != v or v < low or v == float("inf"):
+                raise UsageError(f"{flag} must be a number >= 0, got {v!r}")
+        if self.cpus_per_run == 0 and self.gpus_per_run == 0:
+            raise UsageError("--cpus-per-run 0 with no --gpus-per-run reserves nothing: give each run at least some CPU")
+        if self.gpus_per_run > 1 and self.gpus_per_run != int(self.gpus_per_run):
+            raise UsageError(f"--gpus-per-run {self.gpus_per_run}: above 1 it must be a whole number of GPUs")
+        self._started = False
+
+    def describe(self) -> dict:
+        return {"name": "ray", "address": self.address, "cpus_per_run": self.cpus_per_run,
+                "gpus_per_run": self.gpus_per_run}
+
+    def connect(self):
+        """Ray, initialized: joined (``address``, or a Ray this process started) or started here."""
+        ray = _ray()
+        if not ray.is_initialized():
+            env = {k: v for k, v in os.environ.items() if k.startswith("LIFELONG_")}
+            try:
+                ray.init(address=self.address, include_dashboard=False, log_to_driver=False,
+                         runtime_env={"env_vars": env} if self.address and env else None)
+            except ConnectionError as e:
+                raise UsageError(f"--address {self.address}: cannot reach a Ray cluster there ({e}); "
+                                 "start one with `ray start --head` or leave --address out for a local Ray") from None
+            self._started = True
+        have = ray.cluster_resources()
+        for what, need, key in (("CPUs", self.cpus_per_run, "CPU"), ("GPUs", self.gpus_per_run, "GPU")):
+            if need > have.get(key, 0):
+                self.close()
+                raise UsageError(f"--{what[:3].lower()}s-per-run {need:g}: the Ray cluster has {have.get(key, 0):g} "
+                                 f"{what}; ask for at most that per run")
+        return ray
+
+    def close(self) -> None:
+        if self._started:
+            _ray().shutdown()
+            self._started = False
+
+    def run(self, todo: Sequence, finish: Callable) -> None:
+        if not todo:
+            return
+        ray = self.connect()
+        threads = max(1, int(self.cpus_per_run))
+        task = ray.remote(run_in_task).options(num_cpus=self.cpus_per_run, num_gpus=self.gpus_per_run,
+                                               name="lifelong-run")
+        cwd = os.getcwd()
+        env = {k: v for k, v in os.environ.items() if k.startswith("LIFELONG_")}
+        pending = {}
+        for job in todo:
+            cfg = dataclasses.replace(job.cfg, progress=False)
+            if self.gpus_per_run == 0 and cfg.device == "auto":
+                cfg = dataclasses.replace(cfg, device="cpu")  # what auto means in a task that holds no GPU
+            pending[task.remote(cfg, threads, cwd, env)] = job
+        try:
+            while pending:
+                done, _ = ray.wait(list(pending), num_returns=1)
+                for ref in done:
+                    job = pending.pop(ref)
+                    try:
+                        outcome = ray.get(ref)
+                    except Exception as e:  # noqa: BLE001 - the task's worker died (killed, out of memory)
+                        outcome = {"status": "failed", "error": type(e).__name__,
+                                   "message": f"Ray task failed: {str(e).splitlines()[0] if str(e) else repr(e)}"}
+                    finish(job, outcome)
+        except BaseException:
+            for ref in pending:
+                ray.cancel(ref, force=True)
+            raise
