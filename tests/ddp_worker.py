@@ -33,6 +33,7 @@ def main(out: str) -> None:
     grads = {n: p.grad.clone() for n, p in model.named_parameters()}
     if d.main:
         torch.save({"fisher": fisher, "mas": mas, "grads": grads, "world": d.world}, out)
+    d.close()
 
 
 if __name__ == "__main__":

@@ -153,6 +153,8 @@ def _train(cfg: RunConfig, stream, device, out: Path | None, record: dict | None
         write_run_outputs(out, results)
         results["run_dir"] = str(out)
         ckpt.unlink(missing_ok=True)  # results.json is complete: the checkpoint has served its purpose
+    if d is not None:
+        d.close()  # the other ranks wait here for the folder to be complete
     return results
 
 
@@ -170,6 +172,7 @@ def follow(device: torch.device) -> dict:
     resume = load_checkpoint(Path(payload["out"]) / CHECKPOINT_FILE) if payload["resume"] else None
     results = run_stream(seeded_model(cfg, stream), stream, build_strategy(cfg), cfg.train_settings(), device=device,
                          resume=resume, dist=d, checkpoint_every=cfg.checkpoint_every)  # the same NaN checks as rank 0
+    d.close()
     return {"run_id": cfg.run_id(), "rank": d.rank, **results}
 
 

@@ -110,6 +110,14 @@ class Dist:
     def barrier(self) -> None:
         dist.barrier()
 
+    def close(self) -> None:
+        """The run's end on every rank: wait for all (rank 0 has written the run folder), then tear the
+        process group down. Without it a rank that exits while another still holds the connection can
+        die in gloo's destructor (SIGABRT), and a finished run would report a failed rank."""
+        if dist.is_initialized():
+            dist.barrier()
+            dist.destroy_process_group()
+
 
 class ShardedBatches:
     """A task's ``(x, y, mask)`` batches, each cut to this rank's shard; ``reduce_sums`` tells the

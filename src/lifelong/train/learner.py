@@ -138,8 +138,10 @@ class Learner:
 
     def steps(self, batch_size: int | None = None, epochs: int | None = None) -> int:
         """Steps of ``batches()``: ``settings.iterations`` or epochs × batches per epoch."""
-        bs = batch_size or self.settings.batch_size
-        per_epoch = math.ceil(sum(len(t.train) for t in self.training_tasks()) / bs)
+        return self._steps(self.training_tasks(), batch_size or self.settings.batch_size, epochs)
+
+    def _steps(self, tasks: Sequence[Task], bs: int, epochs: int | None) -> int:
+        per_epoch = math.ceil(sum(len(t.train) for t in tasks) / bs)
         return self.settings.iterations or (epochs or self.settings.epochs) * per_epoch
 
     def batches(self, batch_size: int | None = None, epochs: int | None = None) -> Iterator[Batch]:
@@ -147,8 +149,8 @@ class Learner:
         generator epoch after epoch exactly as ``lifelong run`` draws them (``settings.iterations``
         steps when set)."""
         bs = batch_size or self.settings.batch_size
-        tasks = self.training_tasks()
-        total = self.steps(bs, epochs)
+        tasks = self.training_tasks()  # once: GDumb builds its memory's task here
+        total = self._steps(tasks, bs, epochs)
         taken = 0
         while taken < total:
             for raw in batches(tasks, "train", batch_size=bs, shuffle=True, generator=self.order):
