@@ -117,3 +117,24 @@ def test_trainer_misuse_is_a_clear_error(tmp_path):
     bad = [{"input_ids": x} for x in train[0][0][:4]]  # no labels
     with pytest.raises(UsageError, match="input_ids and labels"):
         LifelongTrainer(cl, model=net.model, args=args(tmp_path), train_dataset=bad).train()
+
+
+def test_readme_hf_snippet_runs_verbatim_and_ewc_forgets_less_than_fine_tuning(tmp_path, monkeypatch):
+    import re
+
+    from test_learner import readme_block, run_block
+
+    monkeypatch.chdir(tmp_path)  # the snippet's output_dir
+    code = readme_block("hf")
+    lam = re.search(r"EWC\(lam=([0-9.e+]+)\)", code).group(1)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        ewc = run_block(code, tasks())["cl"]
+        naive = run_block(code.replace(f"EWC(lam={lam})", "EWC(lam=0.0)"), tasks())["cl"]  # fine-tuning, same args
+    finally:
+        torch.set_num_threads(threads)
+    assert float(lam) == LAM  # the README's λ is the one the other tests measure
+    assert ewc.accuracy_matrix[1, 0] > 0.9 and naive.accuracy_matrix[1, 0] > 0.9  # task A learned
+    assert ewc.summary()["forgetting"] < naive.summary()["forgetting"] - 0.2
+    assert ewc.summary()["average_accuracy"] > naive.summary()["average_accuracy"]  # not bought by learning nothing
