@@ -165,3 +165,26 @@ def test_the_command_line_starts_its_own_ray_and_matches_the_local_sweep(tmp_pat
     local, on_ray = (json.loads((tmp_path / n / "sweep.json").read_text()) for n in ("local", "ray"))
     same_runs(local, on_ray)
     assert results(tmp_path / "local", local) == results(tmp_path / "ray", on_ray)
+
+
+def test_tune_on_ray_chooses_and_reports_what_local_tune_does(tmp_path, local_ray):
+    from lifelong.experiments.tune import tune
+
+    def cfg(where):
+        return RunConfig.from_flat({**BASE, "strategy": "ewc", "val_fraction": 0.2, "out": str(tmp_path / where)})
+
+    local = tune(cfg("local"), LAM, [1.0, 1000.0], quiet=True)
+    on_ray = tune(cfg("ray"), LAM, [1.0, 1000.0], quiet=True, backend="ray")
+    keep = lambda s: {"chosen": s["chosen"], "final": {k: s["final"][k] for k in ("run_id", "metrics")},  # noqa: E731
+                      "trials": [{k: t[k] for k in ("value", "status", "val_average_accuracy", "run_id")}
+                                 for t in s["trials"]]}
+    assert keep(local) == keep(on_ray)
+
+
+def test_reproduce_and_tune_take_the_backend_options(tmp_path, capsys):
+    for args in (["reproduce", "hsu2018-split-mnist", "--backend", "ray", "--workers", "2", "--out", str(tmp_path / "r")],
+                 ["tune", "--strategy", "ewc", "--grid", "1,10", "--address", "auto", "--data-dir", TINY,
+                  "--no-download", "--out", str(tmp_path / "t")]):
+        code = console_main(args)
+        err = capsys.readouterr().err
+        assert code == 2 and ("--workers is the local pool's" in err or "--address: only with --backend ray" in err), err

@@ -229,6 +229,23 @@ def _add_resume_options(p: argparse.ArgumentParser) -> None:
                    help="with --resume: accept options that differ from the saved config")
 
 
+def _add_backend_options(w) -> None:
+    """Where a grid's runs go (sweep, tune, reproduce): the local pool or Ray."""
+    w.add_argument("--backend", choices=("local", "ray"), default="local",
+                   help="where the runs go: local (a process pool, --workers) or ray (Ray tasks on a local Ray or "
+                        "the cluster at --address; needs lifelong[ray]) (default: local)")
+    w.add_argument("--address", default=None, metavar="ADDR",
+                   help="with --backend ray: the Ray cluster to join, e.g. auto or ray://head:10001 (default: start "
+                        "a local Ray)")
+    w.add_argument("--cpus-per-run", type=float, default=None, metavar="C",
+                   help="with --backend ray: CPUs Ray reserves per run, also its PyTorch threads (default: 1)")
+    w.add_argument("--gpus-per-run", type=float, default=None, metavar="G",
+                   help="with --backend ray: GPUs per run, fractions share a GPU, e.g. 0.25 (default: 0)")
+
+
+BACKEND_KEYS = ("backend", "address", "cpus_per_run", "gpus_per_run")
+
+
 def _add_sweep_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("spec", nargs="?", default=None, metavar="SPEC.json",
                    help='a JSON spec {"base": {...}, "grid": [{"strategy": "ewc", "lam": [10, 100]}, ...], '
@@ -252,16 +269,7 @@ def _add_sweep_options(p: argparse.ArgumentParser) -> None:
     w.add_argument("--seeds", type=_ints, default=None, help="every grid point runs on each seed, e.g. 0,1,2 (default: --seed)")
     w.add_argument("--workers", type=int, default=1,
                    help="parallel processes; each gets cpu_count/N PyTorch threads unless --threads is set (default: 1)")
-    w.add_argument("--backend", choices=("local", "ray"), default="local",
-                   help="where the runs go: local (a process pool, --workers) or ray (Ray tasks on a local Ray or "
-                        "the cluster at --address; needs lifelong[ray]) (default: local)")
-    w.add_argument("--address", default=None, metavar="ADDR",
-                   help="with --backend ray: the Ray cluster to join, e.g. auto or ray://head:10001 (default: start "
-                        "a local Ray)")
-    w.add_argument("--cpus-per-run", type=float, default=None, metavar="C",
-                   help="with --backend ray: CPUs Ray reserves per run, also its PyTorch threads (default: 1)")
-    w.add_argument("--gpus-per-run", type=float, default=None, metavar="G",
-                   help="with --backend ray: GPUs per run, fractions share a GPU, e.g. 0.25 (default: 0)")
+    _add_backend_options(w)
     w.add_argument("--select", action="store_true", default=False,
                    help="choose each method's settings by final average accuracy on a validation split held "
                         "out of the training data (--val-fraction, default 0.1), then run the choice on every seed "
@@ -287,6 +295,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "setting, e.g. EWC's lambda)")
     tune_p.add_argument("--grid", type=_floats, required=True, help="values to try, e.g. 1,10,100,1000")
     tune_p.add_argument("--workers", type=int, default=1, help="parallel processes for the grid (default: 1)")
+    _add_backend_options(tune_p)
     sweep_p = sub.add_parser("sweep", help="run a grid of strategies x settings x seeds (resumable, parallel)",
                              description="Run every combination of a grid of configs and seeds into DIR/runs/<run id>; "
                                          "finished runs are skipped, so an interrupted sweep continues where it "
@@ -314,6 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
     rep_p.add_argument("recipe", choices=list(RECIPES), help="the published table to reproduce")
     rep_p.add_argument("--seeds", default="5", help="how many seeds (e.g. 5 = seeds 0..4), or a list like 0,3,7 (default: 5)")
     rep_p.add_argument("--workers", type=int, default=1, help="parallel worker processes (default: 1)")
+    _add_backend_options(rep_p)
     rep_p.add_argument("--methods", type=_names, default=None, help="only these methods (default: all of the table)")
     rep_p.add_argument("--scenarios", type=_names, default=None, help="only these scenarios (default: all of the table)")
     rep_p.add_argument("--data-dir", default=None, help="folder with the IDX files")
@@ -424,7 +434,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
 
         return reproduce(args.recipe, _seeds(args.seeds), out=args.out, workers=args.workers, methods=args.methods,
                          scenarios=args.scenarios, data_dir=args.data_dir, threads=args.threads, download=args.download,
-                         optimizer_state=args.optimizer_state)
+                         optimizer_state=args.optimizer_state, **{k: getattr(args, k) for k in BACKEND_KEYS})
     if args.command == "run" and given.get("nproc") not in (GIVEN, None, 1) and "WORLD_SIZE" not in os.environ:
         return _launch(list(sys.argv[1:] if argv is None else argv), given)
     if args.command == "run" and args.resume:
@@ -510,7 +520,8 @@ def _tune(given: dict) -> dict:
     param = (given.get("param") or "").replace("-", "_") or main_hyperparameter(cfg.strategy)
     if param is None:
         raise UsageError(f"strategy {cfg.strategy!r} has no setting of its own: pass --param (e.g. lr)")
-    return tune(cfg, param, given["grid"], overwrite=given["overwrite"], workers=given["workers"])
+    return tune(cfg, param, given["grid"], overwrite=given["overwrite"], workers=given["workers"],
+                **{k: given[k] for k in BACKEND_KEYS})
 
 
 def _resume(given: dict) -> dict:
@@ -536,7 +547,7 @@ def _sweep(given: dict) -> dict:
     run.pop("out", None)
     workers, overwrite = given["workers"], given["overwrite"]
     select = True if given["select"] else None
-    on = {k: given[k] for k in ("backend", "address", "cpus_per_run", "gpus_per_run")}
+    on = {k: given[k] for k in BACKEND_KEYS}
     if given.get("spec") is not None:
         flags = [f"--{k}" for k in ("strategies", "set", "seeds") if given.get("sets" if k == "set" else k)]
         flags += [f"--{k}" for k in ("strategy", "seed") if k in run]

@@ -41,7 +41,7 @@ from .folder import locked
 from .grid import Point, label, load_spec, normalize_spec, points, spec_id, split_entry, validated
 from .selection import DEFAULT_VAL_FRACTION, SCORE, choose
 
-__all__ = ["sweep"]
+__all__ = ["sweep", "backend_of"]
 
 
 def sweep(
@@ -75,7 +75,7 @@ def sweep(
         spec["select"] = bool(select)
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise UsageError(f"--workers must be >= 1, got {workers}")
-    runner = _backend(backend, workers, address, cpus_per_run, gpus_per_run)
+    runner = backend_of(backend, workers, address, cpus_per_run, gpus_per_run)
     pts = points(spec)  # every config is validated before anything is created
     _check_data(pts)
     if runner is None:
@@ -110,7 +110,7 @@ def _prepare_and_run(spec, pts, out, workers: int, runner, overwrite: bool, quie
         return _sweep(spec, pts, methods, names, job, book, root, overwrite, quiet, variants)
 
 
-def _backend(name, workers: int, address, cpus_per_run, gpus_per_run):
+def backend_of(name, workers: int, address, cpus_per_run, gpus_per_run):
     """None for the local pool, or the Ray backend; each option only where it means something."""
     if name == "local":
         given = [flag for flag, v in (("--address", address), ("--cpus-per-run", cpus_per_run),

@@ -27,7 +27,7 @@ from .folder import locked
 from .fields import coerce, run_fields
 from .grid import fmt, validated
 from .selection import choose
-from .sweep import error_of
+from .sweep import backend_of, error_of
 
 
 def tune(
@@ -38,10 +38,15 @@ def tune(
     overwrite: bool = False,
     quiet: bool = False,
     workers: int = 1,
+    backend: str = "local",
+    address: str | None = None,
+    cpus_per_run: float | None = None,
+    gpus_per_run: float | None = None,
 ) -> dict:
     """Choose ``param`` (a RunConfig field or a setting of ``cfg.strategy``) from ``grid`` on the validation split; return the summary
     that is also written to ``OUT/tune.json``. Raises the run's error if the final run fails, or if
-    every value of the grid failed."""
+    every value of the grid failed. ``backend="ray"`` runs the trials as Ray tasks (see
+    :func:`~lifelong.experiments.sweep.sweep`)."""
     if not grid:
         raise UsageError("--grid needs at least one value")
     cfg = cfg.resolved()
@@ -55,7 +60,8 @@ def tune(
     base = Path(cfg.out) if cfg.out else Path("runs") / f"tune-{cfg.run_id()}-{param}"
     spec = {"base": {k: v for k, v in cfg.flat().items() if k != "out"}, "grid": [{param: values}],
             "seeds": [cfg.seed], "select": True, "tune": {"param": param}}
-    book = Index(spec, base, workers, quiet)
+    runner = backend_of(backend, workers, address, cpus_per_run, gpus_per_run)
+    book = Index(spec, base, workers, quiet, runner)
     trials = []
     for value in values:  # all validated before anything runs
         where = f"--param {param}={fmt(value)}"
@@ -67,38 +73,49 @@ def tune(
         base.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise UsageError(f"cannot create the tuning folder {base}: {e.strerror}; choose another --out") from None
-    with locked(base, "tuning"):  # one tuning per folder (each run also locks its own)
-        book.run(trials, overwrite)
+    if runner is not None:
+        runner.connect()  # Ray there, and room for a run, before anything runs
+    try:
+        with locked(base, "tuning"):  # one tuning per folder (each run also locks its own)
+            return _tune(cfg, param, base, book, trials, finals, overwrite, quiet)
+    finally:
+        if runner is not None:
+            runner.close()
 
-        choice = choose(cfg.strategy, trials, [cfg.seed], cfg.val_fraction)
-        book.selection.append(choice)
-        summary = {
-            "param": param,
-            "selected_on": "final average accuracy on a validation split held out of the training data",
-            "val_fraction": cfg.val_fraction,
-            "trials": [_trial(t, param) for t in trials],
-        }
-        if choice["params"] is None:
-            first = next(t for t in trials if t.status == "failed")
-            raise type(error_of(first.outcome))(f"every value of --grid failed; {param}={fmt(first.params[param])}: "
-                                                 f"{first.outcome['message']}")
-        chosen = choice["params"][param]
-        final = Job(finals[chosen], "final", cfg.strategy, {param: chosen}, selection=choice)
-        book.run([final], overwrite=True)  # final/ holds the previous choice's run if the choice changed
-        book.save()
-        if final.status == "failed":
-            raise error_of(final.outcome)
-        summary["chosen"] = chosen
-        summary["final"] = {"run_id": final.id, "run_dir": final.cfg.out, "metrics": final.outcome["metrics"]}
-        from ..report.files import write_json
 
-        write_json(base / "tune.json", summary)
-        if not quiet:
-            m = final.outcome["metrics"]
-            bwt = m.get("backward_transfer")
-            print(f"chosen {param}={fmt(chosen)}; test average accuracy {100 * m['average_accuracy']:.2f}%, "
-                  f"BWT {'n/a' if bwt is None else f'{100 * bwt:+.2f}'} -> {base / 'tune.json'}")
-        return summary
+def _tune(cfg, param, base, book, trials, finals, overwrite, quiet) -> dict:
+    """The trials, the choice on validation, the chosen value's final run; tune.json."""
+    book.run(trials, overwrite)
+
+    choice = choose(cfg.strategy, trials, [cfg.seed], cfg.val_fraction)
+    book.selection.append(choice)
+    summary = {
+        "param": param,
+        "selected_on": "final average accuracy on a validation split held out of the training data",
+        "val_fraction": cfg.val_fraction,
+        "trials": [_trial(t, param) for t in trials],
+    }
+    if choice["params"] is None:
+        first = next(t for t in trials if t.status == "failed")
+        raise type(error_of(first.outcome))(f"every value of --grid failed; {param}={fmt(first.params[param])}: "
+                                             f"{first.outcome['message']}")
+    chosen = choice["params"][param]
+    final = Job(finals[chosen], "final", cfg.strategy, {param: chosen}, selection=choice)
+    book.run([final], overwrite=True)  # final/ holds the previous choice's run if the choice changed
+    book.save()
+    if final.status == "failed":
+        raise error_of(final.outcome)
+    summary["chosen"] = chosen
+    summary["final"] = {"run_id": final.id, "run_dir": final.cfg.out, "metrics": final.outcome["metrics"]}
+    from ..report.files import write_json
+
+    write_json(base / "tune.json", summary)
+    if not quiet:
+        m = final.outcome["metrics"]
+        bwt = m.get("backward_transfer")
+        print(f"chosen {param}={fmt(chosen)}; test average accuracy {100 * m['average_accuracy']:.2f}%, "
+              f"BWT {'n/a' if bwt is None else f'{100 * bwt:+.2f}'} -> {base / 'tune.json'}")
+    return summary
 
 
 def _with(cfg: RunConfig, param: str, value: Any, **changes: Any) -> RunConfig:

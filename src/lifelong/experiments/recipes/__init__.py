@@ -30,9 +30,14 @@ def reproduce(
     methods: Sequence[str] | None = None,
     scenarios: Sequence[str] | None = None,
     quiet: bool = False,
+    backend: str = "local",
+    address: str | None = None,
+    cpus_per_run: float | None = None,
+    gpus_per_run: float | None = None,
     **overrides,
 ) -> dict:
-    """Run recipe ``name`` on ``seeds`` and return ``{"rows", "table", "out", "seconds", ...}``."""
+    """Run recipe ``name`` on ``seeds`` and return ``{"rows", "table", "out", "seconds", ...}``; the runs
+    go through :func:`~lifelong.experiments.sweep.sweep` (``backend="ray"`` and its options as there)."""
     from ..fields import run_fields
     from ..sweep import sweep
 
@@ -63,7 +68,8 @@ def reproduce(
     }
     out = Path(out) if out else Path("reproductions") / name
     t0 = time.perf_counter()
-    index = sweep(spec, out, workers=workers, quiet=quiet)
+    index = sweep(spec, out, workers=workers, quiet=quiet, backend=backend, address=address,
+                  cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run)
     seconds = time.perf_counter() - t0
     accuracies: dict[tuple[str, str], list[float]] = {}
     failed = []
