@@ -22,7 +22,9 @@ Decisions, for users of Ray:
   path, and lifelong installed on every node. Each task works in the driver's working directory and sees
   the driver's ``LIFELONG_*`` environment variables. A path missing on a node fails that run with a
   message that says so, and the next sweep tries it again.
-- Ctrl-C (or a killed driver) cancels the tasks; each run stays resumable from its last checkpoint.
+- Ctrl-C cancels the tasks; a driver killed outright (SIGKILL) takes its tasks with it, since Ray ends
+  a dead driver's tasks (and a local Ray it started, but for two idle agent processes that stay until
+  ``ray stop``). Each run stays resumable from its last checkpoint.
 """
 
 from __future__ import annotations
