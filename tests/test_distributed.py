@@ -87,7 +87,7 @@ def test_torchrun_and_nproc_are_the_same_run(tmp_path):
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", str(port),
-           "-m", "lifelong.cli", *ARGS, "--strategy", "si", "--out", str(tmp_path / "b")]
+           "-m", "lifelong", *ARGS, "--strategy", "si", "--out", str(tmp_path / "b")]  # as the README writes it
     assert subprocess.run(cmd, capture_output=True, timeout=180).returncode == 0
     b = json.loads((tmp_path / "b" / "results.json").read_text())
     assert b["accuracy_matrix"] == a["accuracy_matrix"] and b["processes"] == 2
