@@ -15,7 +15,7 @@ from pathlib import Path
 SRC = Path(__file__).parents[1] / "src"
 LIBRARY = ("data", "scenarios", "models", "importance", "penalties", "strategies", "train", "eval", "integrations",
            "errors", "_io", "_version")
-ORCHESTRATION = ("experiments", "report", "cli")
+ORCHESTRATION = ("experiments", "report", "cli", "__main__")
 
 
 def modules(src: Path, root: str = "lifelong") -> dict[str, Path]:
