@@ -68,35 +68,49 @@ def test_all_reduced_fisher_mas_and_gradients_equal_the_single_process_ones(tmp_
         assert float(want_f[name].abs().max()) > 0
 
 
+@pytest.fixture(scope="module")
+def two_ranks(tmp_path_factory):
+    """strategy -> its 2-rank run of ARGS (made once: several tests compare against it)."""
+    done = {}
+
+    def get(strategy: str) -> dict:
+        if strategy not in done:
+            done[strategy] = main([*ARGS, "--strategy", strategy, "--nproc", "2", "--checkpoint-every", "10",
+                                   "--out", str(tmp_path_factory.mktemp("two") / strategy)])
+        return done[strategy]
+
+    return get
+
+
 @pytest.mark.parametrize("strategy", ["ewc", "er"])
-def test_a_two_rank_run_matches_the_one_rank_run(tmp_path, strategy):
+def test_a_two_rank_run_matches_the_one_rank_run(tmp_path, strategy, two_ranks):
     one = main([*ARGS, "--strategy", strategy, "--out", str(tmp_path / "one")])
-    two = main([*ARGS, "--strategy", strategy, "--nproc", "2", "--out", str(tmp_path / "two")])
+    two = two_ranks(strategy)
     assert two["run_id"] == one["run_id"] and two["processes"] == 2 and "processes" not in one
     # the same global batches and gradient up to summation order: equal accuracies here, within noise always
     diff = abs(two["metrics"]["average_accuracy"] - one["metrics"]["average_accuracy"])
     assert diff <= 0.02, (one["accuracy_matrix"], two["accuracy_matrix"])
     assert one["accuracy_matrix"][1][0] > 0.5 and two["accuracy_matrix"][1][0] > 0.5
-    events = [json.loads(x) for x in (tmp_path / "two" / "events.jsonl").read_text().splitlines()]
+    events = [json.loads(x) for x in (Path(two["run_dir"]) / "events.jsonl").read_text().splitlines()]
     assert sum(e["event"] == "step" for e in events) == 120  # rank 0 alone logs
 
 
-def test_torchrun_and_nproc_are_the_same_run(tmp_path):
-    a = main([*ARGS, "--strategy", "si", "--nproc", "2", "--out", str(tmp_path / "a")])
+def test_torchrun_and_nproc_are_the_same_run(tmp_path, two_ranks):
+    a = two_ranks("ewc")
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", str(port),
-           "-m", "lifelong", *ARGS, "--strategy", "si", "--out", str(tmp_path / "b")]  # as the README writes it
+           "-m", "lifelong", *ARGS, "--strategy", "ewc", "--out", str(tmp_path / "b")]  # as the README writes it
     assert subprocess.run(cmd, capture_output=True, timeout=180).returncode == 0
     b = json.loads((tmp_path / "b" / "results.json").read_text())
     assert b["accuracy_matrix"] == a["accuracy_matrix"] and b["processes"] == 2
 
 
-def test_a_killed_two_rank_run_resumes_to_the_uninterrupted_matrix(tmp_path):
-    args = [*ARGS, "--strategy", "ewc", "--iterations", "80", "--checkpoint-every", "10", "--nproc", "2"]
-    whole = main([*args, "--out", str(tmp_path / "whole")])
-    kill_mid_task(args, tmp_path / "cut", task=1, min_step=20)
+def test_a_killed_two_rank_run_resumes_to_the_uninterrupted_matrix(tmp_path, two_ranks):
+    whole = two_ranks("ewc")  # checkpoints every 10 steps too (that changes no number)
+    kill_mid_task([*ARGS, "--strategy", "ewc", "--checkpoint-every", "10", "--nproc", "2"], tmp_path / "cut",
+                  task=1, min_step=10)
     assert not (tmp_path / "cut" / "results.json").exists()
     resumed = main(["run", "--resume", str(tmp_path / "cut"), "--nproc", "2", "--no-progress", "--threads", "1"])
     assert resumed["accuracy_matrix"] == whole["accuracy_matrix"]
