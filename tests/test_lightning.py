@@ -114,18 +114,8 @@ def test_a_training_step_without_learner_batch_is_a_clear_error():
 
 
 def test_readme_lightning_snippet_runs_verbatim_and_ewc_forgets_less_than_fine_tuning():
-    import re
+    from test_learner import ewc_and_fine_tuning, readme_block
 
-    from test_learner import readme_block, run_block
-
-    code = readme_block("lightning")
-    d = load_dataset("mnist", TINY, download=False)
-    xs, ys, xt, yt = (torch.as_tensor(a) for a in (d.train_images, d.train_labels, d.test_images, d.test_labels))
-    perms = [torch.arange(784), torch.randperm(784, generator=torch.Generator().manual_seed(0))]
-    permute = lambda x, p: x.reshape(len(x), -1)[:, p].reshape(x.shape)  # noqa: E731 - permuted MNIST, by hand
-    data = ([(permute(xs, p).repeat(3, 1, 1), ys.repeat(3)) for p in perms], [(permute(xt, p), yt) for p in perms])
-    lam = re.search(r"EWC\(lam=([0-9.e+]+)\)", code).group(1)
-    ewc = run_block(code, data)["cl"]
-    naive = run_block(code.replace(f"EWC(lam={lam})", "EWC(lam=0.0)"), data)["cl"]
+    ewc, naive = ewc_and_fine_tuning(readme_block("lightning"))
     assert ewc.accuracy_matrix.shape == (3, 2) and ewc.accuracy_matrix[1, 0] > 0.8
-    assert ewc.summary()["forgetting"] < naive.summary()["forgetting"] - 0.01
+    assert ewc.summary()["forgetting"] < naive.summary()["forgetting"] - 0.01  # here 0.058 against 0.076
