@@ -251,3 +251,20 @@ def test_a_killed_ray_sweep_stops_its_runs_and_the_next_one_resumes_them(tmp_pat
         events = (tmp_path / "s" / r["run_dir"] / "events.jsonl").read_text().splitlines()
         starts = [e["resumed_at"] for e in map(json.loads, events) if e["event"] == "start"]
         assert starts[0] is None and starts[-1] is not None  # resumed from a checkpoint, not started again
+
+
+def test_an_address_nothing_answers_on_is_a_one_line_error_at_once(tmp_path):
+    """Not minutes of Ray's retries: the port is tried first (in a fresh process: no Ray started)."""
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # free again once closed: nothing listens there
+    proc = subprocess.run([sys.executable, "-m", "lifelong", "sweep", "--strategy", "naive", "--benchmark", "split-mnist",
+                           "--tasks", "1", "--iterations", "2", "--data-dir", TINY, "--no-download", "--backend", "ray",
+                           "--address", f"127.0.0.1:{port}", "--out", str(tmp_path / "s")],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and f"--address 127.0.0.1:{port}: nothing answers there" in proc.stderr, proc.stderr
+    assert proc.stderr.count("\n") == 1 and not (tmp_path / "s").exists()

@@ -61,6 +61,24 @@ def run_in_task(cfg, threads: int, cwd: str, env: dict) -> dict:
     return run_job(cfg, threads)
 
 
+def _check_reachable(address: str, timeout: float = 5.0) -> None:
+    """A ``host:port`` (or ``ray://host:port``) that nothing answers on is a one-line error now, not
+    minutes of Ray's own retries; ``auto`` and other forms are left to Ray."""
+    import socket
+
+    hostport = address.split("://", 1)[1] if "://" in address else address
+    host, sep, port = hostport.rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        return
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            return
+    except OSError as e:
+        reason = e.strerror or type(e).__name__
+    raise UsageError(f"--address {address}: nothing answers there ({reason}); start a cluster with `ray start --head`, "
+                     "pass its address (or auto), or leave --address out for a local Ray")
+
+
 @dataclasses.dataclass
 class RayBackend:
     """Run a sweep's jobs as Ray tasks; see the module docstring for what each field means."""
@@ -88,7 +106,8 @@ class RayBackend:
     def connect(self):
         """Ray, initialized: joined (``address``, or a Ray this process started) or started here."""
         ray = _ray()
-        if not ray.is_initialized():
+        if not ray.is_initialized() and self.address:
+            _check_reachable(self.address)
             env = {k: v for k, v in os.environ.items() if k.startswith("LIFELONG_")}
             try:
                 ray.init(address=self.address, include_dashboard=False, log_to_driver=False,
