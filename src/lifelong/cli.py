@@ -5,6 +5,8 @@
     lifelong tune    --strategy ewc --grid 1,10,100,1000 --val-fraction 0.1 --out runs/ewc-tuned
     lifelong sweep   --strategies naive,ewc --set lam=10,100 --seeds 0,1,2 --workers 2 --out sweeps/ewc
     lifelong sweep   SPEC.json --select --out sweeps/ewc-selected
+    lifelong sweep   SPEC.json --backend ray --address auto --cpus-per-run 2 --gpus-per-run 0.25
+    lifelong run     --data tasks.npz --strategy er --nproc 2     (your tasks; 2 data-parallel processes)
     lifelong compare sweeps/ewc [more run or sweep folders] --metrics average_accuracy,backward_transfer
 
 The options of each strategy come from its settings dataclass (:mod:`lifelong.strategies.settings`):
