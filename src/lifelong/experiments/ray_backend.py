@@ -9,9 +9,10 @@ somewhere"; Tune's trial folders, searchers and its own resuming would duplicate
 
 Decisions, for users of Ray:
 
-- ``address`` None starts a local Ray with every core (or joins the one this process already started
-  with ``ray.init``, which is how the tests give it 2 CPUs); ``auto`` or ``ray://host:10001`` joins a
-  cluster. A Ray the backend started is shut down when the sweep ends; one it joined is left running.
+- ``address`` None starts a new local Ray with every core (or joins the one this process already
+  started with ``ray.init``, which is how the tests give it 2 CPUs; or the one ``RAY_ADDRESS`` names),
+  never a cluster Ray would otherwise find by itself; ``auto`` (the cluster ``ray start`` made here) or
+  ``ray://host:10001`` joins a cluster. A Ray the backend started is shut down when the sweep ends; one it joined is left running.
 - ``cpus_per_run`` (default 1) is what Ray reserves per run and the run's PyTorch threads (its integer
   part, at least 1) unless the config sets ``threads``; ``gpus_per_run`` may be fractional (0.25: four
   runs share a GPU). With no GPU requested a run's ``--device auto`` means the CPU (Ray hides the GPUs
@@ -106,12 +107,15 @@ class RayBackend:
     def connect(self):
         """Ray, initialized: joined (``address``, or a Ray this process started) or started here."""
         ray = _ray()
-        if not ray.is_initialized() and self.address:
-            _check_reachable(self.address)
+        if not ray.is_initialized():
+            if self.address:
+                _check_reachable(self.address)
             env = {k: v for k, v in os.environ.items() if k.startswith("LIFELONG_")}
             try:
-                ray.init(address=self.address, include_dashboard=False, log_to_driver=False,
-                         runtime_env={"env_vars": env} if self.address and env else None)
+                # no --address: a new local Ray ("local"), never whichever cluster Ray would find on its
+                # own (the last `ray start`, or another process's Ray); RAY_ADDRESS still names one to join
+                ray.init(address=self.address or os.environ.get("RAY_ADDRESS") or "local", include_dashboard=False,
+                         log_to_driver=False, runtime_env={"env_vars": env} if self.address and env else None)
             except ConnectionError as e:
                 raise UsageError(f"--address {self.address}: cannot reach a Ray cluster there ({e}); "
                                  "start one with `ray start --head` or leave --address out for a local Ray") from None
