@@ -133,50 +133,68 @@ def exit_with_parent(parent: int) -> None:
     threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
-def run_local(todo: Sequence[Job], workers: int, finish: Callable[[Job, dict], None]) -> None:
+@dataclasses.dataclass
+class LocalPool:
     """The default backend: the jobs in this process, or in ``workers`` spawned processes, each with
-    ``cpu_count // workers`` PyTorch threads (unless the config sets ``threads``)."""
-    n_proc = min(workers, len(todo))
-    if n_proc <= 1:
-        for job in todo:
-            finish(job, run_job(job.cfg, None))
-        return
-    # PyTorch's OpenMP threads spin while they wait: N processes using all cores each stall one another.
-    threads = max(1, (os.cpu_count() or 1) // n_proc)
-    with ProcessPoolExecutor(n_proc, mp_context=multiprocessing.get_context("spawn"),
-                             initializer=exit_with_parent, initargs=(os.getpid(),)) as pool:
-        futures = {pool.submit(run_job, dataclasses.replace(j.cfg, progress=False), threads): j for j in todo}
-        try:
-            for future in as_completed(futures):
-                try:
-                    outcome = future.result()
-                except Exception as e:  # noqa: BLE001 - the worker process died (killed, out of memory)
-                    outcome = {"status": "failed", "error": type(e).__name__,
-                               "message": f"worker process failed: {e!r}"}
-                finish(futures[future], outcome)
-        except BaseException:
-            pool.shutdown(wait=False, cancel_futures=True)
-            raise
+    ``cpu_count // workers`` PyTorch threads (unless the config sets ``threads``). A backend is a context
+    (entered around a sweep: :class:`~.ray_backend.RayBackend` connects there) with ``run(jobs, finish)``,
+    which runs each job's config (:func:`run_job`) and calls ``finish(job, outcome)`` as each ends, and
+    ``describe()`` for ``sweep.json``."""
+
+    workers: int = 1
+
+    @property
+    def in_process(self) -> bool:
+        """Whether runs train in this process (then they may show a progress bar)."""
+        return self.workers <= 1
+
+    def describe(self) -> dict:
+        return {"name": "local", "workers": self.workers}
+
+    def __enter__(self) -> "LocalPool":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        return None
+
+    def run(self, todo: Sequence[Job], finish: Callable[[Job, dict], None]) -> None:
+        n_proc = min(self.workers, len(todo))
+        if n_proc <= 1:
+            for job in todo:
+                finish(job, run_job(job.cfg, None))
+            return
+        # PyTorch's OpenMP threads spin while they wait: N processes using all cores each stall one another.
+        threads = max(1, (os.cpu_count() or 1) // n_proc)
+        with ProcessPoolExecutor(n_proc, mp_context=multiprocessing.get_context("spawn"),
+                                 initializer=exit_with_parent, initargs=(os.getpid(),)) as pool:
+            futures = {pool.submit(run_job, dataclasses.replace(j.cfg, progress=False), threads): j for j in todo}
+            try:
+                for future in as_completed(futures):
+                    try:
+                        outcome = future.result()
+                    except Exception as e:  # noqa: BLE001 - the worker process died (killed, out of memory)
+                        outcome = {"status": "failed", "error": type(e).__name__,
+                                   "message": f"worker process failed: {e!r}"}
+                    finish(futures[future], outcome)
+            except BaseException:
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
 
 
 class Index:
-    """The jobs of a sweep and their statuses; ``run(jobs)`` runs them and rewrites ``sweep.json``.
-
-    ``backend``: None runs them with :func:`run_local` (``workers`` processes); otherwise an object whose
-    ``run(jobs, finish)`` runs each job's config (:func:`run_job`) and calls ``finish(job, outcome)`` as
-    each ends, and whose ``describe()`` goes into ``sweep.json`` (e.g. :class:`~.ray_backend.RayBackend`).
-    """
+    """The jobs of a sweep and their statuses; ``run(jobs)`` runs them on ``backend`` (default: the
+    local pool of ``workers`` processes) and rewrites ``sweep.json``."""
 
     def __init__(self, spec: dict, root: Path, workers: int, quiet: bool, backend=None):
         self.spec, self.root, self.workers, self.quiet = spec, root, workers, quiet
-        self.backend = backend
+        self.backend = backend if backend is not None else LocalPool(workers)
         self.jobs: list[Job] = []
         self.selection: list[dict] | None = [] if spec.get("select") else None
 
     def as_dict(self) -> dict:
         counts = {s: sum(j.status == s for j in self.jobs) for s in ("done", "skipped", "failed", "pending")}
-        where = self.backend.describe() if self.backend is not None else {"name": "local", "workers": self.workers}
-        d = {"spec": self.spec, "out": str(self.root), "workers": self.workers, "backend": where, "counts": counts,
+        d = {"spec": self.spec, "out": str(self.root), "workers": self.workers, "backend": self.backend.describe(),
+             "counts": counts,
              "failed": [j.id for j in self.jobs if j.status == "failed"],
              "runs": [j.record(self.root) for j in self.jobs]}
         if self.selection is not None:
@@ -207,10 +225,7 @@ class Index:
                 write_selection(job, results)
                 self._finish(job, {"status": "skipped", **summary(results)})
         self.save()
-        if self.backend is not None:
-            self.backend.run(todo, self._finish)
-        else:
-            run_local(todo, self.workers, self._finish)
+        self.backend.run(todo, self._finish)
 
     def _finish(self, job: Job, outcome: dict) -> None:
         job.status, job.outcome = outcome["status"], outcome

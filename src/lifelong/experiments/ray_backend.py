@@ -47,6 +47,10 @@ def _ray():
     return ray
 
 
+def _lifelong_env() -> dict:
+    return {k: v for k, v in os.environ.items() if k.startswith("LIFELONG_")}
+
+
 def run_in_task(cfg, threads: int, cwd: str, env: dict) -> dict:
     """The body of one Ray task: the driver's working directory and LIFELONG_* variables, then the run."""
     import socket
@@ -89,16 +93,18 @@ class RayBackend:
     gpus_per_run: float = 0.0
 
     def __post_init__(self) -> None:
-        for name, low in (("cpus_per_run", 0.0), ("gpus_per_run", 0.0)):
+        for name in ("cpus_per_run", "gpus_per_run"):
             v = getattr(self, name)
             flag = "--" + name.replace("_", "-")
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or v != v or v < low or v == float("inf"):
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or v != v or v < 0 or v == float("inf"):
                 raise UsageError(f"{flag} must be a number >= 0, got {v!r}")
         if self.cpus_per_run == 0 and self.gpus_per_run == 0:
             raise UsageError("--cpus-per-run 0 with no --gpus-per-run reserves nothing: give each run at least some CPU")
         if self.gpus_per_run > 1 and self.gpus_per_run != int(self.gpus_per_run):
             raise UsageError(f"--gpus-per-run {self.gpus_per_run}: above 1 it must be a whole number of GPUs")
-        self._started = False
+        self._started = self._connected = False
+
+    in_process = False  # runs train in Ray's worker processes
 
     def describe(self) -> dict:
         return {"name": "ray", "address": self.address, "cpus_per_run": self.cpus_per_run,
@@ -107,10 +113,12 @@ class RayBackend:
     def connect(self):
         """Ray, initialized: joined (``address``, or a Ray this process started) or started here."""
         ray = _ray()
+        if self._connected:
+            return ray
         if not ray.is_initialized():
             if self.address:
                 _check_reachable(self.address)
-            env = {k: v for k, v in os.environ.items() if k.startswith("LIFELONG_")}
+            env = _lifelong_env()
             try:
                 # no --address: a new local Ray ("local"), never whichever cluster Ray would find on its
                 # own (the last `ray start`, or another process's Ray); RAY_ADDRESS still names one to join
@@ -126,12 +134,20 @@ class RayBackend:
                 self.close()
                 raise UsageError(f"--{what[:3].lower()}s-per-run {need:g}: the Ray cluster has {have.get(key, 0):g} "
                                  f"{what}; ask for at most that per run")
+        self._connected = True
         return ray
 
     def close(self) -> None:
         if self._started:
             _ray().shutdown()
-            self._started = False
+        self._started = self._connected = False
+
+    def __enter__(self) -> "RayBackend":
+        self.connect()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()  # a Ray this backend started; one it joined is left running
 
     def run(self, todo: Sequence, finish: Callable) -> None:
         if not todo:
@@ -140,8 +156,7 @@ class RayBackend:
         threads = max(1, int(self.cpus_per_run))
         task = ray.remote(run_in_task).options(num_cpus=self.cpus_per_run, num_gpus=self.gpus_per_run,
                                                name="lifelong-run")
-        cwd = os.getcwd()
-        env = {k: v for k, v in os.environ.items() if k.startswith("LIFELONG_")}
+        cwd, env = os.getcwd(), _lifelong_env()
         pending = {}
         for job in todo:
             cfg = dataclasses.replace(job.cfg, progress=False)

@@ -36,7 +36,7 @@ from pathlib import Path
 from .. import errors
 from ..errors import LifelongError, UsageError
 from .config import RunConfig
-from .executor import Index, Job
+from .executor import Index, Job, LocalPool
 from .folder import locked
 from .grid import Point, label, load_spec, normalize_spec, points, spec_id, split_entry, validated
 from .selection import DEFAULT_VAL_FRACTION, SCORE, choose
@@ -78,13 +78,9 @@ def sweep(
     runner = backend_of(backend, workers, address, cpus_per_run, gpus_per_run)
     pts = points(spec)  # every config is validated before anything is created
     _check_data(pts)
-    if runner is None:
-        return _prepare_and_run(spec, pts, out, workers, None, overwrite, quiet)
-    runner.connect()  # Ray there, and room for a run: checked before any folder is made
-    try:
+    # Ray: there, and room for a run, checked before any folder is made; a Ray this sweep started is shut down
+    with runner:
         return _prepare_and_run(spec, pts, out, workers, runner, overwrite, quiet)
-    finally:
-        runner.close()  # a Ray this sweep started; one it joined is left running
 
 
 def _prepare_and_run(spec, pts, out, workers: int, runner, overwrite: bool, quiet: bool) -> dict:
@@ -95,7 +91,7 @@ def _prepare_and_run(spec, pts, out, workers: int, runner, overwrite: bool, quie
     names = _method_names(spec, methods)
 
     def job(cfg: RunConfig, phase: str, p: Point, folder: str) -> Job:
-        if workers > 1 or runner is not None:
+        if not runner.in_process:
             cfg = dataclasses.replace(cfg, progress=False)
         cfg = dataclasses.replace(cfg, out=str(root / folder / cfg.run_id()))
         return Job(cfg, phase, names[(p.entry, p.cfg.strategy)], p.params)
@@ -111,13 +107,13 @@ def _prepare_and_run(spec, pts, out, workers: int, runner, overwrite: bool, quie
 
 
 def backend_of(name, workers: int, address, cpus_per_run, gpus_per_run):
-    """None for the local pool, or the Ray backend; each option only where it means something."""
+    """The local pool or the Ray backend; each option only where it means something."""
     if name == "local":
         given = [flag for flag, v in (("--address", address), ("--cpus-per-run", cpus_per_run),
                                       ("--gpus-per-run", gpus_per_run)) if v is not None]
         if given:
             raise UsageError(f"{', '.join(given)}: only with --backend ray (the local pool takes --workers)")
-        return None
+        return LocalPool(workers)
     if name != "ray":
         raise UsageError(f"--backend must be local or ray, got {name!r}")
     if workers != 1:

@@ -73,49 +73,38 @@ def tune(
         base.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise UsageError(f"cannot create the tuning folder {base}: {e.strerror}; choose another --out") from None
-    if runner is not None:
-        runner.connect()  # Ray there, and room for a run, before anything runs
-    try:
-        with locked(base, "tuning"):  # one tuning per folder (each run also locks its own)
-            return _tune(cfg, param, base, book, trials, finals, overwrite, quiet)
-    finally:
-        if runner is not None:
-            runner.close()
+    with runner, locked(base, "tuning"):  # Ray's check before anything runs; one tuning per folder
+        book.run(trials, overwrite)
 
+        choice = choose(cfg.strategy, trials, [cfg.seed], cfg.val_fraction)
+        book.selection.append(choice)
+        summary = {
+            "param": param,
+            "selected_on": "final average accuracy on a validation split held out of the training data",
+            "val_fraction": cfg.val_fraction,
+            "trials": [_trial(t, param) for t in trials],
+        }
+        if choice["params"] is None:
+            first = next(t for t in trials if t.status == "failed")
+            raise type(error_of(first.outcome))(f"every value of --grid failed; {param}={fmt(first.params[param])}: "
+                                                 f"{first.outcome['message']}")
+        chosen = choice["params"][param]
+        final = Job(finals[chosen], "final", cfg.strategy, {param: chosen}, selection=choice)
+        book.run([final], overwrite=True)  # final/ holds the previous choice's run if the choice changed
+        book.save()
+        if final.status == "failed":
+            raise error_of(final.outcome)
+        summary["chosen"] = chosen
+        summary["final"] = {"run_id": final.id, "run_dir": final.cfg.out, "metrics": final.outcome["metrics"]}
+        from ..report.files import write_json
 
-def _tune(cfg, param, base, book, trials, finals, overwrite, quiet) -> dict:
-    """The trials, the choice on validation, the chosen value's final run; tune.json."""
-    book.run(trials, overwrite)
-
-    choice = choose(cfg.strategy, trials, [cfg.seed], cfg.val_fraction)
-    book.selection.append(choice)
-    summary = {
-        "param": param,
-        "selected_on": "final average accuracy on a validation split held out of the training data",
-        "val_fraction": cfg.val_fraction,
-        "trials": [_trial(t, param) for t in trials],
-    }
-    if choice["params"] is None:
-        first = next(t for t in trials if t.status == "failed")
-        raise type(error_of(first.outcome))(f"every value of --grid failed; {param}={fmt(first.params[param])}: "
-                                             f"{first.outcome['message']}")
-    chosen = choice["params"][param]
-    final = Job(finals[chosen], "final", cfg.strategy, {param: chosen}, selection=choice)
-    book.run([final], overwrite=True)  # final/ holds the previous choice's run if the choice changed
-    book.save()
-    if final.status == "failed":
-        raise error_of(final.outcome)
-    summary["chosen"] = chosen
-    summary["final"] = {"run_id": final.id, "run_dir": final.cfg.out, "metrics": final.outcome["metrics"]}
-    from ..report.files import write_json
-
-    write_json(base / "tune.json", summary)
-    if not quiet:
-        m = final.outcome["metrics"]
-        bwt = m.get("backward_transfer")
-        print(f"chosen {param}={fmt(chosen)}; test average accuracy {100 * m['average_accuracy']:.2f}%, "
-              f"BWT {'n/a' if bwt is None else f'{100 * bwt:+.2f}'} -> {base / 'tune.json'}")
-    return summary
+        write_json(base / "tune.json", summary)
+        if not quiet:
+            m = final.outcome["metrics"]
+            bwt = m.get("backward_transfer")
+            print(f"chosen {param}={fmt(chosen)}; test average accuracy {100 * m['average_accuracy']:.2f}%, "
+                  f"BWT {'n/a' if bwt is None else f'{100 * bwt:+.2f}'} -> {base / 'tune.json'}")
+        return summary
 
 
 def _with(cfg: RunConfig, param: str, value: Any, **changes: Any) -> RunConfig:
