@@ -2,8 +2,8 @@
 against an epoch, and the bytes of strategy state kept after 5 and after 50 tasks.
 
 Measured side by side in one process on the same stream (permuted MNIST, MLP 784-400-400-10, batch
-128, Adam), with the library's own training loop (`lifelong.train.train_task`), so the numbers are
-what a run pays. In each of ``--repeats`` rounds every method (naive / EWC / online EWC / SI / MAS /
+128, Adam), with the library's own driver and loop (`lifelong.train.Learner`, `fit_task`), so the numbers
+are what a run pays. In each of ``--repeats`` rounds every method (naive / EWC / online EWC / SI / MAS /
 RWalk / L2 / ER / A-GEM / DER++ / LwF) trains one epoch, the methods taking turns every 25 steps; each method's ratio to
 fine-tuning is taken within a round and the median over rounds is reported. This machine's speed
 drifts by tens of percent within seconds, and only fine interleaving gives every method the same
@@ -28,6 +28,7 @@ their laterals) for k = 1, 2, 4, 8, each against fine-tuning over the same steps
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import platform
 import statistics
@@ -39,11 +40,9 @@ import torch
 from lifelong._io import atomic_write_json
 from lifelong.experiments import RunConfig, build_stream, seeded_model
 from lifelong.importance import FISHER_KINDS
-from lifelong.models import Heads
-from lifelong.scenarios import batches
-from lifelong.scenarios import Batch
-from lifelong.strategies import AGEM, ER, EWC, L2, MAS, SI, Context, DERpp, LwF, Naive, OnlineEWC, RWalk
-from lifelong.train import TrainSettings, train_task
+from lifelong.scenarios import TaskStream, batches
+from lifelong.strategies import AGEM, ER, EWC, L2, MAS, SI, DERpp, LwF, Naive, OnlineEWC, RWalk
+from lifelong.train import Learner, TrainSettings, fit_task
 
 
 def main() -> None:
@@ -61,19 +60,16 @@ def main() -> None:
     if args.family == "isolation":
         return isolation(args)
 
-    cfg = RunConfig(benchmark="permuted-mnist", tasks=2, data_dir=args.data_dir).resolved()
-    stream = build_stream(cfg).to("cpu")  # laid out on the device as run_stream does
-    settings = TrainSettings(cfg.optimizer, cfg.lr, cfg.momentum, cfg.batch_size, epochs=1)
-    fisher_data = lambda: ((x, y, None) for x, y, _ in batches([stream[0]], "train", batch_size=1000))  # noqa: E731
-
-    heads = Heads.of(stream)
-
-    def context(model, i):
-        return Context(model, heads, stream=stream, task=stream[i], task_index=i)
+    cfg = RunConfig.make(benchmark="permuted-mnist", tasks=2, data_dir=args.data_dir).resolve()
+    stream = build_stream(cfg).to("cpu")  # laid out on the device as a run does
+    settings = dataclasses.replace(cfg.train, epochs=1)
+    fisher_data = lambda: ((b.x, b.y, None) for b in batches([stream[0]], "train", batch_size=1000))  # noqa: E731
 
     # Train task 1 once, so every strategy starts task 2 from the same trained θ* with a Fisher.
     base = seeded_model(cfg, stream)
-    train_task(context(base, 0), Naive(), settings, torch.Generator().manual_seed(0))
+    first = Learner(base, Naive(), stream, settings=settings)
+    first.start_task(0)
+    fit_task(first)
     strategies = {"naive": Naive(), **fresh_regularizers(), **fresh_replay()}
     if args.methods:
         keep = {"naive", *args.methods.split(",")}
@@ -86,10 +82,11 @@ def main() -> None:
         if getattr(getattr(s, "buffer", None), "policy", None) == "reservoir":
             gen = torch.Generator().manual_seed(0)
             with torch.no_grad():
-                for x, y, t in batches([stream[0]], "train", batch_size=1000):
-                    s.buffer.add_reservoir(Batch(x, y, t), gen, base(x) if s.buffer.keep_logits else None)
+                for b in batches([stream[0]], "train", batch_size=1000):
+                    s.buffer.add_reservoir(b, gen, base(b.x) if s.buffer.keep_logits else None)
         else:
-            s.after_task(context(base, 0))
+            ctx = first.ctx
+            s.after_task(ctx)
 
     epoch = {name: [] for name in strategies}
     fisher = {kind: [] for kind in FISHER_KINDS}
@@ -98,12 +95,12 @@ def main() -> None:
         # Every method trains its own copy through one epoch in chunks of CHUNK steps, the methods taking
         # turns chunk by chunk (the library's loop, resumed at each chunk's first step): this machine's
         # speed drifts within seconds, and interleaving this finely makes every method see the same drift.
-        contexts = {}
+        learners = {}
         for name in strategies:
             model = seeded_model(cfg, stream)
             model.load_state_dict(base.state_dict())
-            contexts[name] = context(model, 1)
-        spent = interleaved(strategies, contexts, settings, steps, r)
+            learners[name] = learner_at(model, strategies[name], stream, settings, 1)
+        spent = interleaved(learners, steps, r)
         for name in strategies:
             epoch[name].append(spent[name])
         for kind in FISHER_KINDS:
@@ -145,22 +142,34 @@ def main() -> None:
 CHUNK = 25  # optimizer steps a method takes before the next method's turn
 
 
-def interleaved(strategies: dict, contexts: dict, settings: TrainSettings, steps: int, seed: int) -> dict[str, float]:
-    """Seconds each strategy spends on ``steps`` steps of its context's task, taking turns every CHUNK steps."""
-    runs = {}
-    for name in strategies:
-        order = torch.Generator().manual_seed(seed)
-        runs[name] = (contexts[name], order, order.get_state())
-    spent = dict.fromkeys(strategies, 0.0)
+def learner_at(model, strategy, stream, settings: TrainSettings, task: int) -> Learner:
+    """A Learner at the start of ``task``, as if the tasks before it had been learned (the strategy was
+    consolidated on them beforehand: the cost of a step does not depend on how)."""
+    cl = Learner(model, strategy, stream, settings=settings)
+    T = len(stream)
+    cl.rows = [[0.0] * T for _ in range(task + 1)]  # no evaluation: rows are not what is measured here
+    cl.steps_per_task = [1] * task
+    cl.ctx.task_index = task - 1
+    cl.start_task(task)
+    return cl
+
+
+def interleaved(learners: dict, steps: int, seed: int) -> dict[str, float]:
+    """Seconds each Learner spends on ``steps`` steps of its current task with the library's loop
+    (``fit_task``), the methods taking turns every CHUNK steps."""
+    spent = dict.fromkeys(learners, 0.0)
+    starts = {}
+    for name, cl in learners.items():
+        cl.order.manual_seed(seed)
+        starts[name] = cl.order.get_state()
     for start in range(0, steps, CHUNK):
-        k = start // CHUNK % len(strategies)
-        for name in list(strategies)[k:] + list(strategies)[:k]:
-            ctx, order, epoch_start = runs[name]
-            order.set_state(epoch_start)  # the epoch's order is drawn again, its first batches skipped
-            chunk = TrainSettings(settings.optimizer, settings.lr, settings.momentum, settings.batch_size,
-                                  iterations=min(start + CHUNK, steps))
+        k = start // CHUNK % len(learners)
+        for name in list(learners)[k:] + list(learners)[:k]:
+            cl = learners[name]
+            cl.order.set_state(starts[name])  # the epoch's order is drawn again, its first batches skipped
+            cl.settings = cl.ctx.settings = dataclasses.replace(cl.settings, epochs=1, iterations=min(start + CHUNK, steps))
             t0 = time.perf_counter()
-            train_task(ctx, strategies[name], chunk, order, start_step=start)
+            fit_task(cl)
             spent[name] += time.perf_counter() - t0
     return spent
 
@@ -169,29 +178,30 @@ def isolation(args) -> None:
     """``--family isolation``: see the module docstring."""
     from lifelong.strategies import HAT, PackNet, Progressive, Separate, XdG
 
-    cfg = RunConfig(benchmark="permuted-mnist", tasks=10, scenario="task", data_dir=args.data_dir).resolved()
+    cfg = RunConfig.make(benchmark="permuted-mnist", tasks=10, scenario="task", data_dir=args.data_dir).resolve()
     stream = build_stream(cfg).to("cpu")
-    settings = TrainSettings(args.optimizer, 0.1 if args.optimizer == "sgd" else 1e-3, 0.0, cfg.batch_size, epochs=1)
-    heads = Heads.of(stream)
+    settings = TrainSettings(args.optimizer, 0.1 if args.optimizer == "sgd" else 1e-3, 0.0, cfg.train.batch_size, epochs=1)
     steps = -(-len(stream[1].train) // settings.batch_size)
     base = seeded_model(cfg, stream)
 
-    def context(model, i):
-        return Context(model, heads, stream=stream, task=stream[i], task_index=i, settings=settings)
-
-    def prepared(make, upto: int):
-        """A fresh strategy and model copy that have been through tasks 0..upto-1 (consolidated, not
-        trained: the cost of a step does not depend on the weights' values), at task ``upto``'s start."""
+    def prepared(make, upto: int) -> Learner:
+        """A Learner with a fresh strategy and model copy that has been through tasks 0..upto-1
+        (consolidated, not trained: the cost of a step does not depend on the weights' values), at task
+        ``upto``'s start."""
         s = make()
         model = seeded_model(cfg, stream)
         model.load_state_dict(base.state_dict())
+        cl = Learner(model, s, stream, settings=settings)
         for i in range(upto):
-            ctx = context(model, i)
-            s.before_task(ctx)
+            cl.ctx.task, cl.ctx.task_index = stream[i], i
+            s.before_task(cl.ctx)
             if hasattr(s, "_ready"):
-                s._ready(ctx)
-            s.after_task(ctx)
-        return s, context(model, upto)
+                s._ready(cl.ctx)
+            s.after_task(cl.ctx)
+        T = len(stream)
+        cl.rows, cl.steps_per_task = [[0.0] * T for _ in range(upto + 1)], [1] * upto
+        cl.start_task(upto)
+        return cl
 
     makers = {"naive": Naive, "xdg": XdG, "packnet": lambda: PackNet(retrain_epochs=0), "hat": HAT,
               "separate": Separate, "progressive": Progressive}
@@ -201,21 +211,18 @@ def isolation(args) -> None:
     curve_steps = 100
     curve = {k: [] for k in curve_k}
     for r in range(args.repeats):
-        made = {k: prepared(m, 1) for k, m in makers.items()}
-        spent = interleaved({k: v[0] for k, v in made.items()}, {k: v[1] for k, v in made.items()}, settings, steps, r)
+        spent = interleaved({k: prepared(m, 1) for k, m in makers.items()}, steps, r)
         for k in makers:
             epoch[k].append(spent[k])
-        s, ctx = prepared(lambda: PackNet(retrain_epochs=1), 1)
-        s.before_task(ctx)
+        cl = prepared(lambda: PackNet(retrain_epochs=1), 1)
+        ctx = cl.ctx
         ctx.optimizer = (torch.optim.SGD if args.optimizer == "sgd" else torch.optim.Adam)(ctx.model.parameters(), lr=settings.lr)
         t0 = time.perf_counter()
-        s.after_task(ctx)
+        cl.strategy.after_task(ctx)
         after_task["packnet (prune + 1 retraining epoch)"].append(time.perf_counter() - t0)
         after_task["naive epoch"].append(spent["naive"])
         for k in curve_k:
-            pairs = {"naive": prepared(Naive, k), "progressive": prepared(Progressive, k)}
-            spent = interleaved({n: v[0] for n, v in pairs.items()}, {n: v[1] for n, v in pairs.items()}, settings,
-                                curve_steps, r)
+            spent = interleaved({"naive": prepared(Naive, k), "progressive": prepared(Progressive, k)}, curve_steps, r)
             curve[k].append(spent["progressive"] / spent["naive"])
     ratio = {k: statistics.median(t / n for t, n in zip(epoch[k], epoch["naive"])) for k in makers}
     result = {
@@ -258,26 +265,23 @@ def fresh_regularizers() -> dict:
 
 
 def measure_state_bytes(model: torch.nn.Module) -> dict[str, dict[str, int]]:
-    """Bytes of each strategy's state_dict after 5 and after 50 consolidated tasks."""
+    """Bytes of each strategy's state_dict after 5 and after 50 consolidated tasks (2 steps of 64 random
+    samples each, through a Learner)."""
     g = torch.Generator().manual_seed(0)
+    tasks = [(torch.randn(64, 1, 28, 28, generator=g), torch.randint(0, 10, (64,), generator=g)) for _ in range(50)]
+    stream = TaskStream.from_tensors(tasks, [(x[:8], y[:8]) for x, y in tasks], scenario="domain", units="shared")
     out = {}
     for name, strategy in fresh_regularizers().items():
         m = type(model)(*model.children())  # same architecture, fresh parameters
         m.load_state_dict(model.state_dict())
-        opt = torch.optim.SGD(m.parameters(), lr=1e-3)
+        cl = Learner(m, strategy, stream, settings=TrainSettings("sgd", 1e-3, batch_size=64, iterations=2))
         sizes = {}
-        for t in range(1, 51):
-            x, y = torch.randn(64, 1, 28, 28, generator=g), torch.randint(0, 10, (64,), generator=g)
-            for _ in range(2):  # the loop's order: task loss, after_backward, penalty gradient, step
-                opt.zero_grad()
-                torch.nn.functional.cross_entropy(m(x), y).backward()
-                strategy.after_backward(m, (x, y))
-                strategy.add_penalty_grad(m)
-                opt.step()
-                strategy.after_step(m, (x, y))
-            strategy.consolidate(m, [(x, y, None)])
-            if t in (5, 50):
-                sizes[str(t)] = sum(v.numel() * v.element_size() for v in strategy.state_dict().values())
+        for t in range(50):
+            cl.start_task(t)
+            fit_task(cl)
+            cl.end_task()
+            if t + 1 in (5, 50):
+                sizes[str(t + 1)] = sum(v.numel() * v.element_size() for v in strategy.state_dict().values())
         out[name] = sizes
     return out
 

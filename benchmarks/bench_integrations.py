@@ -51,16 +51,17 @@ def _stream_cfg(strategy: str, steps: int, data_dir: str, **kw):
     return RunConfig.from_flat({"benchmark": "permuted-mnist", "tasks": 2, "strategy": strategy, "iterations": steps,
                                 "batch_size": 128, "optimizer": "sgd", "lr": 0.05, "hidden": [400, 400],
                                 "data_dir": data_dir, "download": False, "threads": 1, "progress": False,
-                                **settings, **kw}).resolved()
+                                **settings, **kw}).resolve()
 
 
 def overhead(repeats: int, steps: int, data_dir: str) -> dict:
     import torch
 
     from lifelong import Learner
-    from lifelong.experiments.build import build_strategy, build_stream, seeded_model
+    from lifelong.experiments.build import build_stream, seeded_model
     from lifelong.scenarios import batches as raw_batches
-    from lifelong.scenarios import derived_generator
+    from lifelong.seeds import derived_generator
+    from lifelong.strategies import build
     from lifelong.train import run_stream
 
     torch.set_num_threads(1)
@@ -76,12 +77,12 @@ def overhead(repeats: int, steps: int, data_dir: str) -> dict:
         cfg = cfgs[s]
         model = seeded_model(cfg, stream)
         t0 = time.perf_counter()
-        res = run_stream(model, stream, build_strategy(cfg), cfg.train_settings(), device="cpu")
-        return time.perf_counter() - t0, res["accuracy_matrix"]
+        res = run_stream(model, stream, build(cfg.strategy), cfg.train, seed=cfg.seed, device="cpu")
+        return time.perf_counter() - t0, res.accuracy_matrix
 
     def learner(s, own_batches=False):
         cfg = cfgs[s]
-        cl = Learner(seeded_model(cfg, stream), build_strategy(cfg), stream, settings=cfg.train_settings(),
+        cl = Learner(seeded_model(cfg, stream), build(cfg.strategy), stream, settings=cfg.train,
                      seed=cfg.seed, device="cpu")
         t0 = time.perf_counter()
         for task in cl.tasks():
@@ -102,7 +103,7 @@ def overhead(repeats: int, steps: int, data_dir: str) -> dict:
         from lifelong.integrations.lightning import LifelongCallback
 
         cfg = cfgs[s]
-        cl = Learner(seeded_model(cfg, stream), build_strategy(cfg), stream, settings=cfg.train_settings(),
+        cl = Learner(seeded_model(cfg, stream), build(cfg.strategy), stream, settings=cfg.train,
                      seed=cfg.seed, device="cpu")
 
         class Module(L.LightningModule):
@@ -170,7 +171,7 @@ def overhead(repeats: int, steps: int, data_dir: str) -> dict:
 
 def _lifelong(args: list[str], env=None) -> float:
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "lifelong.cli", *args], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-m", "lifelong", *args], capture_output=True, text=True,
                           env={**os.environ, **(env or {})})
     if proc.returncode != 0:
         raise SystemExit(f"lifelong {' '.join(args)} failed: {proc.stderr[-1500:]}")

@@ -156,7 +156,7 @@ def _timed(cmd: list[str], env: dict) -> tuple[float, float, str]:
 
 def lifelong_cmd(strategy: str, data_dir: str, threads: int, out: str) -> list[str]:
     h1, h2 = SETTINGS["hidden"]
-    cmd = [sys.executable, "-m", "lifelong.cli", "run", "--benchmark", "permuted-mnist", "--tasks", str(SETTINGS["tasks"]),
+    cmd = [sys.executable, "-m", "lifelong", "run", "--benchmark", "permuted-mnist", "--tasks", str(SETTINGS["tasks"]),
            "--strategy", strategy, "--optimizer", "sgd", "--lr", str(SETTINGS["lr"]), "--batch-size",
            str(SETTINGS["batch_size"]), "--hidden", f"{h1},{h2}", "--threads", str(threads), "--data-dir", data_dir,
            "--no-progress", "--out", out]

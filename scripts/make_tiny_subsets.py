@@ -1,11 +1,11 @@
-"""Make the tiny, class-balanced MNIST and Fashion-MNIST subsets shipped in ``tests/data/``.
+"""Make the tiny, class-balanced MNIST and Fashion-MNIST subsets shipped in ``tests/fixtures/``.
 
 For each split, the first ``k`` images of each class in file order are kept, still in file order,
 and written as the four canonical gzipped IDX files (level 9, mtime 0: the bytes are reproducible
 for a given zlib). Usage, from the repository root::
 
     python scripts/make_tiny_subsets.py --mnist /work/shared/data/mnist \
-        --fashion /usr/share/datasets/fashion-mnist --out tests/data
+        --fashion /usr/share/datasets/fashion-mnist --out tests/fixtures
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mnist", type=Path, required=True, help="folder with the full MNIST .gz files")
     parser.add_argument("--fashion", type=Path, required=True, help="folder with the full Fashion-MNIST .gz files")
-    parser.add_argument("--out", type=Path, default=Path("tests/data"))
+    parser.add_argument("--out", type=Path, default=Path("tests/fixtures"))
     args = parser.parse_args(argv)
     for key, src in (("mnist", args.mnist), ("fashion", args.fashion)):
         folder, k_train, k_test = SUBSETS[key]

@@ -1,6 +1,6 @@
 """Record (or check) the golden accuracy matrices of a handful of small fixed runs.
 
-Each case is a ``lifelong run`` command line on the tiny MNIST subset in ``tests/data`` with one
+Each case is a ``lifelong run`` command line on the tiny MNIST subset in ``tests/fixtures`` with one
 thread. ``tests/test_golden.py`` runs every case again and compares its accuracy matrices with
 ``tests/golden/golden.json`` exactly, so a refactoring that changes any number the library produces is
 caught. The final weights are kept twice: a digest of their bytes, compared exactly on the machine that
@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = str(ROOT / "tests" / "data" / "mnist-tiny")
+TINY = str(ROOT / "tests" / "fixtures" / "mnist-tiny")
 COMMON = ["--data-dir", TINY, "--no-download", "--no-progress", "--threads", "1", "--hidden", "32"]
 
 # name -> arguments after `lifelong run` (COMMON is appended)
@@ -106,16 +106,16 @@ def weights_digest(model: torch.nn.Module) -> str:
 
 def run_case(args: list[str]) -> dict:
     """Run one case through the library (no run folder) and return what the golden file keeps."""
-    from lifelong.cli import build_parser, config_from_args
-    from lifelong.experiments.build import build_strategy, build_stream, seeded_model
+    from lifelong.cli import config_of
+    from lifelong.experiments.build import build_stream, seeded_model
+    from lifelong.strategies import build
     from lifelong.train import run_stream
 
-    ns = build_parser().parse_args(["run", *args, *COMMON])
-    cfg = config_from_args(ns)
+    cfg = config_of([*args, *COMMON])
     torch.set_num_threads(1)
     stream = build_stream(cfg)
     model = seeded_model(cfg, stream)
-    res = run_stream(model, stream, build_strategy(cfg), cfg.train_settings(), device="cpu")
+    res = run_stream(model, stream, build(cfg.strategy), cfg.train, seed=cfg.seed, device="cpu").to_dict()
     out = {"accuracy_matrix": res["accuracy_matrix"], "weights": weights_digest(model)}
     if "val_accuracy_matrix" in res:
         out["val_accuracy_matrix"] = res["val_accuracy_matrix"]

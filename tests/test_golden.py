@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import importlib.util
 import json
-from pathlib import Path
 
 import pytest
+from tests.helpers import ROOT
 
-ROOT = Path(__file__).parents[1]
 GOLDEN = json.loads((ROOT / "tests" / "golden" / "golden.json").read_text())
 CHANGED = json.loads((ROOT / "tests" / "golden" / "changed.json").read_text())
 

@@ -1,7 +1,7 @@
 """Data sources: the IDX reader and writer, and MNIST / Fashion-MNIST from a folder, the cache or a download.
 
 >>> from lifelong.data import load_dataset
->>> ds = load_dataset("mnist", "tests/data/mnist-tiny", download=False)  # doctest: +SKIP
+>>> ds = load_dataset("mnist", "tests/fixtures/mnist-tiny", download=False)  # doctest: +SKIP
 """
 
 from __future__ import annotations

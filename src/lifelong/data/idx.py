@@ -42,13 +42,14 @@ _TYPES: dict[int, np.dtype] = {
     0x0E: np.dtype(">f8"),
 }
 _GZIP_MAGIC = b"\x1f\x8b"
-_FIX = "Delete it and download again (or point --data-dir at a good copy)."
+_FIX = "Delete it and download again (or point `data_dir` at a good copy)."
+_P = ("data_dir",)  # the parameter the messages name
 
 
 def _decode(data: bytes, name: str) -> np.ndarray:
     """Parse the bytes of an uncompressed IDX file; ``name`` is used in error messages."""
     if len(data) < 4:
-        raise DataError(f"{name}: truncated IDX header: expected at least 4 bytes, found {len(data)}. {_FIX}")
+        raise DataError(f"{name}: truncated IDX header: expected at least 4 bytes, found {len(data)}. {_FIX}", params=_P)
     if data[0] != 0 or data[1] != 0:
         raise DataError(
             f"{name}: not an IDX file (magic bytes {data[:2].hex()}, expected 0000). "
@@ -57,24 +58,24 @@ def _decode(data: bytes, name: str) -> np.ndarray:
     code, ndim = data[2], data[3]
     if code not in _TYPES:
         known = ", ".join(f"0x{c:02X}" for c in _TYPES)
-        raise DataError(f"{name}: unknown IDX type code 0x{code:02X} (known: {known}). {_FIX}")
+        raise DataError(f"{name}: unknown IDX type code 0x{code:02X} (known: {known}). {_FIX}", params=_P)
     if ndim == 0:
-        raise DataError(f"{name}: IDX header says 0 dimensions; a valid file has at least 1. {_FIX}")
+        raise DataError(f"{name}: IDX header says 0 dimensions; a valid file has at least 1. {_FIX}", params=_P)
     header = 4 + 4 * ndim
     if len(data) < header:
         raise DataError(
             f"{name}: truncated IDX header: expected {header} bytes for {ndim} dimensions, found {len(data)}. {_FIX}"
-        )
+        , params=_P)
     shape = struct.unpack(f">{ndim}I", data[4:header])
     dtype = _TYPES[code]
     expected = math.prod(shape) * dtype.itemsize  # Python ints: no overflow on absurd headers
     found = len(data) - header
     if found < expected:
-        raise DataError(f"{name}: truncated IDX file: expected {expected} bytes of data, found {found}. {_FIX}")
+        raise DataError(f"{name}: truncated IDX file: expected {expected} bytes of data, found {found}. {_FIX}", params=_P)
     if found > expected:
         raise DataError(
             f"{name}: IDX file has trailing bytes: expected {expected} bytes of data, found {found}. {_FIX}"
-        )
+        , params=_P)
     array = np.frombuffer(data, dtype=dtype, count=math.prod(shape), offset=header)
     return array.reshape(shape).astype(dtype.newbyteorder("="))  # a native-endian, writable copy
 
@@ -91,16 +92,16 @@ def read_idx(path: str | os.PathLike, *, md5: bool = False):
     try:
         data = Path(path).read_bytes()
     except FileNotFoundError:
-        raise DataError(f"{name}: file not found. Check the path, or pass --data-dir DIR with the IDX files.") from None
+        raise DataError(f"{name}: file not found. Check the path, or give `data_dir` a folder with the IDX files.", params=_P) from None
     except OSError as e:
         raise DataError(f"{name}: cannot read ({e.strerror or e}). Check the file's permissions.") from None
     if data[:2] == _GZIP_MAGIC:
         try:
             data = gzip.decompress(data)
         except EOFError:
-            raise DataError(f"{name}: truncated gzip stream (the download was cut short). {_FIX}") from None
+            raise DataError(f"{name}: truncated gzip stream (the download was cut short). {_FIX}", params=_P) from None
         except (OSError, zlib.error) as e:  # gzip.BadGzipFile is an OSError
-            raise DataError(f"{name}: corrupt gzip stream ({e}). {_FIX}") from None
+            raise DataError(f"{name}: corrupt gzip stream ({e}). {_FIX}", params=_P) from None
     array = _decode(data, name)
     return (array, hashlib.md5(data).hexdigest()) if md5 else array
 
@@ -166,11 +167,11 @@ def read_images_labels(
             "Use files from the same release (train with train, t10k with t10k)."
         )
     if len(labels) == 0:
-        raise DataError(f"{images_path} and {labels_path} hold no items. {_FIX}")
+        raise DataError(f"{images_path} and {labels_path} hold no items. {_FIX}", params=_P)
     if labels.max() > 9:
         raise DataError(
             f"{labels_path}: label {int(labels.max())} is out of range 0..9. {_FIX}"
-        )
+        , params=_P)
     if md5:
         return images, labels.astype(np.int64), (md5_images, md5_labels)
     return images, labels.astype(np.int64)

@@ -11,7 +11,7 @@ each checked against its md5 before it gets its final name.
 MNIST: LeCun et al., "Gradient-based learning applied to document recognition", 1998.
 Fashion-MNIST: Xiao, Rasul, Vollgraf, arXiv:1708.07747, 2017.
 
->>> ds = load_dataset("mnist", "tests/data/mnist-tiny", download=False)  # doctest: +SKIP
+>>> ds = load_dataset("mnist", "tests/fixtures/mnist-tiny", download=False)  # doctest: +SKIP
 >>> ds.train_images.shape, ds.train_labels.dtype  # doctest: +SKIP
 ((2000, 28, 28), dtype('int64'))
 """
@@ -228,7 +228,7 @@ def _download_all(spec: DatasetSpec, dest: Path, mirrors: list[str], timeout: fl
                 raise DataError(
                     f"{name}: md5 mismatch for {url}: expected {spec.md5[name]}, got {actual} "
                     f"(tried {len(mirrors)} mirror(s)). Retry later, set LIFELONG_MIRROR to another mirror, "
-                    "or pass --data-dir DIR with the four IDX files."
+                    "or give `data_dir` a folder with the four IDX files.", params=("data_dir",)
                 )
             return "; ".join(errors) or "no mirrors configured"
     return None
@@ -280,10 +280,10 @@ def load_dataset(
     if data_dir is not None and not Path(data_dir).is_dir():
         # a folder named on purpose that does not exist is a typo, not a request to use some other copy
         what = "is a file, not a folder" if Path(data_dir).exists() else "does not exist"
-        raise DataError(f"--data-dir {data_dir} {what}; pass the folder that holds the {_what(spec)} "
-                        "(or leave --data-dir out to use $LIFELONG_DATA_DIR, the cache or the download).")
+        raise DataError(f"data_dir={data_dir} {what}; give the folder that holds the {_what(spec)} (or leave `data_dir` "
+                        "out to use $LIFELONG_DATA_DIR, the cache or the download).", params=("data_dir",))
     if data_dir is not None:
-        places.append((f"--data-dir {data_dir}", Path(data_dir)))
+        places.append((f"data_dir={data_dir}", Path(data_dir)))
     places.append((f"$LIFELONG_DATA_DIR={env_dir}", Path(env_dir)) if env_dir else ("$LIFELONG_DATA_DIR (unset)", None))
     places.append((f"cache {cache}", cache))
 
@@ -308,6 +308,7 @@ def load_dataset(
             return _load(spec, paths, cache)
         status = f"download failed: {failure}"
     raise DataError(
-        f"{spec.title} not found (looked in: {', '.join(looked)}; {status}). Pass --data-dir DIR with the "
-        f"{'four IDX files' if spec.cifar is None else spec.files[0]}, set LIFELONG_DATA_DIR, or allow the download."
+        f"{spec.title} not found (looked in: {', '.join(looked)}; {status}). Give `data_dir` a folder with the "
+        f"{'four IDX files' if spec.cifar is None else spec.files[0]}, set LIFELONG_DATA_DIR, or allow the download.",
+        params=("data_dir",),
     )

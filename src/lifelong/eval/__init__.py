@@ -19,6 +19,7 @@ from lifelong.eval.metrics import (
     intransigence,
     intransigence_per_task,
     summarize,
+    undefined_metrics,
 )
 
 __all__ = [
@@ -33,4 +34,5 @@ __all__ = [
     "intransigence",
     "intransigence_per_task",
     "summarize",
+    "undefined_metrics",
 ]

@@ -21,7 +21,8 @@ References
 
 Metrics that need at least two tasks (BWT, FWT, forgetting) return ``float('nan')`` for ``T = 1``:
 they are undefined there (a mean over zero terms), and NaN makes that visible instead of passing
-off 0.0 as "no forgetting". Writers turn NaN into JSON ``null`` (:func:`lifelong.report.to_jsonable`).
+off 0.0 as "no forgetting". :func:`summarize`, what runs report, gives None for every undefined metric
+and :func:`undefined_metrics` says why (also FWT in the class-incremental scenario).
 
 Example
 -------
@@ -51,6 +52,7 @@ __all__ = [
     "intransigence",
     "intransigence_per_task",
     "summarize",
+    "undefined_metrics",
 ]
 
 _EXPECTED = (
@@ -218,18 +220,37 @@ def intransigence(R: ArrayLike, reference: ArrayLike) -> float:
     return float(intransigence_per_task(R, reference).mean())
 
 
-def summarize(R: ArrayLike, reference: ArrayLike | None = None) -> dict[str, float]:
-    """The headline metrics as a flat dict of Python floats.
+CLASS_IL_FWT = ("undefined in the class-incremental scenario: before task j is trained its classes' output units "
+                "have never been trained (with class_units='seen' they are not even live), so R[j-1][j] reflects the "
+                "random initialization alone")
+ONE_TASK = "undefined for one task: it is a mean over pairs of tasks, and there are none"
+
+
+def undefined_metrics(R: ArrayLike, scenario: str | None = None) -> dict[str, str]:
+    """The metrics :func:`summarize` leaves undefined (None) for ``R`` in ``scenario``, each with why."""
+    A = check_accuracy_matrix(R)
+    why: dict[str, str] = {}
+    if _num_tasks(A) < 2:
+        why.update(backward_transfer=ONE_TASK, forward_transfer=ONE_TASK, forgetting=ONE_TASK)
+    if scenario == "class":
+        why["forward_transfer"] = CLASS_IL_FWT
+    return why
+
+
+def summarize(R: ArrayLike, reference: ArrayLike | None = None, *, scenario: str | None = None) -> dict[str, float | None]:
+    """The headline metrics as a flat dict of Python floats: what ``lifelong run`` reports and
+    :meth:`lifelong.Learner.summary` returns.
 
     Keys: ``average_accuracy``, ``backward_transfer``, ``forward_transfer``, ``forgetting``, plus
-    ``intransigence`` when ``reference`` is given. Undefined values (``T = 1``) are
-    ``float('nan')``; converting them to JSON ``null`` is the writer's job.
+    ``intransigence`` when ``reference`` is given. A metric that is undefined for ``R`` in ``scenario``
+    is None, and :func:`undefined_metrics` says why (one task: BWT, FWT and forgetting; the class
+    scenario: FWT).
 
-    >>> summarize([[0.0], [0.5]])["average_accuracy"]
-    0.5
+    >>> summarize([[0.0], [0.5]])["average_accuracy"], summarize([[0.0], [0.5]])["backward_transfer"]
+    (0.5, None)
     """
     A = check_accuracy_matrix(R)
-    out = {
+    out: dict[str, float | None] = {
         "average_accuracy": average_accuracy(A),
         "backward_transfer": backward_transfer(A),
         "forward_transfer": forward_transfer(A),
@@ -237,4 +258,6 @@ def summarize(R: ArrayLike, reference: ArrayLike | None = None) -> dict[str, flo
     }
     if reference is not None:
         out["intransigence"] = intransigence(A, reference)
+    for name in undefined_metrics(A, scenario):
+        out[name] = None
     return out

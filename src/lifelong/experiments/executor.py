@@ -19,13 +19,13 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 from ..errors import LifelongError, UsageError
-from .config import RunConfig
+from .config import ResolvedRun
 from .grid import label
 
 
 @dataclasses.dataclass
 class Job:
-    cfg: RunConfig  # resolved, out set
+    cfg: ResolvedRun  # out set
     phase: str  # "run" (plain sweep), "validation" or "final" (selection)
     method: str = ""
     params: dict = dataclasses.field(default_factory=dict)
@@ -34,15 +34,15 @@ class Job:
     outcome: dict = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.id = self.cfg.run_id()  # computed once: the index is rewritten after every run
-        self.config = self.cfg.to_dict()
+        self.id = self.cfg.run_id
+        self.config = self.cfg.to_record()
 
     def record(self, root: Path) -> dict:
         try:
-            run_dir = Path(self.cfg.out).relative_to(root).as_posix()
+            run_dir = Path(self.cfg.runtime.out).relative_to(root).as_posix()
         except ValueError:
-            run_dir = str(self.cfg.out)
-        rec = {"id": self.id, "phase": self.phase, "method": self.method, "strategy": self.cfg.strategy,
+            run_dir = str(self.cfg.runtime.out)
+        rec = {"id": self.id, "phase": self.phase, "method": self.method, "strategy": self.cfg.strategy_name,
                "params": self.params, "seed": self.cfg.seed, "run_dir": run_dir, "status": self.status}
         if self.status == "failed":
             rec["message"] = self.outcome.get("message")
@@ -56,13 +56,15 @@ class Job:
         return rec
 
 
-def summary(results: Mapping) -> dict:
-    return {"metrics": results.get("metrics"), "val_metrics": results.get("val_metrics")}
+def summary(results) -> dict:
+    """The metrics a sweep keeps of a run's results (a RunResult, or results.json's content)."""
+    get = results.get if isinstance(results, Mapping) else (lambda k: getattr(results, k))
+    return {"metrics": get("metrics"), "val_metrics": get("val_metrics")}
 
 
-def run_job(cfg: RunConfig, threads: int | None) -> dict:
+def run_job(cfg: ResolvedRun, threads: int | None) -> dict:
     """Run one config (in this process or a worker); never raises for a failing run."""
-    if threads is not None and cfg.threads is None:
+    if threads is not None and cfg.runtime.threads is None:
         import torch
 
         torch.set_num_threads(threads)
@@ -72,7 +74,7 @@ def run_job(cfg: RunConfig, threads: int | None) -> dict:
 
         runs = importlib.import_module("lifelong.experiments.runs")  # looked up at call time: tests patch it
         # an interrupted run of this job continues from its checkpoint; anything else starts afresh
-        results = runs.resume(cfg.out) if runs.interrupted(cfg) else runs.run(cfg, overwrite=True)
+        results = runs.resume(cfg.runtime.out) if runs.interrupted(cfg) else runs.run(cfg, overwrite=True)
         return {"status": "done", "seconds": round(time.perf_counter() - t0, 3), **summary(results)}
     except LifelongError as e:
         return {"status": "failed", "error": type(e).__name__, "message": str(e)}
@@ -84,8 +86,8 @@ def finished(job: Job) -> dict | None:
     """The results of a finished run of ``job`` in its folder (results.json and config.json both of this
     run), or None."""
     try:
-        results = json.loads((Path(job.cfg.out) / "results.json").read_text())
-        config = json.loads((Path(job.cfg.out) / "config.json").read_text())
+        results = json.loads((Path(job.cfg.runtime.out) / "results.json").read_text())
+        config = json.loads((Path(job.cfg.runtime.out) / "config.json").read_text())
     except (OSError, ValueError):
         return None
     if not (isinstance(results, dict) and isinstance(config, dict)):
@@ -98,13 +100,13 @@ def check_folders(jobs: Sequence[Job], overwrite: bool) -> None:
     if overwrite:
         return
     for job in jobs:
-        previous = Path(job.cfg.out) / "config.json"
+        previous = Path(job.cfg.runtime.out) / "config.json"
         try:
             old = json.loads(previous.read_text()).get("run_id")
         except (OSError, json.JSONDecodeError, AttributeError):
             continue
         if old != job.id:
-            raise UsageError(f"{job.cfg.out} holds another run ({old}); choose another --out or pass --overwrite")
+            raise UsageError(f"{job.cfg.runtime.out} holds another run ({old}); choose another `out` or pass `overwrite=True`")
 
 
 def write_selection(job: Job, results: dict | None = None) -> None:
@@ -113,7 +115,7 @@ def write_selection(job: Job, results: dict | None = None) -> None:
         return
     from ..report.files import to_jsonable, write_json
 
-    path = Path(job.cfg.out) / "results.json"
+    path = Path(job.cfg.runtime.out) / "results.json"
     results = results if results is not None else json.loads(path.read_text())
     if results.get("selection") != to_jsonable(job.selection):
         write_json(path, {**results, "selection": job.selection})
@@ -167,7 +169,7 @@ class LocalPool:
         threads = max(1, (os.cpu_count() or 1) // n_proc)
         with ProcessPoolExecutor(n_proc, mp_context=multiprocessing.get_context("spawn"),
                                  initializer=exit_with_parent, initargs=(os.getpid(),)) as pool:
-            futures = {pool.submit(run_job, dataclasses.replace(j.cfg, progress=False), threads): j for j in todo}
+            futures = {pool.submit(run_job, j.cfg.replace(progress=False), threads): j for j in todo}
             try:
                 for future in as_completed(futures):
                     try:
@@ -213,7 +215,7 @@ class Index:
             self.root.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise UsageError(
-                f"cannot create the sweep folder {self.root}: {e.strerror}; choose another --out"
+                f"cannot create the sweep folder {self.root}: {e.strerror}; choose another `out`"
             ) from None
         self.jobs.extend(jobs)
         todo = []
@@ -236,7 +238,7 @@ class Index:
         if self.quiet:
             return
         k = sum(j.status != "pending" for j in self.jobs)
-        what = f"{job.cfg.strategy}{' ' + label(job.params) if job.params else ''} seed={job.cfg.seed}"
+        what = f"{job.cfg.strategy_name}{' ' + label(job.params) if job.params else ''} seed={job.cfg.seed}"
         if job.status == "failed":
             detail = f"FAILED: {outcome['message']}"
         else:
@@ -245,6 +247,6 @@ class Index:
             name = "validation" if job.phase == "validation" else "test"
             detail = f"{name} average accuracy {'n/a' if acc is None else f'{100 * acc:.2f}%'}"
             detail += " (finished before)" if job.status == "skipped" else ""
-        print(f"[{k}/{len(self.jobs)}] {job.status:<7} {what}: {detail}  -> {job.cfg.out}", flush=True)
+        print(f"[{k}/{len(self.jobs)}] {job.status:<7} {what}: {detail}  -> {job.cfg.runtime.out}", flush=True)
 
 

@@ -46,19 +46,19 @@ def locked(folder: Path, what: str = "run") -> Iterator[None]:
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as e:
-        raise UsageError(f"cannot write the run folder {folder}: {e.strerror or e}; choose another --out") from None
+        raise UsageError(f"cannot write the run folder {folder}: {e.strerror or e}; choose another `out`") from None
     try:
         if fcntl is not None:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 raise UsageError(f"{folder} is in use by another lifelong process (pid {_pid(path)}) running or resuming "
-                                 f"its {what}; wait for it to finish, or choose another --out") from None
+                                 f"its {what}; wait for it to finish, or choose another `out`") from None
         else:  # pragma: no cover
             owner = _pid(path)
             if owner not in (None, os.getpid()) and _alive(owner):
                 raise UsageError(f"{folder} is in use by another lifelong process (pid {owner}); wait for it or "
-                                 "choose another --out")
+                                 "choose another `out`")
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
         yield
@@ -145,7 +145,7 @@ def check_consistent(folder: Path) -> None:
         if other is not None and other != own:
             raise UsageError(
                 f"{folder}: {name} belongs to run {other} but config.json to {own or 'no run'}{_differences(folder, name)}: "
-                "the folder mixes two runs; put this run's file back, or start again with --overwrite"
+                "the folder mixes two runs; put this run's file back, or start again (`overwrite=True`)"
             )
 
 
@@ -158,8 +158,10 @@ def _differences(folder: Path, name: str) -> str:
         return ""
     if not isinstance(ours, dict) or not isinstance(theirs, dict):
         return ""
-    skip = {"run_id", "config_version", "data", "out", "data_dir", "threads", "device", "progress", "checkpoint_every",
-            "download"}
+    from .config import flat_record, not_method_keys
+
+    ours, theirs = flat_record(ours), flat_record(theirs)
+    skip = not_method_keys() - {"seed"}
     keys = [k for k in sorted(set(ours) | set(theirs)) if k not in skip and ours.get(k) != theirs.get(k)]
     if not keys:
         return ""
@@ -193,6 +195,6 @@ def recover(folder: Path) -> str | None:
     ckpt = identity(folder)[CHECKPOINT_FILE]
     if ckpt == journal.get("to"):
         finish_override(folder, journal["config"])
-        return "completed an interrupted --override-config"
+        return "completed an interrupted `override_config`"
     (folder / JOURNAL).unlink()
-    return "rolled back an interrupted --override-config"
+    return "rolled back an interrupted `override_config`"

@@ -8,14 +8,15 @@ A spec (a JSON file, or built by ``lifelong sweep --strategies ... --set ...``):
      "seeds": [0, 1, 2],                                        every point of the grid runs on every seed
      "select": false}                                           true: choose each method's values on validation
 
-Keys are RunConfig fields or settings of the entry's strategy (``lam``; ``ewc.lam`` for one part of a
-composite); a strategy setting in ``base`` applies to the entries whose strategy has it. For a key
+Keys are the flat keys of :mod:`lifelong.experiments.config`: run keys (``lr``, or ``train.lr``) and
+settings of the entry's strategy (``lam``; ``der.alpha``, and ``ewc.lam`` for one part of a composite);
+a strategy setting in ``base`` applies to the entries whose strategy has it. For a key
 whose value is itself a list (``hidden``, ``angles``, ``split_groups``), alternatives are a list of
 such values, ``"hidden": [[100], [400, 400]]``; a flat ``"hidden": [400, 400]`` is one value. Unknown
 keys and bad values are errors, raised for every expanded config before any run starts.
 
 >>> from lifelong.experiments.grid import expand
->>> [(c.strategy, c.lr, c.seed) for c in expand({"grid": [{"strategy": "naive", "lr": [0.1, 0.01]}], "seeds": [0, 1]})]
+>>> [(c.strategy_name, c.train.lr, c.seed) for c in expand({"grid": [{"strategy": "naive", "lr": [0.1, 0.01]}], "seeds": [0, 1]})]
 [('naive', 0.1, 0), ('naive', 0.1, 1), ('naive', 0.01, 0), ('naive', 0.01, 1)]
 """
 
@@ -31,9 +32,11 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import UsageError, names
+from ..settings import depth, fmt as _fmt
 from ..strategies import registry
-from .config import RunConfig
-from .fields import SET_BY_SWEEP, applies_to, coerce, depth, key_type, run_fields, setting_names, value_depth
+from .config import (
+    SET_BY_SWEEP, ResolvedRun, RunConfig, applies_to, check_unambiguous, coerce_key, key_type, leaf_of, run_field,
+)
 
 SPEC_KEYS = ("base", "grid", "seeds", "select")
 
@@ -51,21 +54,22 @@ def load_spec(path: str | os.PathLike) -> dict:
     return normalize_spec(spec, where=str(path))
 
 
+def value_depth(v: Any) -> int:
+    if isinstance(v, (list, tuple)):
+        return 1 + (value_depth(v[0]) if v else 0)
+    return 0
+
+
 def _entry_strategy(entry: Mapping, base: Mapping, where: str) -> str:
-    name = entry.get("strategy", base.get("strategy", RunConfig.strategy))
+    name = entry.get("strategy", base.get("strategy", "naive"))
     if not isinstance(name, str):
         raise UsageError(f"{where}: strategy must be a name like \"ewc\", got {json.dumps(name)}")
     return registry.check_name(name)
 
 
 def check_key(key: str, strategy: str, where: str) -> None:
-    """A UsageError unless ``key`` is a config field or a setting of ``strategy``."""
-    if key in run_fields() or key in registry.setting_keys(strategy):
-        return
-    if key.split(".")[-1] in setting_names():
-        registry.check_setting_key(strategy, key, f"{where}: ")  # says which strategies have it
-    raise UsageError(f"{where}: unknown config key {key!r} (config fields: {', '.join(run_fields())}; settings of "
-                     f"{strategy}: {', '.join(registry.setting_keys(strategy)) or 'none'})")
+    """A UsageError unless ``key`` is a run key or a setting of ``strategy``."""
+    leaf_of(key, strategy, f"{where}: ")
 
 
 def split_entry(entry: Mapping, where: str, strategy: str) -> tuple[dict, dict]:
@@ -74,15 +78,15 @@ def split_entry(entry: Mapping, where: str, strategy: str) -> tuple[dict, dict]:
     for key, value in entry.items():
         if key in SET_BY_SWEEP:
             raise UsageError(f"{where}: {key!r} cannot be set in the grid: {SET_BY_SWEEP[key]}")
-        if key != "strategy" and key not in run_fields():
+        if key != "strategy" and run_field(key) is None:
             check_key(key, strategy, where)
         tp = key_type(key, strategy)
         if isinstance(value, list) and value_depth(value) == (depth(tp) if tp is not None else 0) + 1:
             if not value:
                 raise UsageError(f"{where}: {key} has an empty list of values; give at least one")
-            varied[key] = [coerce(key, v, where, strategy) for v in value]
+            varied[key] = [coerce_key(key, v, where, strategy) for v in value]
         else:
-            fixed[key] = coerce(key, value, where, strategy)
+            fixed[key] = coerce_key(key, value, where, strategy)
     return fixed, varied
 
 
@@ -97,7 +101,7 @@ def normalize_spec(spec: Mapping, where: str = "sweep spec") -> dict:
     base = spec.get("base") or {}
     if not isinstance(base, Mapping):
         raise UsageError(f"{where}: 'base' must be an object of config fields")
-    base = {k: coerce(k, v, f"{where}, base") for k, v in base.items()}
+    base = {k: coerce_key(k, v, f"{where}, base") for k, v in base.items()}
     if "out" in base:
         raise UsageError(f"{where}, base: 'out' is set by the sweep (each run goes to DIR/runs/<run id>)")
     grid = spec.get("grid", [{}])
@@ -106,17 +110,24 @@ def normalize_spec(spec: Mapping, where: str = "sweep spec") -> dict:
     # an entry whose strategy is a list of alternatives is one entry per strategy (each has its own settings)
     grid = [{**e, "strategy": s} if isinstance(e.get("strategy"), list) else dict(e)
             for e in grid for s in (e["strategy"] if isinstance(e.get("strategy"), list) else [None])]
+    strategies = []
     for i, entry in enumerate(grid):
         w = f"{where}, grid entry {i + 1}"
-        split_entry(entry, w, _entry_strategy(entry, base, w))  # raises on bad entries
+        strategies.append(_entry_strategy(entry, base, w))
+        split_entry(entry, w, strategies[-1])  # raises on bad entries
+    for key in base:
+        try:
+            check_unambiguous(key, strategies)
+        except UsageError as e:
+            raise e.within(f"{where}, base") from None
     seeds = spec.get("seeds")
     if seeds is None:
-        seeds = [base.pop("seed", RunConfig.seed)]
+        seeds = [base.pop("seed", 0)]
     elif "seed" in base:
         raise UsageError(f"{where}: give either base.seed or 'seeds', not both")
     if not isinstance(seeds, list) or not seeds:
         raise UsageError(f"{where}: 'seeds' must be a non-empty list of integers like [0, 1, 2]")
-    seeds = list(dict.fromkeys(coerce("seed", s, f"{where}, seeds") for s in seeds))
+    seeds = list(dict.fromkeys(coerce_key("seed", s, f"{where}, seeds") for s in seeds))
     select = spec.get("select", False)
     if not isinstance(select, bool):
         raise UsageError(f"{where}: 'select' must be true or false")
@@ -127,7 +138,7 @@ def normalize_spec(spec: Mapping, where: str = "sweep spec") -> dict:
 
 @dataclasses.dataclass(frozen=True)
 class Point:
-    cfg: RunConfig  # resolved; out not set
+    cfg: ResolvedRun  # out not set
     entry: int  # index of the grid entry
     params: dict  # the values of the entry's list-valued keys at this point
 
@@ -137,11 +148,7 @@ def label(params: Mapping) -> str:
 
 
 def fmt(v: Any) -> str:
-    if isinstance(v, float):
-        return f"{v:g}"
-    if isinstance(v, (list, tuple)):
-        return ("/" if v and isinstance(v[0], (list, tuple)) else ",").join(fmt(x) for x in v)
-    return str(v)
+    return _fmt(v).strip("'")
 
 
 def points(spec: dict) -> list[Point]:
@@ -151,7 +158,7 @@ def points(spec: dict) -> list[Point]:
         where = f"grid entry {i + 1}"
         strategy = _entry_strategy(entry, spec["base"], where)
         fixed, varied = split_entry(entry, where, strategy)
-        base = {k: v for k, v in spec["base"].items() if k in run_fields() or applies_to(k, strategy)}
+        base = {k: v for k, v in spec["base"].items() if run_field(k) is not None or applies_to(k, strategy)}
         for values in itertools.product(*varied.values()):
             combos.append((i, {**base, **fixed, "strategy": strategy}, dict(zip(varied, values))))
     n = len(combos) * len(spec["seeds"])
@@ -162,22 +169,22 @@ def points(spec: dict) -> list[Point]:
             d = {**fixed, **params, "seed": seed}
             where = f"sweep run {k} of {n} (grid entry {i + 1}{', ' + label(params) if params else ''}, seed {seed})"
             cfg = validated(lambda: RunConfig.from_flat(d), where)
-            if cfg.run_id() not in seen:
-                seen.add(cfg.run_id())
+            if cfg.run_id not in seen:
+                seen.add(cfg.run_id)
                 out.append(Point(cfg, i, params))
     return out
 
 
-def validated(make: Callable[[], RunConfig], where: str) -> RunConfig:
+def validated(make: Callable[[], RunConfig], where: str) -> ResolvedRun:
     try:
-        return make().resolved()
+        return make().resolve()
     except UsageError as e:
-        raise UsageError(f"{where}: {e}") from None
+        raise e.within(where) from None
     except (TypeError, ValueError) as e:
         raise UsageError(f"{where}: invalid value ({e})") from None
 
 
-def expand(spec: Mapping) -> list[RunConfig]:
+def expand(spec: Mapping) -> list[ResolvedRun]:
     """The resolved, validated configs a spec describes, in order: grid entries, their cross products,
     then seeds innermost. Raises UsageError for the first invalid one (saying which)."""
     return [p.cfg for p in points(normalize_spec(spec))]

@@ -43,7 +43,7 @@ def _ray():
     try:
         import ray
     except ImportError:
-        raise UsageError("--backend ray needs Ray: pip install 'lifelong[ray]' (or use the default --backend local)") from None
+        raise UsageError("`backend=ray` needs Ray: pip install 'lifelong[ray]' (or use the default `backend=local`)") from None
     return ray
 
 
@@ -80,8 +80,8 @@ def _check_reachable(address: str, timeout: float = 5.0) -> None:
             return
     except OSError as e:
         reason = e.strerror or type(e).__name__
-    raise UsageError(f"--address {address}: nothing answers there ({reason}); start a cluster with `ray start --head`, "
-                     "pass its address (or auto), or leave --address out for a local Ray")
+    raise UsageError(f"`address={address}`: nothing answers there ({reason}); start a cluster with 'ray start --head', "
+                     "pass its address (or auto), or leave `address` out for a local Ray")
 
 
 @dataclasses.dataclass
@@ -95,13 +95,12 @@ class RayBackend:
     def __post_init__(self) -> None:
         for name in ("cpus_per_run", "gpus_per_run"):
             v = getattr(self, name)
-            flag = "--" + name.replace("_", "-")
             if isinstance(v, bool) or not isinstance(v, (int, float)) or v != v or v < 0 or v == float("inf"):
-                raise UsageError(f"{flag} must be a number >= 0, got {v!r}")
+                raise UsageError(f"`{name}` must be a number >= 0, got {v!r}")
         if self.cpus_per_run == 0 and self.gpus_per_run == 0:
-            raise UsageError("--cpus-per-run 0 with no --gpus-per-run reserves nothing: give each run at least some CPU")
+            raise UsageError("`cpus_per_run=0` with no `gpus_per_run` reserves nothing: give each run at least some CPU")
         if self.gpus_per_run > 1 and self.gpus_per_run != int(self.gpus_per_run):
-            raise UsageError(f"--gpus-per-run {self.gpus_per_run}: above 1 it must be a whole number of GPUs")
+            raise UsageError(f"`gpus_per_run={self.gpus_per_run}`: above 1 it must be a whole number of GPUs")
         self._started = self._connected = False
 
     in_process = False  # runs train in Ray's worker processes
@@ -125,14 +124,14 @@ class RayBackend:
                 ray.init(address=self.address or os.environ.get("RAY_ADDRESS") or "local", include_dashboard=False,
                          log_to_driver=False, runtime_env={"env_vars": env} if self.address and env else None)
             except ConnectionError as e:
-                raise UsageError(f"--address {self.address}: cannot reach a Ray cluster there ({e}); "
-                                 "start one with `ray start --head` or leave --address out for a local Ray") from None
+                raise UsageError(f"`address={self.address}`: cannot reach a Ray cluster there ({e}); "
+                                 "start one with 'ray start --head' or leave `address` out for a local Ray") from None
             self._started = True
         have = ray.cluster_resources()
         for what, need, key in (("CPUs", self.cpus_per_run, "CPU"), ("GPUs", self.gpus_per_run, "GPU")):
             if need > have.get(key, 0):
                 self.close()
-                raise UsageError(f"--{what[:3].lower()}s-per-run {need:g}: the Ray cluster has {have.get(key, 0):g} "
+                raise UsageError(f"`{what[:3].lower()}s_per_run={need:g}`: the Ray cluster has {have.get(key, 0):g} "
                                  f"{what}; ask for at most that per run")
         self._connected = True
         return ray
@@ -159,9 +158,9 @@ class RayBackend:
         cwd, env = os.getcwd(), _lifelong_env()
         pending = {}
         for job in todo:
-            cfg = dataclasses.replace(job.cfg, progress=False)
-            if self.gpus_per_run == 0 and cfg.device == "auto":
-                cfg = dataclasses.replace(cfg, device="cpu")  # what auto means in a task that holds no GPU
+            cfg = job.cfg.replace(progress=False)
+            if self.gpus_per_run == 0 and cfg.runtime.device == "auto":
+                cfg = cfg.replace(device="cpu")  # what auto means in a task that holds no GPU
             pending[task.remote(cfg, threads, cwd, env)] = job
         try:
             while pending:

@@ -21,13 +21,12 @@ any seed is out; ties go to the first in grid order. The chosen config then runs
 on every seed, and its results.json gets a ``selection`` key saying what was chosen and on what.
 
 >>> from lifelong.experiments.grid import expand
->>> [(c.strategy, c.lr, c.seed) for c in expand({"grid": [{"strategy": "naive", "lr": [0.1, 0.01]}], "seeds": [0, 1]})]
+>>> [(c.strategy_name, c.train.lr, c.seed) for c in expand({"grid": [{"strategy": "naive", "lr": [0.1, 0.01]}], "seeds": [0, 1]})]
 [('naive', 0.1, 0), ('naive', 0.1, 1), ('naive', 0.01, 0), ('naive', 0.01, 1)]
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 from collections.abc import Mapping
@@ -35,7 +34,7 @@ from pathlib import Path
 
 from .. import errors
 from ..errors import LifelongError, UsageError
-from .config import RunConfig
+from .config import ResolvedRun
 from .executor import Index, Job, LocalPool
 from .folder import locked
 from .grid import Point, label, load_spec, normalize_spec, points, spec_id, split_entry, validated
@@ -74,7 +73,7 @@ def sweep(
     if select is not None:
         spec["select"] = bool(select)
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise UsageError(f"--workers must be >= 1, got {workers}")
+        raise UsageError(f"`workers` must be >= 1, got {workers}")
     runner = backend_of(backend, workers, address, cpus_per_run, gpus_per_run)
     pts = points(spec)  # every config is validated before anything is created
     _check_data(pts)
@@ -87,21 +86,21 @@ def _prepare_and_run(spec, pts, out, workers: int, runner, overwrite: bool, quie
     root = Path(out) if out is not None else Path("sweeps") / f"sweep-{spec_id(spec)}"
     methods: dict[tuple[int, str], list[Point]] = {}  # a method: a grid entry's strategy
     for p in pts:
-        methods.setdefault((p.entry, p.cfg.strategy), []).append(p)
+        methods.setdefault((p.entry, p.cfg.strategy_name), []).append(p)
     names = _method_names(spec, methods)
 
-    def job(cfg: RunConfig, phase: str, p: Point, folder: str) -> Job:
+    def job(cfg: ResolvedRun, phase: str, p: Point, folder: str) -> Job:
+        changes = {"out": str(root / folder / cfg.run_id)}
         if not runner.in_process:
-            cfg = dataclasses.replace(cfg, progress=False)
-        cfg = dataclasses.replace(cfg, out=str(root / folder / cfg.run_id()))
-        return Job(cfg, phase, names[(p.entry, p.cfg.strategy)], p.params)
+            changes["progress"] = False
+        return Job(cfg.replace(**changes), phase, names[(p.entry, p.cfg.strategy_name)], p.params)
 
     book = Index(spec, root, workers, quiet, runner)
     variants = _selection_variants(spec, pts, methods, names) if spec["select"] else None
     try:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise UsageError(f"cannot create the sweep folder {root}: {e.strerror}; choose another --out") from None
+        raise UsageError(f"cannot create the sweep folder {root}: {e.strerror}; choose another `out`") from None
     with locked(root, "sweep"):  # one sweep per folder (each run also locks its own)
         return _sweep(spec, pts, methods, names, job, book, root, overwrite, quiet, variants)
 
@@ -109,16 +108,16 @@ def _prepare_and_run(spec, pts, out, workers: int, runner, overwrite: bool, quie
 def backend_of(name, workers: int, address, cpus_per_run, gpus_per_run):
     """The local pool or the Ray backend; each option only where it means something."""
     if name == "local":
-        given = [flag for flag, v in (("--address", address), ("--cpus-per-run", cpus_per_run),
-                                      ("--gpus-per-run", gpus_per_run)) if v is not None]
+        given = [f"`{name}`" for name, v in (("address", address), ("cpus_per_run", cpus_per_run),
+                                             ("gpus_per_run", gpus_per_run)) if v is not None]
         if given:
-            raise UsageError(f"{', '.join(given)}: only with --backend ray (the local pool takes --workers)")
+            raise UsageError(f"{', '.join(given)}: only with `backend=ray` (the local pool takes `workers`)")
         return LocalPool(workers)
     if name != "ray":
-        raise UsageError(f"--backend must be local or ray, got {name!r}")
+        raise UsageError(f"`backend` must be local or ray, got {name!r}")
     if workers != 1:
-        raise UsageError("--workers is the local pool's: with --backend ray, Ray runs as many runs at once as "
-                         "the cluster has room for; size each with --cpus-per-run and --gpus-per-run")
+        raise UsageError("`workers` is the local pool's: with `backend=ray`, Ray runs as many runs at once as "
+                         "the cluster has room for; size each with `cpus_per_run` and `gpus_per_run`")
     from .ray_backend import RayBackend
 
     return RayBackend(address, 1.0 if cpus_per_run is None else cpus_per_run,
@@ -134,9 +133,9 @@ def _selection_variants(spec, pts, methods, names) -> tuple[list, dict]:
         several = len({json.dumps(p.params, sort_keys=True) for p in group}) > 1
         for p in group:
             where = f"{names[key]} {label(p.params)} seed {p.cfg.seed}"
-            vf = p.cfg.val_fraction or DEFAULT_VAL_FRACTION
-            val_cfg = validated(lambda: dataclasses.replace(p.cfg, val_fraction=vf), where)
-            finals[id(p)] = validated(lambda: dataclasses.replace(p.cfg, val_fraction=0.0), where)
+            vf = p.cfg.stream.val_fraction or DEFAULT_VAL_FRACTION
+            val_cfg = validated(lambda: p.cfg.replace(val_fraction=vf), where)
+            finals[id(p)] = validated(lambda: p.cfg.replace(val_fraction=0.0), where)
             if several:  # a single candidate needs no validation runs
                 val_cfgs.append((val_cfg, p))
     return val_cfgs, finals
@@ -158,7 +157,7 @@ def _sweep(spec, pts, methods, names, job, book: Index, root: Path, overwrite: b
     for key, pts in methods.items():
         name = names[key]
         vjobs = [j for j in val_jobs if j.method == name]
-        vf = pts[0].cfg.val_fraction or DEFAULT_VAL_FRACTION
+        vf = pts[0].cfg.stream.val_fraction or DEFAULT_VAL_FRACTION
         if vjobs:
             choice = choose(name, vjobs, spec["seeds"], vf)
         else:
@@ -186,12 +185,12 @@ def _check_data(pts) -> None:
     """Load each data set the grid needs once, before any run: missing or damaged data is one error
     now, not the same failure in every run."""
     from ..data import load_dataset
-    from .build import custom_stream
 
-    for p in dict.fromkeys(p.cfg.resolved().replace(seed=0, strategy="naive") for p in pts if p.cfg.kind == "custom"):
-        custom_stream(p)  # your own tasks: the file or the function, read and validated once
-    for dataset, data_dir, download in dict.fromkeys((p.cfg.dataset, p.cfg.data_dir, p.cfg.download) for p in pts
-                                                     if p.cfg.kind != "custom"):
+    for stream, seed, data_dir in dict.fromkeys((p.cfg.stream, p.cfg.seed, p.cfg.runtime.data_dir) for p in pts
+                                                if p.cfg.stream.kind == "custom"):
+        stream.build(seed, data_dir=data_dir)  # your own tasks: the file or the function, read and validated once
+    for dataset, data_dir, download in dict.fromkeys((p.cfg.dataset, p.cfg.runtime.data_dir, p.cfg.runtime.download)
+                                                     for p in pts if p.cfg.stream.kind != "custom"):
         load_dataset(dataset, data_dir, download=download)
 
 

@@ -15,16 +15,13 @@ Folder layout::
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any, Sequence
 
 from ..errors import UsageError
-from ..strategies import registry
-from .config import RunConfig
+from .config import RunConfig, coerce_key, leaf_of
 from .executor import Index, Job
 from .folder import locked
-from .fields import coerce, run_fields
 from .grid import fmt, validated
 from .selection import choose
 from .sweep import backend_of, error_of
@@ -48,54 +45,51 @@ def tune(
     every value of the grid failed. ``backend="ray"`` runs the trials as Ray tasks (see
     :func:`~lifelong.experiments.sweep.sweep`)."""
     if not grid:
-        raise UsageError("--grid needs at least one value")
-    cfg = cfg.resolved()
-    settings = registry.setting_keys(cfg.strategy)
-    if param not in run_fields() and param not in settings:
-        raise UsageError(f"--param {param!r} is neither a config field nor a setting of {cfg.strategy}: choose one of "
-                         f"{', '.join([*settings, *run_fields()])}")
-    if cfg.val_fraction <= 0:
-        raise UsageError("tuning needs a validation split: pass --val-fraction > 0 (e.g. 0.1)")
-    values = list(dict.fromkeys(coerce(param, v, f"--grid for --param {param}", cfg.strategy) for v in grid))
-    base = Path(cfg.out) if cfg.out else Path("runs") / f"tune-{cfg.run_id()}-{param}"
+        raise UsageError("`grid` needs at least one value")
+    cfg = cfg.resolve()
+    leaf_of(param, cfg.strategy_name, "`param`: ")  # a run key or a setting of the strategy
+    if cfg.stream.val_fraction <= 0:
+        raise UsageError("tuning needs a validation split: give `val_fraction` a value > 0 (e.g. 0.1)")
+    values = list(dict.fromkeys(coerce_key(param, v, f"`grid` for `param={param}`", cfg.strategy_name) for v in grid))
+    base = Path(cfg.runtime.out) if cfg.runtime.out else Path("runs") / f"tune-{cfg.run_id}-{param}"
     spec = {"base": {k: v for k, v in cfg.flat().items() if k != "out"}, "grid": [{param: values}],
             "seeds": [cfg.seed], "select": True, "tune": {"param": param}}
     runner = backend_of(backend, workers, address, cpus_per_run, gpus_per_run)
     book = Index(spec, base, workers, quiet, runner)
     trials = []
     for value in values:  # all validated before anything runs
-        where = f"--param {param}={fmt(value)}"
+        where = f"{param}={fmt(value)}"
         trial = validated(lambda: _with(cfg, param, value, out=str(base / f"trial-{param}-{fmt(value)}")), where)
-        trials.append(Job(trial, "validation", cfg.strategy, {param: value}))
-    finals = {value: validated(lambda: dataclasses.replace(t.cfg, val_fraction=0.0, out=str(base / "final")),
-                               f"--param {param}={fmt(value)}") for value, t in zip(values, trials)}
+        trials.append(Job(trial, "validation", cfg.strategy_name, {param: value}))
+    finals = {value: validated(lambda: t.cfg.replace(val_fraction=0.0, out=str(base / "final")),
+                               f"{param}={fmt(value)}") for value, t in zip(values, trials)}
     try:
         base.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise UsageError(f"cannot create the tuning folder {base}: {e.strerror}; choose another --out") from None
+        raise UsageError(f"cannot create the tuning folder {base}: {e.strerror}; choose another `out`") from None
     with runner, locked(base, "tuning"):  # Ray's check before anything runs; one tuning per folder
         book.run(trials, overwrite)
 
-        choice = choose(cfg.strategy, trials, [cfg.seed], cfg.val_fraction)
+        choice = choose(cfg.strategy_name, trials, [cfg.seed], cfg.stream.val_fraction)
         book.selection.append(choice)
         summary = {
             "param": param,
             "selected_on": "final average accuracy on a validation split held out of the training data",
-            "val_fraction": cfg.val_fraction,
+            "val_fraction": cfg.stream.val_fraction,
             "trials": [_trial(t, param) for t in trials],
         }
         if choice["params"] is None:
             first = next(t for t in trials if t.status == "failed")
-            raise type(error_of(first.outcome))(f"every value of --grid failed; {param}={fmt(first.params[param])}: "
+            raise type(error_of(first.outcome))(f"every value of `grid` failed; {param}={fmt(first.params[param])}: "
                                                  f"{first.outcome['message']}")
         chosen = choice["params"][param]
-        final = Job(finals[chosen], "final", cfg.strategy, {param: chosen}, selection=choice)
+        final = Job(finals[chosen], "final", cfg.strategy_name, {param: chosen}, selection=choice)
         book.run([final], overwrite=True)  # final/ holds the previous choice's run if the choice changed
         book.save()
         if final.status == "failed":
             raise error_of(final.outcome)
         summary["chosen"] = chosen
-        summary["final"] = {"run_id": final.id, "run_dir": final.cfg.out, "metrics": final.outcome["metrics"]}
+        summary["final"] = {"run_id": final.id, "run_dir": final.cfg.runtime.out, "metrics": final.outcome["metrics"]}
         from ..report.files import write_json
 
         write_json(base / "tune.json", summary)
@@ -108,16 +102,14 @@ def tune(
 
 
 def _with(cfg: RunConfig, param: str, value: Any, **changes: Any) -> RunConfig:
-    """``cfg`` with ``param`` (a config field or a setting) set to ``value``."""
-    if param in run_fields():
-        return dataclasses.replace(cfg, **{param: value}, **changes)
-    return dataclasses.replace(cfg, settings=registry.with_settings(cfg.strategy, cfg.settings, {param: value}), **changes)
+    """``cfg`` with ``param`` (a run key or a setting) set to ``value``."""
+    return cfg.replace(**{param: value}, **changes)
 
 
 def _trial(t: Job, param: str) -> dict:
     d = {"value": t.params[param], "status": t.status,
          "val_average_accuracy": (t.outcome.get("val_metrics") or {}).get("average_accuracy"),
-         "run_id": t.id, "run_dir": t.cfg.out}
+         "run_id": t.id, "run_dir": t.cfg.runtime.out}
     if t.status == "failed":
         d["message"] = t.outcome["message"]
     return d

@@ -60,7 +60,7 @@ class Heads:
             full = torch.ones(stream.n_outputs, dtype=torch.bool)
             masks = torch.stack([full if t.mask is None else t.mask.cpu() for t in stream.tasks])
         return cls(stream.n_outputs, tuple(tuple(t.classes) for t in stream.tasks), masks,
-                   stream.seen_classes_only and stream.scenario == "class")
+                   stream.class_units == "seen" and stream.scenario == "class")
 
     def to(self, device: torch.device | str) -> "Heads":
         masks = None if self.task_masks is None else self.task_masks.to(device)

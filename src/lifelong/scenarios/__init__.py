@@ -1,11 +1,18 @@
-"""Task streams: Task, TaskStream, and the permuted / rotated / split builders."""
+"""Task streams: Task, TaskStream, the permuted / rotated / split builders, your own data, and
+StreamSpec (a stream as settings: ``benchmark("split-mnist", scenario="class")``)."""
 
-from .benchmarks import DEFAULT_SPLIT_GROUPS, derived_generator, permuted, rotate_images, rotated, split, subsample_train
+from .benchmarks import (
+    DEFAULT_SPLIT_GROUPS, derived_generator, permuted, rotate_images, rotated, split_classes, subsample_train,
+)
 from .custom import from_tensors, load_tasks_file, save_tasks_file
-from .task import SCENARIOS, AsIs, Batch, Preprocess, Split, Task, TaskStream, batches, gather
+from .spec import BENCHMARKS, StreamSpec, benchmark
+from .task import (
+    CLASS_UNITS, SCENARIOS, AsIs, Batch, DataSplit, Preprocess, Task, TaskStream, batches, gather, join, memory_rows,
+)
 
 __all__ = [
-    "SCENARIOS", "Batch", "Preprocess", "Split", "Task", "TaskStream", "batches",
-    "DEFAULT_SPLIT_GROUPS", "derived_generator", "permuted", "rotate_images", "rotated", "split", "subsample_train",
-    "AsIs", "gather", "from_tensors", "load_tasks_file", "save_tasks_file",
+    "SCENARIOS", "CLASS_UNITS", "Batch", "Preprocess", "DataSplit", "Task", "TaskStream", "batches", "join",
+    "memory_rows", "DEFAULT_SPLIT_GROUPS", "derived_generator", "permuted", "rotate_images", "rotated",
+    "split_classes", "subsample_train", "AsIs", "gather", "from_tensors", "load_tasks_file", "save_tasks_file",
+    "BENCHMARKS", "StreamSpec", "benchmark",
 ]

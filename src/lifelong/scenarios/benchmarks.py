@@ -7,13 +7,12 @@ from global random state, so the same seed gives the same stream on any machine.
 - Permuted (Goodfellow et al. 2013; Kirkpatrick et al. 2017, Fig. 2): each task applies its own fixed
   random permutation to the pixels of every image.
 - Rotated (Lopez-Paz & Ranzato 2017): each task rotates every image by a fixed angle.
-- Split (Zenke et al. 2017): each task holds a group of classes, by default (0, 1), (2, 3), ...
+- DataSplit (Zenke et al. 2017): each task holds a group of classes, by default (0, 1), (2, 3), ...
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import math
 from typing import Sequence
 
@@ -21,26 +20,21 @@ import torch
 from torch import Tensor
 
 from ..errors import UsageError
-from .task import SCENARIOS, Preprocess, Split, Task, TaskStream
+from ..seeds import derived_generator
+from .task import SCENARIOS, Preprocess, DataSplit, Task, TaskStream
 
 DEFAULT_SPLIT_GROUPS = ((0, 1), (2, 3), (4, 5), (6, 7), (8, 9))
 
 
-def derived_generator(seed: int, purpose: str) -> torch.Generator:
-    """A generator for one purpose ("perm", "val", ...), independent of the others for the same seed."""
-    digest = hashlib.sha256(f"{seed}:{purpose}".encode()).digest()
-    return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") & (2**63 - 1))
-
-
 def _check_scenario(scenario: str) -> None:
     if scenario not in SCENARIOS:
-        raise UsageError(f"unknown scenario {scenario!r}: choose one of {', '.join(SCENARIOS)}")
+        raise UsageError(f"unknown scenario {scenario!r}: choose one of {', '.join(SCENARIOS)}", params=("scenario",))
 
 
 def _holdout(n: int, val_fraction: float, seed: int) -> tuple[Tensor, Tensor | None]:
     """Indices (train, val) of a seeded random hold-out of ``val_fraction`` of n training samples."""
     if not 0.0 <= val_fraction < 1.0:
-        raise UsageError(f"val_fraction must be in [0, 1), got {val_fraction}")
+        raise UsageError(f"val_fraction must be in [0, 1), got {val_fraction}", params=("val_fraction",))
     n_val = int(round(n * val_fraction))
     if n_val == 0:
         return torch.arange(n), None
@@ -71,7 +65,6 @@ def _same_input_tasks(
     pad: int,
     mean: float,
     std: float,
-    seen_classes_only: bool = False,
 ) -> TaskStream:
     """Permuted and rotated streams: every task has all 10 classes, inputs transformed per task.
 
@@ -92,7 +85,7 @@ def _same_input_tasks(
         splits = {
             k: None
             if base[k] is None
-            else Split(images_for_task(t, base[k], k), base_y[k] + offset)
+            else DataSplit(images_for_task(t, base[k], k), base_y[k] + offset)
             for k in base
         }
         classes = tuple(range(offset, offset + n_classes))
@@ -103,8 +96,7 @@ def _same_input_tasks(
         pre = Preprocess(pad=pad, mean=mean, std=std, perm=perms[t])
         tasks.append(Task(t, tname, splits["train"], splits["test"], splits["val"], classes, pre, mask))
     h, w = tr_x.shape[1:]
-    return TaskStream(name, scenario, tuple(tasks), n_outputs, (1, h + 2 * pad, w + 2 * pad),
-                      seen_classes_only=seen_classes_only and scenario == "class")
+    return TaskStream(name, scenario, tuple(tasks), n_outputs, (1, h + 2 * pad, w + 2 * pad))
 
 
 def permuted(
@@ -118,7 +110,6 @@ def permuted(
     pad: int = 0,
     mean: float = 0.0,
     std: float = 1.0,
-    seen_classes_only: bool = False,
 ) -> TaskStream:
     """Permuted MNIST: task t applies the t-th seeded random pixel permutation to every image.
 
@@ -132,7 +123,7 @@ def permuted(
     names = [f"perm{t + 1}" for t in range(n_tasks)]
     return _same_input_tasks(
         name, data, scenario, names, lambda t, x, k: x, perms,
-        seed=seed, val_fraction=val_fraction, pad=pad, mean=mean, std=std, seen_classes_only=seen_classes_only,
+        seed=seed, val_fraction=val_fraction, pad=pad, mean=mean, std=std,
     )
 
 
@@ -147,7 +138,6 @@ def rotated(
     pad: int = 0,
     mean: float = 0.0,
     std: float = 1.0,
-    seen_classes_only: bool = False,
 ) -> TaskStream:
     """Rotated MNIST: task t rotates every image by ``angles[t]`` degrees (counter-clockwise).
 
@@ -158,7 +148,7 @@ def rotated(
     names = [f"rot{a:g}" for a in angles]
     return _same_input_tasks(
         name, data, scenario, names, lambda t, x, k: rotate_images(x, angles[t]), [None] * len(angles),
-        seed=seed, val_fraction=val_fraction, pad=pad, mean=mean, std=std, seen_classes_only=seen_classes_only,
+        seed=seed, val_fraction=val_fraction, pad=pad, mean=mean, std=std,
     )
 
 
@@ -179,7 +169,7 @@ def rotate_images(images: Tensor, degrees: float, chunk: int = 10000) -> Tensor:
     return out
 
 
-def split(
+def split_classes(
     data,
     groups: Sequence[Sequence[int]] = DEFAULT_SPLIT_GROUPS,
     scenario: str = "task",
@@ -190,9 +180,8 @@ def split(
     pad: int = 0,
     mean: float = 0.0,
     std: float = 1.0,
-    seen_classes_only: bool = False,
 ) -> TaskStream:
-    """Split MNIST: task t holds the classes ``groups[t]``.
+    """DataSplit MNIST: task t holds the classes ``groups[t]``.
 
     Output units: task-incremental uses one unit per class, masked to the task's classes (the same as
     a separate head per task); domain-incremental shares ``len(group)`` units (target = position of
@@ -226,10 +215,10 @@ def split(
         table = torch.full((int(max(tr_y.max(), te_y.max())) + 1,), -1, dtype=torch.long)
         for c, u in lookup.items():
             table[c] = u
-        splits: dict[str, Split | None] = {"val": None}
+        splits: dict[str, DataSplit | None] = {"val": None}
         for k, (x, y) in parts.items():
             keep = torch.isin(y, torch.tensor(g))
-            splits[k] = Split(x[keep], table[y[keep]])
+            splits[k] = DataSplit(x[keep], table[y[keep]])
         classes = tuple(sorted(lookup.values()))
         mask = None
         if scenario == "task":
@@ -240,8 +229,7 @@ def split(
         tasks.append(Task(t, tname, splits["train"], splits["test"], splits["val"], classes, pre, mask))
     *channels, h, w = tr_x.shape[1:]  # grey (N, H, W) or colour (N, C, H, W)
     c = channels[0] if channels else 1
-    return TaskStream(name, scenario, tuple(tasks), n_outputs, (c, h + 2 * pad, w + 2 * pad),
-                      seen_classes_only=seen_classes_only and scenario == "class")
+    return TaskStream(name, scenario, tuple(tasks), n_outputs, (c, h + 2 * pad, w + 2 * pad))
 
 
 def _unpack(data):
@@ -259,7 +247,8 @@ def subsample_train(stream: TaskStream, n: int, seed: int = 0) -> TaskStream:
     for t in stream.tasks:
         have = len(t.train)
         if n > have:
-            raise UsageError(f"--train-samples {n} is more than task {t.name!r}'s {have} training samples")
+            raise UsageError(f"train_samples={n} is more than task {t.name!r}'s {have} training samples",
+                             params=("train_samples",))
         keep = torch.randperm(have, generator=derived_generator(seed, f"train-samples:{t.index}"))[:n].sort().values
-        tasks.append(dataclasses.replace(t, train=Split(t.train.images[keep], t.train.targets[keep])))
+        tasks.append(dataclasses.replace(t, train=DataSplit(t.train.images[keep], t.train.targets[keep])))
     return dataclasses.replace(stream, tasks=tuple(tasks), info={**stream.info, "train_samples": n})

@@ -43,7 +43,7 @@ from torch import Tensor
 
 from ..errors import UsageError
 from .benchmarks import _holdout
-from .task import SCENARIOS, AsIs, Preprocess, Split, Task, TaskStream
+from .task import SCENARIOS, AsIs, Preprocess, DataSplit, Task, TaskStream
 
 UNITS = ("auto", "shared", "per-task")
 SPLITS = ("train", "val", "test")
@@ -63,7 +63,6 @@ def from_tensors(
     name: str = "custom",
     mean: float = 0.0,
     std: float = 1.0,
-    seen_classes_only: bool = False,
 ) -> TaskStream:
     """A stream with one task per ``(x, y)`` pair of ``train`` (and of ``test``, ``val`` when given),
     torch tensors or NumPy arrays. ``val_fraction`` holds out a seeded share of each task's training
@@ -110,7 +109,7 @@ def from_tensors(
     input_shape = (1, *x0.shape[1:]) if images and x0.dim() == 3 else tuple(x0.shape[1:])
     tasks = []
     for t in range(T):
-        splits = {s: Split(data[s][t][0], data[s][t][1] + offsets[t]) for s in data}
+        splits = {s: DataSplit(data[s][t][0], data[s][t][1] + offsets[t]) for s in data}
         classes = tuple(sorted(c + offsets[t] for c in labels[t]))
         train_units = set(torch.unique(splits["train"].targets).tolist())
         unseen = sorted(set(classes) - train_units)
@@ -125,7 +124,7 @@ def from_tensors(
         tasks.append(Task(t, tname, splits["train"], splits["test"], splits.get("val"), classes, pre, mask))
     kind = "uint8 images" if images else "float" if x0.dtype.is_floating_point else "token ids"
     info = {"units": "per-task" if per_task else "shared", "inputs": kind}
-    return TaskStream(name, scenario, tuple(tasks), n_outputs, input_shape, info, seen_classes_only and scenario == "class")
+    return TaskStream(name, scenario, tuple(tasks), n_outputs, input_shape, info)
 
 
 def _pair(p, split: str, t: int) -> tuple[Tensor, Tensor]:
@@ -201,7 +200,7 @@ def load_tasks_file(path: str | Path, **kwargs: Any) -> TaskStream:
     T = _count_tasks(arrays, path)
     pairs = {s: [(arrays[f"{s}_x_{t}"], arrays[f"{s}_y_{t}"]) for t in range(T)] for s in SPLITS if f"{s}_x_0" in arrays}
     if "val" in pairs and kwargs.get("val_fraction"):
-        raise UsageError(f"{path} holds validation data (val_x_*): drop --val-fraction")
+        raise UsageError(f"{path} holds validation data (val_x_*): drop `val_fraction`", params=("val_fraction",))
     stream = from_tensors(pairs["train"], pairs["test"], val=pairs.get("val"), names=names,
                           name=kwargs.pop("name", path.stem), **kwargs)
     return stream
@@ -209,7 +208,7 @@ def load_tasks_file(path: str | Path, **kwargs: Any) -> TaskStream:
 
 def read_tasks_file(path: Path) -> tuple[dict[str, Any], list[str] | None]:
     if not path.is_file():
-        raise UsageError(f"--data {path}: no such file (give an .npz or .safetensors file of tasks)")
+        raise UsageError(f"{path}: no such file (give an .npz or .safetensors file of tasks)")
     suffix = path.suffix.lower()
     names = None
     try:
@@ -229,14 +228,14 @@ def read_tasks_file(path: Path) -> tuple[dict[str, Any], list[str] | None]:
                 if not isinstance(names, list):
                     raise ValueError("metadata task_names is not a JSON list")
         else:
-            raise UsageError(f"--data {path}: unknown file type {suffix or '(none)'}; give an .npz or .safetensors file")
+            raise UsageError(f"{path}: unknown file type {suffix or '(none)'}; give an .npz or .safetensors file")
     except UsageError:
         raise
     except ValueError as e:  # pickled object arrays, a broken zip, a bad header
-        raise UsageError(f"--data {path}: cannot read it as {suffix[1:]} ({str(e).splitlines()[0][:120]}); "
+        raise UsageError(f"{path}: cannot read it as {suffix[1:]} ({str(e).splitlines()[0][:120]}); "
                          "write numeric arrays only (np.savez(path, train_x_0=..., ...))") from None
     except Exception as e:  # zipfile / safetensors raise their own kinds for damaged files
-        raise UsageError(f"--data {path}: damaged or not a {suffix[1:]} file ({type(e).__name__}: "
+        raise UsageError(f"{path}: damaged or not a {suffix[1:]} file ({type(e).__name__}: "
                          f"{str(e).splitlines()[0][:120] if str(e) else ''})") from None
     return arrays, names
 
@@ -246,12 +245,12 @@ def _count_tasks(arrays: dict, path: Path) -> int:
     for k in arrays:
         m = KEY.match(k)
         if not m:
-            raise UsageError(f"--data {path}: unknown key {k!r}; keys are train_x_<t>, train_y_<t>, test_x_<t>, "
+            raise UsageError(f"{path}: unknown key {k!r}; keys are train_x_<t>, train_y_<t>, test_x_<t>, "
                              "test_y_<t> (val_x_<t>, val_y_<t> optional) and task_names")
         found.setdefault((m[1], m[2]), set()).add(int(m[3]))
     train = found.get(("train", "x"), set())
     if not train:
-        raise UsageError(f"--data {path}: no train_x_0: the file holds no tasks in lifelong's layout")
+        raise UsageError(f"{path}: no train_x_0: the file holds no tasks in lifelong's layout")
     T = max(train) + 1
     for s in SPLITS:
         for w in "xy":
@@ -261,10 +260,10 @@ def _count_tasks(arrays: dict, path: Path) -> int:
             missing = sorted(set(range(T)) - have)
             extra = sorted(have - set(range(T)))
             if missing:
-                raise UsageError(f"--data {path}: {s}_{w}_{missing[0]} is missing ({T} tasks from train_x_0 to "
+                raise UsageError(f"{path}: {s}_{w}_{missing[0]} is missing ({T} tasks from train_x_0 to "
                                  f"train_x_{T - 1}; every task needs train_x/y and test_x/y)")
             if extra:
-                raise UsageError(f"--data {path}: {s}_{w}_{extra[0]} has no train_x_{extra[0]} (tasks must be numbered 0..T-1)")
+                raise UsageError(f"{path}: {s}_{w}_{extra[0]} has no train_x_{extra[0]} (tasks must be numbered 0..T-1)")
     return T
 
 
@@ -296,6 +295,25 @@ def file_fingerprint(path: str | Path) -> dict[str, str]:
     return {"file": path.name, "sha256": h.hexdigest()}
 
 
+_SHA_CACHE: dict[tuple, dict[str, str]] = {}
+
+
+def data_file_fingerprint(path: str | Path) -> dict[str, str]:
+    """:func:`file_fingerprint`, cached by path, size and modification time (a run id and a config record
+    read the file once)."""
+    import os
+
+    try:
+        st = os.stat(path)
+    except OSError:
+        raise UsageError(f"data_file={path}: no such file (give an .npz or .safetensors file of tasks)",
+                         params=("data_file",)) from None
+    key = (str(path), st.st_size, st.st_mtime_ns)
+    if key not in _SHA_CACHE:
+        _SHA_CACHE[key] = file_fingerprint(path)
+    return dict(_SHA_CACHE[key])
+
+
 def stream_fingerprint(stream: TaskStream) -> str:
     """sha256 over every task's tensors and the stream's shape (a stream from a Python function)."""
     h = hashlib.sha256(json.dumps([stream.scenario, stream.n_outputs, list(stream.input_shape),
@@ -313,15 +331,15 @@ def stream_fingerprint(stream: TaskStream) -> str:
 def entry_point(spec: str) -> Callable[..., Any]:
     """``package.module:function`` -> the function (imported)."""
     if not isinstance(spec, str) or spec.count(":") != 1 or not all(spec.split(":")):
-        raise UsageError(f"--stream {spec!r}: give package.module:function (a function returning a TaskStream)")
+        raise UsageError(f"{spec!r}: give package.module:function (a function returning a TaskStream)")
     mod, fn = spec.split(":")
     try:
         module = importlib.import_module(mod)
     except ImportError as e:
-        raise UsageError(f"--stream {spec}: cannot import {mod} ({e}); is it on PYTHONPATH or installed?") from None
+        raise UsageError(f"{spec}: cannot import {mod} ({e}); is it on PYTHONPATH or installed?") from None
     f = getattr(module, fn, None)
     if not callable(f):
-        raise UsageError(f"--stream {spec}: {mod} has no function {fn}")
+        raise UsageError(f"{spec}: {mod} has no function {fn}")
     return f
 
 
@@ -337,6 +355,6 @@ def stream_from_entry_point(spec: str, **offered: Any) -> TaskStream:
         kwargs = {}
     stream = f(**kwargs)
     if not isinstance(stream, TaskStream):
-        raise UsageError(f"--stream {spec} returned {type(stream).__name__}, not a TaskStream "
+        raise UsageError(f"{spec} returned {type(stream).__name__}, not a TaskStream "
                          "(build one with lifelong.TaskStream.from_tensors)")
     return stream

@@ -24,6 +24,7 @@ from torch import Tensor
 from ..errors import UsageError
 
 SCENARIOS = ("task", "domain", "class")
+CLASS_UNITS = ("all", "seen")
 LAYOUT_BUDGET = 2 * 1024**3  # bytes of padded / permuted uint8 images a device copy of a stream may lay out
 
 
@@ -75,7 +76,7 @@ class Preprocess:
 
 
 @dataclass(frozen=True)
-class Split:
+class DataSplit:
     """One split (train, val or test) of one task: uint8 images and int64 targets."""
 
     images: Tensor  # (N, H, W) uint8
@@ -85,11 +86,11 @@ class Split:
     def __len__(self) -> int:
         return int(self.targets.shape[0])
 
-    def to(self, device: torch.device | str, memo: dict | None = None) -> "Split":
+    def to(self, device: torch.device | str, memo: dict | None = None) -> "DataSplit":
         """This split with its tensors on ``device``; ``memo`` maps tensors already moved (by id) to their
         copies, so tasks that share images (every permuted task shares MNIST's) are copied once."""
         ids = None if self.task_ids is None else _moved(self.task_ids, device, memo)
-        return Split(_moved(self.images, device, memo), _moved(self.targets, device, memo), ids)
+        return DataSplit(_moved(self.images, device, memo), _moved(self.targets, device, memo), ids)
 
 
 def _moved(t: Tensor, device, memo: dict | None) -> Tensor:
@@ -111,14 +112,14 @@ class Task:
 
     index: int
     name: str
-    train: Split
-    test: Split
-    val: Split | None
+    train: DataSplit
+    test: DataSplit
+    val: DataSplit | None
     classes: tuple[int, ...]
     preprocess: Preprocess
     mask: Tensor | None = None
 
-    def split(self, name: str) -> Split:
+    def split(self, name: str) -> DataSplit:
         s = {"train": self.train, "test": self.test, "val": self.val}[name]
         if s is None:
             raise ValueError(f"task {self.name} has no {name} split (set val_fraction > 0)")
@@ -136,11 +137,11 @@ class Task:
         memo = {} if memo is None else memo
         pre = self.preprocess.to(device)
 
-        def move(s: Split | None) -> Split | None:
+        def move(s: DataSplit | None) -> DataSplit | None:
             if s is None:
                 return None
             if laid_out and pre.moves_pixels:
-                return Split(pre.layout(s.images.to(device)), _moved(s.targets, device, memo))
+                return DataSplit(pre.layout(s.images.to(device)), _moved(s.targets, device, memo))
             return s.to(device, memo)
 
         return replace(
@@ -168,19 +169,25 @@ class TaskStream:
     n_outputs: int
     input_shape: tuple[int, int, int]  # (C, H, W)
     info: dict = field(default_factory=dict)
-    seen_classes_only: bool = False  # class scenario: softmax over the classes of tasks seen so far
+    class_units: str = "all"  # class scenario: softmax over "all" units, or those of the tasks "seen" so far
 
     def __post_init__(self) -> None:
+        if self.class_units not in CLASS_UNITS:
+            raise UsageError(f"class_units must be one of {', '.join(CLASS_UNITS)}, got {self.class_units!r}",
+                             params=("class_units",))
+        if self.class_units != "all" and self.scenario != "class":
+            raise UsageError(f"class_units={self.class_units!r} applies to the class scenario, not {self.scenario}",
+                             params=("class_units",))
         for t in self.tasks:
             for split in ("train", "test", "val"):
                 s = getattr(t, split)
                 if s is not None and len(s) == 0:
                     n = len(t.train) + (len(t.val) if t.val is not None else 0)
-                    hint = ("lower --val-fraction" if split == "train" else "raise --val-fraction" if split == "val"
+                    hint = ("lower `val_fraction`" if split == "train" else "raise `val_fraction`" if split == "val"
                             else "the test set has none of its classes")
                     raise UsageError(f"task {t.name!r} has an empty {split} split ({len(t.train)} train, "
                                      f"{len(t.val) if t.val is not None else 0} validation and {len(t.test)} test "
-                                     f"samples, {n} for training before the hold-out): {hint}")
+                                     f"samples, {n} for training before the hold-out): {hint}", params=("val_fraction",))
 
     @classmethod
     def from_tensors(cls, train, test, **kwargs) -> "TaskStream":
@@ -197,6 +204,11 @@ class TaskStream:
         from .custom import load_tasks_file
 
         return load_tasks_file(path, **kwargs)
+
+    def with_class_units(self, class_units: str) -> "TaskStream":
+        """The class-incremental stream with its softmax over ``"all"`` output units from the start, or
+        over the classes of the tasks ``"seen"`` so far (Hsu et al. 2018, van de Ven et al.)."""
+        return replace(self, class_units=class_units)
 
     def __len__(self) -> int:
         return len(self.tasks)
@@ -230,11 +242,49 @@ class TaskStream:
 
 
 class Batch(NamedTuple):
-    """One mini-batch: what every step hook receives. Unpacks as ``x, y, t = batch``."""
+    """One mini-batch: inputs, targets, each row's task and where each row comes from.
+
+    ``source`` (B,) int64 says which rows are the current task's (0) and which a strategy added from
+    its memory (k > 0: memory group k; DER++ draws two). Rows come grouped by source, in increasing
+    order (:func:`join` keeps it so). It lives on the CPU whatever the device of the other tensors:
+    it is bookkeeping, and reading it (how many rows are the current task's) never waits for a GPU.
+    None, as :func:`batches` yields, means every row is the current task's."""
 
     x: Tensor  # (B, C, H, W) float inputs
     y: Tensor  # (B,) int64 targets (output units)
     task: Tensor  # (B,) int64 index of each sample's task
+    source: Tensor | None = None  # (B,) int64 on the CPU: 0 = the current task, k > 0 = memory group k
+
+    def with_source(self) -> "Batch":
+        """This batch with ``source`` set (all rows the current task's when it was None)."""
+        if self.source is not None:
+            return self
+        return self._replace(source=torch.zeros(self.y.shape[0], dtype=torch.long))
+
+    def rows(self, k: int = 0) -> slice:
+        """The rows of source ``k`` (a slice: the rows are grouped by source)."""
+        src = self.with_source().source
+        hit = (src == k).nonzero()
+        if not len(hit):
+            return slice(0, 0)
+        return slice(int(hit[0, 0]), int(hit[-1, 0]) + 1)
+
+    def select(self, rows: slice | Tensor) -> "Batch":
+        """The batch's ``rows`` (a slice, or indices on the batch's device)."""
+        src = self.with_source().source
+        idx = rows if isinstance(rows, slice) else rows.cpu()
+        return Batch(self.x[rows], self.y[rows], self.task[rows], src[idx])
+
+
+def join(*parts: Batch) -> Batch:
+    """Batches joined row-wise, in order (the current task's first, then memory groups 1, 2, ...)."""
+    parts = tuple(p.with_source() for p in parts)
+    return Batch(*(torch.cat(fields) for fields in zip(*parts)))
+
+
+def memory_rows(batch: Batch, group: int = 1) -> Batch:
+    """``batch`` (samples drawn from a memory) marked as memory group ``group``."""
+    return batch._replace(source=torch.full((batch.y.shape[0],), group, dtype=torch.long))
 
 
 def batches(
@@ -283,7 +333,7 @@ def batches(
             gather(tasks[k], split, (idx[owner == k] - offsets[k]).to(device))
             for k in owner.unique().tolist()
         ]
-        yield Batch(*(torch.cat(p) for p in zip(*parts)))
+        yield Batch(*(torch.cat(p) for p in list(zip(*parts))[:3]))
 
 
 def gather(task: Task, split: str, idx: Tensor | slice) -> Batch:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from ..scenarios import Task, TaskStream
-from .base import Strategy
+from ..scenarios import Task
+from .base import Context, Strategy
 
 
 class Naive(Strategy):
@@ -20,5 +20,5 @@ class Joint(Strategy):
 
     name = "joint"
 
-    def training_tasks(self, stream: TaskStream, i: int) -> Sequence[Task]:
-        return list(stream.tasks[: i + 1])
+    def training_tasks(self, ctx: Context) -> Sequence[Task]:
+        return list(ctx.stream.tasks[: ctx.task_index + 1])

@@ -1,6 +1,8 @@
 """Checkpoints without pickle: one safetensors file, JSON metadata in its header, written atomically.
 
-A checkpoint holds everything a run needs to continue exactly where it stopped:
+A checkpoint holds everything a :class:`~lifelong.train.Learner` needs to continue exactly where it
+stopped; the Learner writes and reads it (``Learner.state_dict``, ``load_state_dict``), for its own
+``save`` / ``load`` and for ``lifelong run`` alike:
 
     model.<name>            model parameters and buffers
     optim.<i>.<key>         optimizer state tensors (Adam's step, exp_avg, exp_avg_sq, ...)
@@ -8,10 +10,11 @@ A checkpoint holds everything a run needs to continue exactly where it stopped:
     rng.order, rng.strategy torch.Generator states (data order at the start of the current epoch; the
                             strategy's generator: MC Fisher labels, replay sampling)
 
-and, as JSON under the header key ``lifelong``: the format version, the run id and config, the data's
-fingerprint, the sha256 of every tensor and of the metadata itself (checked on load), the position in
-the stream (task, epoch, step, batch), the accuracy-matrix rows so far, timings, and the optimizer's
-non-tensor state (param groups). Loading parses no code: safetensors is a flat header + raw bytes, so
+and, as JSON under the header key ``lifelong``: the format version, the sha256 of every tensor and of
+the metadata itself (checked on load), ``progress`` (the task under way or next, its step, the steps of
+the tasks done, the accuracy matrices so far, timings: :func:`check_progress` checks it), the
+strategy's name, the optimizer's non-tensor state (param groups), and what the caller adds (a run
+folder's id, config and data fingerprint). Loading parses no code: safetensors is a flat header + raw bytes, so
 opening a checkpoint from someone else can't execute anything. The file is replaced atomically
 (temporary file, fsync, rename), so a crash during a save leaves the previous checkpoint intact.
 """
@@ -91,7 +94,7 @@ def load_checkpoint(path: str | Path) -> tuple[dict[str, Tensor], dict[str, Any]
     try:
         data = path.read_bytes()
     except FileNotFoundError:
-        raise CheckpointError(f"no checkpoint at {path}: the run saved none yet; start it again without --resume") from None
+        raise CheckpointError(f"no checkpoint at {path}: nothing was saved there yet") from None
     except OSError as e:
         raise CheckpointError(f"cannot read checkpoint {path}: {e.strerror}") from None
     try:
@@ -106,7 +109,7 @@ def load_checkpoint(path: str | Path) -> tuple[dict[str, Tensor], dict[str, Any]
     if meta.get("format") == 1:
         raise CheckpointError(
             f"checkpoint {path} was written by lifelong 0.1, whose strategy state this version does not read; "
-            "start the run again (lifelong run ... --overwrite)"
+            "start the run again (`overwrite=True`)"
         )
     if meta.get("format") != FORMAT:
         raise CheckpointError(f"checkpoint {path} has format {meta.get('format')!r}, this version reads {FORMAT}")
@@ -164,7 +167,7 @@ def load_model_state(model: nn.Module, state: Mapping[str, Tensor], source: str 
         if tuple(state[k].shape) != tuple(v.shape):
             raise CheckpointError(
                 f"{source} does not fit this model: {k!r} has shape {tuple(state[k].shape)} in the checkpoint, "
-                f"{tuple(v.shape)} in the model (different --hidden, --model or benchmark?)"
+                f"{tuple(v.shape)} in the model (another `hidden`, `model` or `benchmark`?)", params=("hidden", "model", "benchmark")
             )
         if state[k].dtype != v.dtype:
             raise CheckpointError(f"{source} does not fit this model: {k!r} is {state[k].dtype} in the checkpoint, "
@@ -210,3 +213,74 @@ def load_optimizer_state(opt: torch.optim.Optimizer, tensors: Mapping[str, Tenso
         opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
     except (ValueError, KeyError, TypeError, IndexError, RuntimeError) as e:
         raise CheckpointError(f"{bad}: {_first_line(e)}") from None
+
+
+def upgrade(meta: Mapping[str, Any], tasks: int) -> dict[str, Any]:
+    """The metadata of a checkpoint in today's layout: a ``Learner.save`` file of lifelong 0.2 kept its
+    position under ``learner`` (rows, step, task index), which becomes ``progress``."""
+    meta = dict(meta)
+    old = meta.get("learner")
+    if "progress" not in meta and isinstance(old, dict):
+        try:
+            rows = [list(r) for r in old["rows"]]
+            done = int(old["task_index"]) + 1
+            full = rows + [[0.0] * tasks] * (tasks + 1 - len(rows))
+            meta["progress"] = {"task": done, "step": 0, "steps_per_task": [1] * done, "R": full, "R_val": None,
+                                "timings": {k: [0.0] * done for k in ("train_seconds", "after_task_seconds", "eval_seconds")},
+                                "partial_train_seconds": 0.0, "elapsed_seconds": 0.0}
+            meta["strategy"] = old.get("strategy")
+        except (KeyError, TypeError, ValueError):
+            raise CheckpointError("checkpoint holds a damaged Learner position (rows, task_index)") from None
+    if not isinstance(meta.get("progress"), dict):
+        raise CheckpointError("checkpoint holds no progress record: it is not a lifelong checkpoint of a stream")
+    return meta
+
+
+def check_progress(where: str, P: Any, stream, strategy, settings) -> None:
+    """The progress record of a checkpoint: required keys, types and ranges for ``stream``; a step inside
+    the task's steps (for a strategy whose training data do not depend on its state)."""
+    from ..strategies import Context
+    from .loop import steps_per_task
+
+    T, has_val = len(stream), stream[0].val is not None
+    bad = f"{where} has an invalid progress record"
+
+    def need(ok: bool, what: str) -> None:
+        if not ok:
+            raise CheckpointError(f"{bad}: {what}; delete it (the run restarts from the beginning)")
+
+    need(isinstance(P, dict), "it is not an object")
+    for key in ("task", "step", "steps_per_task", "R", "R_val", "timings", "partial_train_seconds", "elapsed_seconds"):
+        need(key in P, f"{key!r} is missing")
+    task, step = P["task"], P["step"]
+    # task T, step 0: every task trained (the checkpoint after the last one), the results not written yet
+    need(type(task) is int and 0 <= task <= T, f"task {task!r} is not in 0..{T}")
+    need(type(step) is int and step >= 0, f"step {step!r} is not a count of steps")
+    if task < T and step and not strategy.data_from_state:  # else: the task checks it with the state loaded
+        ctx = Context(None, None, stream=stream, task_index=task, settings=settings)  # type: ignore[arg-type]
+        steps = steps_per_task(strategy.training_tasks(ctx), settings)[1]
+        need(step < steps, f"step {step} is past the {steps} steps of task {task + 1}")
+    elif task == T:
+        need(step == 0, f"step {step} after the last task")
+    spt = P["steps_per_task"]
+    need(isinstance(spt, list) and len(spt) == task and all(type(n) is int and n >= 1 for n in spt),
+         f"steps_per_task must list {task} positive counts")
+
+    def matrix(R, name: str) -> None:
+        need(isinstance(R, list) and len(R) == T + 1 and all(isinstance(r, list) and len(r) == T for r in R),
+             f"{name} must be {T + 1} rows of {T} accuracies")
+        need(all(isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1 for r in R for v in r),
+             f"{name} holds values outside [0, 1]")
+
+    matrix(P["R"], "R")
+    if has_val:
+        matrix(P["R_val"], "R_val")
+    else:
+        need(P["R_val"] is None, "R_val is set for a run without a validation split")
+    timings = P["timings"]
+    need(isinstance(timings, dict) and set(timings) == {"train_seconds", "after_task_seconds", "eval_seconds"}
+         and all(isinstance(v, list) and len(v) == task and all(isinstance(x, (int, float)) and x >= 0 for x in v)
+                 for v in timings.values()), f"timings must hold {task} non-negative times each")
+    for key in ("partial_train_seconds", "elapsed_seconds"):
+        need(isinstance(P[key], (int, float)) and not isinstance(P[key], bool) and 0 <= P[key] < float("inf"),
+             f"{key} is not a duration")

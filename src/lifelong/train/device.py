@@ -20,7 +20,7 @@ def check_device_name(spec: str) -> None:
     s = str(spec).strip().lower()
     if s in ("auto", "cpu", "cuda", "mps") or (s.startswith("cuda:") and s[5:].isdigit()):
         return
-    raise UsageError(f"unknown device {spec!r}: choose one of {', '.join(DEVICES)}")
+    raise UsageError(f"unknown device {spec!r}: choose one of {', '.join(DEVICES)}", params=("device",))
 
 
 def resolve_device(spec: str | torch.device | None = "auto") -> torch.device:
@@ -35,23 +35,24 @@ def resolve_device(spec: str | torch.device | None = "auto") -> torch.device:
         return torch.device("cpu")
     if spec == "mps":
         if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-            raise UsageError("--device mps: this machine has no MPS (Apple GPU) backend; use --device cpu")
+            raise UsageError("device='mps': this machine has no MPS (Apple GPU) backend; use device='cpu'",
+                             params=("device",))
         return torch.device("mps")
     if spec == "cuda" or spec.startswith("cuda:"):
         index = 0
         if spec != "cuda":
             tail = spec.split(":", 1)[1]
             if not tail.isdigit():
-                raise UsageError(f"--device {spec}: expected cuda:N with N a GPU index, e.g. cuda:0")
+                raise UsageError(f"device={spec}: expected cuda:N with N a GPU index, e.g. cuda:0", params=("device",))
             index = int(tail)
         if not torch.cuda.is_available():
-            raise UsageError(f"--device {spec}: no CUDA GPU is available here (torch {torch.__version__}, "
-                             f"CUDA build: {torch.version.cuda or 'none'}); use --device cpu")
+            raise UsageError(f"device={spec}: no CUDA GPU is available here (torch {torch.__version__}, "
+                             f"CUDA build: {torch.version.cuda or 'none'}); use device='cpu'", params=("device",))
         if index >= torch.cuda.device_count():
-            raise UsageError(f"--device {spec}: this machine has {torch.cuda.device_count()} CUDA GPU(s), "
-                             f"indices 0..{torch.cuda.device_count() - 1}")
+            raise UsageError(f"device={spec}: this machine has {torch.cuda.device_count()} CUDA GPU(s), "
+                             f"indices 0..{torch.cuda.device_count() - 1}", params=("device",))
         return torch.device("cuda", index)
-    raise UsageError(f"unknown device {spec!r}: choose one of {', '.join(DEVICES)}")
+    raise UsageError(f"unknown device {spec!r}: choose one of {', '.join(DEVICES)}", params=("device",))
 
 
 def memory_bytes(device: torch.device) -> int | None:
@@ -71,8 +72,8 @@ def check_fits(n_parameters: int, device: torch.device, copies: int = 8, what: s
     if have is not None and need > have:
         raise UsageError(
             f"{what} would have {n_parameters:,} parameters: about {need / 1e9:,.1f} GB with their gradients, "
-            f"optimizer and strategy state, more than the {have / 1e9:,.1f} GB of {device}; use smaller --hidden widths"
-        )
+            f"optimizer and strategy state, more than the {have / 1e9:,.1f} GB of {device}; use smaller `hidden` widths",
+            params=("hidden",))
 
 
 def reset_peak_memory(device: torch.device) -> None:

@@ -1,6 +1,13 @@
 """One run over several processes (data parallel): ``lifelong run --nproc N`` or ``torchrun
 --nproc-per-node N -m lifelong run ...``; gloo on CPU, nccl on CUDA.
 
+The data-parallel part of training is this module's :class:`Dist`, which the driver (the Learner) holds
+in place of the single-process ``LOCAL`` (:mod:`lifelong.strategies.base`): the same methods, so the loop
+has no branch for it. The Learner shards what the model sees (:meth:`Dist.shard`) and averages the
+gradients before the strategy's gradient hooks (:meth:`Dist.average_gradients`); strategies reduce what
+they compute over their share (importances: :meth:`Dist.reduce_sums`; DER's stored logits:
+:meth:`Dist.gather_rows`).
+
 How a step is shared (every rank holds the same model, optimizer and strategy state throughout):
 
 1. Every rank draws the same global batch (the run's seeded order) and ``prepare_batch`` adds the same
@@ -51,7 +58,21 @@ class Dist:
     # ---- data --------------------------------------------------------------------------------------
     def shard(self, batch: Batch) -> Batch:
         """This rank's samples of a global batch: positions rank, rank + N, ..."""
-        return Batch(*(t[self.rank :: self.world] for t in batch))
+        return Batch(*(None if t is None else t[self.rank :: self.world] for t in batch))
+
+    def shard_rows(self, t: Tensor, start: int) -> Tensor:
+        """This rank's rows of ``t``, a block of the global batch's rows beginning at global row ``start``
+        (DER's stored logits of its memory rows)."""
+        return t[(self.rank - start) % self.world :: self.world]
+
+    def gather_rows(self, t: Tensor, rows: int) -> Tensor:
+        """The global batch's first ``rows`` rows of a quantity each rank computed for its own share
+        (rank r holds rows r, r + N, ...), in global order, on every rank."""
+        size = -(-rows // self.world)
+        local = torch.cat([t, t.new_zeros((size - t.shape[0], *t.shape[1:]))]) if t.shape[0] < size else t
+        parts = [torch.empty_like(local) for _ in range(self.world)]
+        dist.all_gather(parts, local.contiguous())
+        return torch.stack(parts, 1).reshape(size * self.world, *t.shape[1:])[:rows]
 
     def shard_batches(self, batches: Iterable) -> "ShardedBatches":
         return ShardedBatches(batches, self)
@@ -90,7 +111,7 @@ class Dist:
             offset += k
         return out, int(round(float(flat[-1])))
 
-    def mean(self, values: Tensor) -> Tensor:
+    def mean(self, values: Tensor) -> Tensor:  # noqa: D401
         """The mean over ranks of ``values`` (the loss of each rank's shard, for logs and the NaN check)."""
         v = values.detach().clone().to(torch.float64)
         dist.all_reduce(v)

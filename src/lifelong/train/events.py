@@ -3,9 +3,11 @@
 :func:`lifelong.train.run_stream` calls ``log(event)`` with plain dicts; an event log is any callable
 that takes one. The events, in order::
 
-    {"event": "start", "tasks": T, "task_names": [...], "strategy": ..., "resumed_at": null | {"task", "step"}}
-    {"event": "step", "task": i, "step": s, "task_step": k, "loss": ...}          every optimizer step
-        ... and every ``check_every`` steps (and a task's last) the same with "penalty": Ω(θ)
+    {"event": "start", "tasks": T, "task_names": [...], "strategy": ..., "loss_terms": ["task", ...],
+     "resumed_at": null | {"task", "step"}, "accuracy": R[0]}
+    {"event": "step", "task": i, "step": s, "task_step": k, "loss": ..., "losses": {"task": ..., ...}}
+        every optimizer step: the loss and its named terms (task, replay, distill, ...; their sum is loss);
+        every ``check_every`` steps (and a task's last) the same with "penalty": Ω(θ)
     {"event": "task", "task": i, "steps": n, "train_seconds": ..., "after_task_seconds": ...,
      "eval_seconds": ..., "accuracy": [R[i+1][0], ...], "val_accuracy": [...] (with a validation split)}
     {"event": "end", "metrics": {...}, "total_seconds": ...}
@@ -64,12 +66,13 @@ def check_tensorboard() -> None:
     except ImportError:
         from ..errors import UsageError
 
-        raise UsageError('--log tensorboard needs the tensorboard package: pip install "lifelong[tensorboard]"') from None
+        raise UsageError('`log=tensorboard` needs the tensorboard package: pip install "lifelong[tensorboard]"') from None
 
 
 class TensorBoard:
     """Scalars for TensorBoard (``torch.utils.tensorboard``, which needs ``pip install "lifelong[tensorboard]"``):
-    ``train/loss`` and ``train/penalty`` per step, ``accuracy/<task name>`` and ``accuracy/average`` (over
+    ``train/loss``, ``train/penalty`` and ``loss/<term>`` (each named loss term) per step,
+    ``time/train_seconds`` per task, ``accuracy/<task name>`` and ``accuracy/average`` (over
     the tasks trained so far) after each task, ``metrics/*`` at the end; x axis: the stream's step.
     A resumed run purges what was logged after its checkpoint (``purge_step``)."""
 
@@ -89,6 +92,9 @@ class TensorBoard:
             self.step = event["step"]
             if event.get("loss") is not None:
                 w.add_scalar("train/loss", event["loss"], event["step"])
+            for name, value in (event.get("losses") or {}).items():
+                if value is not None:
+                    w.add_scalar(f"loss/{name}", value, event["step"])
             if event.get("penalty") is not None:
                 w.add_scalar("train/penalty", event["penalty"], event["step"])
         elif kind == "task":

@@ -1,14 +1,18 @@
-"""Any strategy in your own training loop: :class:`Learner` holds the context and calls the strategy's
-hooks in the order :func:`lifelong.train.train_task` calls them, so your loop and ``lifelong run`` give
-the same numbers (bit for bit, same stream, model, seed and threads; ``tests/test_learner.py``).
+"""The one driver: :class:`Learner` applies a strategy to a model over a stream, in your loop or in
+``lifelong run`` (whose loop, :func:`lifelong.train.fit_task`, is a client of it like yours).
+
+It owns the context every hook sees, the order in which the hooks are called, the arithmetic of steps
+per task, the step record of each optimizer step, the accuracy rows, and the state (one checkpoint
+layout, for ``Learner.save`` and for ``lifelong run``'s checkpoints alike). So your loop, Lightning,
+the Hugging Face Trainer and ``lifelong run`` agree by construction.
 
 Your loop, for any strategy (EWC, SI, ER, DER++, LwF, iCaRL, PackNet, HAT, ...)::
 
-    cl = Learner(model, ER(memory=500), stream)          # stream: TaskStream.from_tensors(...) or a benchmark
+    cl = Learner(model, ER(memory=500), stream, seed=0)  # stream: TaskStream.from_tensors(...) or benchmark(...)
     for task in cl.tasks():                              # before_task ... after_task, an accuracy row each
         opt = torch.optim.SGD(cl.parameters(), lr=0.1)   # the model's and the strategy's trainable tensors
         for batch in cl.batches(batch_size=128):         # the strategy's data, replay samples added
-            loss = cl.loss(batch)                        # forward + task loss + extra terms (distillation)
+            loss = cl.loss(batch)                        # forward + the strategy's named loss terms
             opt.zero_grad(); loss.backward()
             cl.before_step(batch)                        # penalty gradient, gradient projections and masks
             opt.step()
@@ -17,11 +21,11 @@ Your loop, for any strategy (EWC, SI, ER, DER++, LwF, iCaRL, PackNet, HAT, ...):
 
 How one step maps to the hooks (see :mod:`lifelong.strategies.base`)::
 
-    cl.batch(x, y) / cl.batches()   prepare_batch                 (the step counters are set here)
-    cl.loss(batch)                  forward, task_loss, extra_loss
+    cl.batch(x, y) / cl.batches()   a Step record; prepare_batch          (the step counters are set here)
+    cl.loss(batch)                  forward, losses (named terms, summed)
     cl.before_step(batch)           after_backward, add_penalty_grad, before_step
-    cl.after_step(batch)            after_step                    (then the counters move on)
-    cl.end_task()                   after_task, then the accuracy row   (cl.tasks() calls it)
+    cl.after_step(batch)            after_step                            (then the counters move on)
+    cl.end_task()                   after_task, then the accuracy row     (cl.tasks() calls it)
     cl.predict(x, task_ids)         predict, with the units that are not live at −∞
 
 Your own batches work too (``cl.batch(x, y)`` from any DataLoader: they are the current task's);
@@ -32,52 +36,75 @@ Your own batches work too (``cl.batch(x, y)`` from any DataLoader: they are the 
 
 from __future__ import annotations
 
-import dataclasses
-import math
+import time
 from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..errors import UsageError
+from ..errors import TrainingDiverged, UsageError
+from ..eval import evaluate, summarize, undefined_metrics
 from ..models.heads import Heads
-from ..scenarios import Batch, Task, TaskStream, batches, derived_generator
-from ..strategies import Context, Strategy
+from ..scenarios import Batch, Task, TaskStream, batches
+from ..seeds import derived_generator
+from ..strategies import Context, Step, Strategy
+from ..strategies.base import LOCAL, step_losses
+from .augment import crop_flip
+from .checkpoint import (
+    CheckpointError, check_progress, load_checkpoint, load_model_state, load_optimizer_state, optimizer_tensors,
+    save_checkpoint, split_prefix, upgrade, with_prefix,
+)
 from .device import resolve_device
-from .loop import TrainSettings
+from .loop import TrainSettings, make_optimizer, steps_per_task
+
+TIMINGS = ("train_seconds", "after_task_seconds", "eval_seconds")
 
 
 class Learner:
-    """``strategy`` applied to ``model`` over ``stream`` in a loop you write.
+    """``strategy`` applied to ``model`` over ``stream``, step by step (see the module docstring).
 
-    ``settings`` (:class:`TrainSettings`) give the batch size, epochs, seed and optimizer settings the
-    strategies read (HAT anneals per epoch, PackNet retrains); ``seed`` overrides ``settings.seed``.
-    The model and the stream's data move to ``device``.
+    ``settings`` (:class:`TrainSettings`) give the batch size, epochs and optimizer settings the driver
+    and the strategies read (HAT anneals per epoch, PackNet retrains); ``seed`` derives the data order,
+    the strategy's randomness and augmentation (the model's initialization is yours). The model and the
+    stream's data move to ``device``; ``dist`` is a data-parallel group
+    (:mod:`lifelong.train.distributed`), each process holding a Learner of its own.
     """
 
     def __init__(self, model: nn.Module, strategy: Strategy, stream: TaskStream, *,
-                 settings: TrainSettings | None = None, seed: int | None = None, device: str | torch.device = "cpu"):
+                 settings: TrainSettings | None = None, seed: int = 0, device: str | torch.device = "cpu", dist=None):
         if not isinstance(strategy, Strategy):
             raise UsageError(f"Learner takes a lifelong strategy (EWC(...), ER(...)), got {type(strategy).__name__}")
         if not isinstance(stream, TaskStream):
             raise UsageError("Learner takes a TaskStream: build one from your tensors with TaskStream.from_tensors(...)")
-        settings = settings or TrainSettings()
-        if seed is not None:
-            settings = dataclasses.replace(settings, seed=seed)
-        from .stream import check_run
-
+        settings = TrainSettings() if settings is None else settings
+        if not isinstance(settings, TrainSettings):
+            raise UsageError(f"settings must be a TrainSettings, got {type(settings).__name__}", params=("settings",))
+        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
+            raise UsageError(f"seed must be an integer in 0..2**63-1, got {seed!r}", params=("seed",))
         check_run(model, stream, strategy, settings)  # the model fits the stream, the strategy accepts both
+        self.dist = dist if dist is not None else LOCAL
         self.device = resolve_device(device)
-        self.model, self.strategy, self.settings = model.to(self.device), strategy, settings
+        self.settings, self.seed, self.strategy = settings, seed, strategy
+        self.model = model.to(self.device)
         self.stream = stream.to(self.device)
-        self.ctx = Context(model, Heads.of(stream).to(self.device), self.device,
-                           derived_generator(settings.seed, "strategy"), self.stream, settings=settings)
-        self.order = derived_generator(settings.seed, "order")  # the data order lifelong run draws
-        self.rows: list[list[float]] = []
+        self.ctx = Context(self.model, Heads.of(stream).to(self.device), self.device, derived_generator(seed, "strategy"),
+                           self.stream, settings=settings, dist=self.dist)
+        self.order = derived_generator(seed, "order")  # the data order lifelong run draws
+        self.augment_rng = derived_generator(seed, "augment") if settings.augment != "none" else None
+        self.has_val = stream[0].val is not None
+        self.rows: list[list[float]] = []  # R[0], R[1], ...: the test accuracies measured so far
+        self.val_rows: list[list[float]] = []
+        self.steps_per_task: list[int] = []
+        self.timings: dict[str, list[float]] = {k: [] for k in TIMINGS}
+        self.pending: Step | None = None  # the step under way
         self._in_task = False
-        self._steps_before = 0
-        self.last_batch: Batch | None = None  # the batch of the step under way (callbacks read it)
+        self._resume_step = 0  # a task restored mid-way resumes at this step, without before_task
+        self._training: list[Task] | None = None  # the current task's training_tasks
+        self._epoch_state: Tensor | None = None  # the order generator's state when the current epoch was drawn
+        self._task_clock = 0.0  # when the current task started (minus its time before a resume)
+        self._partial_seconds = 0.0
+        self._clock = time.perf_counter()
 
     # ---- tasks -------------------------------------------------------------------------------------
     def tasks(self) -> Iterator[Task]:
@@ -87,33 +114,52 @@ class Learner:
             yield self.start_task(i)
             self.end_task()
 
+    @property
+    def next_task(self) -> int:
+        """The index of the first task not learned yet (rows holds R[0] and one row per task learned)."""
+        return len(self.rows) - 1 if self.rows else 0
+
     def start_task(self, i: int) -> Task:
-        """Task ``i`` begins (``before_task``): the next one in order."""
+        """Task ``i`` begins (``before_task``): the next one in order. A task restored mid-way continues
+        where it stopped, without ``before_task``."""
         if self._in_task:
             raise UsageError(f"task {self.ctx.task_index} has not ended: call end_task() before start_task({i})")
         nxt = self.next_task
         if i != nxt or i >= len(self.stream):
             what = f"the next is task {nxt}" if nxt < len(self.stream) else "every task has been learned"
             raise UsageError(f"start_task({i}): tasks are learned in order and once, {what} of {len(self.stream)}")
-        if not self.rows:
-            self.rows.append(self.evaluate(upto=-1))
-        ctx = self.ctx
-        ctx.task, ctx.task_index, ctx.task_step, ctx.optimizer = self.stream[i], i, 0, None
-        self._steps_before = ctx.step  # the stream's steps before this task
+        self.begin()
+        ctx, resuming = self.ctx, self._resume_step > 0
+        ctx.task, ctx.task_index, ctx.task_step = self.stream[i], i, self._resume_step
+        ctx.step = sum(self.steps_per_task) + ctx.task_step
+        if not resuming and self.settings.optimizer_state == "reset":
+            ctx.optimizer = None  # a fresh optimizer per task (your loop makes its own)
         self.model.train()
-        self.strategy.before_task(ctx)
+        if not resuming:
+            self.strategy.before_task(ctx)
+        self._resume_step = 0
         self._in_task = True
+        self._training = list(self.strategy.training_tasks(ctx))
+        ctx.steps_per_epoch = steps_per_task(self._training, self.settings)[0]
+        self._task_clock = time.perf_counter() - self._partial_seconds
         return ctx.task
 
     def end_task(self) -> list[float]:
         """The task's training is done (``after_task``: consolidate, select exemplars, prune); returns and
         keeps the row of test accuracies."""
         self._require_task("end_task")
+        t0 = time.perf_counter()
         self.strategy.after_task(self.ctx)
-        self._in_task = False
-        row = self.evaluate()
-        self.rows.append(row)
-        return row
+        self.dist.sync_generator(self.ctx.generator)  # an MC Fisher drew labels for this process's share only
+        t1 = time.perf_counter()
+        self._in_task, self.pending, self._epoch_state, self._partial_seconds = False, None, None, 0.0
+        self.steps_per_task.append(self.ctx.task_step)
+        self._measure()
+        for key, value in zip(TIMINGS, (t0 - self._task_clock, t1 - t0, time.perf_counter() - t1)):
+            self.timings[key].append(value)
+        if self.settings.optimizer_state == "reset":
+            self.ctx.optimizer = None
+        return self.rows[-1]
 
     def parameters(self) -> list[Tensor]:
         """What your optimizer trains: the model's parameters and the strategy's trainable state (HAT's
@@ -134,34 +180,34 @@ class Learner:
         """The tasks whose data the current task trains on (the task alone, all seen so far for joint
         training, the memory alone for GDumb)."""
         self._require_task("training_tasks")
-        return self.strategy.training_tasks(self.stream, self.ctx.task_index)
+        return self._training
 
     def steps(self, batch_size: int | None = None, epochs: int | None = None) -> int:
         """Steps of ``batches()``: ``settings.iterations`` or epochs × batches per epoch."""
-        return self._steps(self.training_tasks(), batch_size or self.settings.batch_size, epochs)
-
-    def _steps(self, tasks: Sequence[Task], bs: int, epochs: int | None) -> int:
-        per_epoch = math.ceil(sum(len(t.train) for t in tasks) / bs)
-        return self.settings.iterations or (epochs or self.settings.epochs) * per_epoch
+        return steps_per_task(self.training_tasks(), self.settings, batch_size, epochs)[1]
 
     def batches(self, batch_size: int | None = None, epochs: int | None = None) -> Iterator[Batch]:
         """The current task's training batches, prepared (:meth:`batch`), shuffled by the seeded order
         generator epoch after epoch exactly as ``lifelong run`` draws them (``settings.iterations``
-        steps when set)."""
+        steps when set); a task restored mid-way continues with the batch it stopped before."""
+        tasks = self.training_tasks()
         bs = batch_size or self.settings.batch_size
-        tasks = self.training_tasks()  # once: GDumb builds its memory's task here
-        total = self._steps(tasks, bs, epochs)
-        taken = 0
-        while taken < total:
-            for raw in batches(tasks, "train", batch_size=bs, shuffle=True, generator=self.order):
+        per_epoch, total = steps_per_task(tasks, self.settings, bs, epochs)
+        ctx = self.ctx
+        if ctx.task_step >= total:
+            raise UsageError(f"cannot continue task {ctx.task.name!r} at step {ctx.task_step}: it has {total} steps")
+        while ctx.task_step < total:
+            skip = ctx.task_step % per_epoch
+            self._epoch_state = self.order.get_state()  # this epoch's order is drawn from here
+            for raw in batches(tasks, "train", batch_size=bs, shuffle=True, generator=self.order, skip=skip):
                 yield self.batch(raw)
-                taken += 1
-                if taken >= total:
+                if ctx.task_step >= total:
                     return
 
     def batch(self, x: Tensor | Batch, y: Tensor | None = None, task: Tensor | int | None = None) -> Batch:
-        """One training batch of the current task (``prepare_batch``: replay appends memory samples).
-        ``x`` a Batch, or inputs with targets ``y`` (output units) and task ids (default: this task)."""
+        """One training batch of the current task, prepared by the strategy (``prepare_batch``: replay
+        appends memory rows). ``x`` a Batch, or inputs with targets ``y`` (output units) and task ids
+        (default: this task)."""
         self._require_task("batch")
         ctx = self.ctx
         if isinstance(x, Batch):
@@ -171,42 +217,61 @@ class Learner:
                 raise UsageError("batch(x, y): give the targets y with the inputs x")
             x, y = x.to(self.device), torch.as_tensor(y, device=self.device).long()
             b = Batch(x, y, self._task_ids(ctx.task_index if task is None else task, y.shape[0]))
-        ctx.step = self._steps_before + ctx.task_step
-        self.last_batch = self.strategy.prepare_batch(ctx, b)
-        return self.last_batch
+        ctx.step = sum(self.steps_per_task) + ctx.task_step
+        step = self.pending = Step(b.with_source(), ctx.step, ctx.task_step)
+        step.batch = self.strategy.prepare_batch(ctx, step).with_source()
+        return step.batch
 
     def loss(self, batch: Batch) -> Tensor:
-        """The loss to back-propagate: the task loss over the live units plus the strategy's extra terms
-        (distillation). The penalty's gradient is added in :meth:`before_step`, not here."""
-        self._require_task("loss")
+        """The loss to back-propagate: the sum of the strategy's named loss terms (the task loss over the
+        live units, distillation, ...). The penalty's gradient is added in :meth:`before_step`."""
+        step = self._step_of(batch, "loss")
         ctx, s = self.ctx, self.strategy
-        logits = s.forward(ctx, batch.x, batch.task)
-        loss = s.task_loss(ctx, batch, logits)
-        extra = s.extra_loss(ctx, batch, logits)
-        return loss if extra is None else loss + extra
+        step.inputs = self.dist.shard(self._augmented(step.batch))  # what the model sees, in this process
+        step.logits = s.forward(ctx, step)  # (B, C)
+        step.losses = step_losses(s, ctx, step)
+        if self.dist.world > 1 and step.inputs.y.shape[0] == 0:  # an empty share of a short last batch: weight 0
+            step.losses = {k: step.logits.sum() * 0.0 for k in step.losses}
+        terms = iter(step.losses.values())
+        total = next(terms)
+        for t in terms:
+            total = total + t
+        return total
 
     def before_step(self, batch: Batch) -> None:
-        """After ``loss.backward()``, before ``optimizer.step()``: ``after_backward`` (p.grad is the
-        loss gradient alone), ``add_penalty_grad`` (p.grad += dΩ/dθ), ``before_step`` (projections,
-        gradient masks)."""
-        self._require_task("before_step")
+        """After ``loss.backward()``, before ``optimizer.step()``: in a data-parallel run the gradients are
+        averaged over the processes, then ``after_backward`` (p.grad is the loss gradient alone),
+        ``add_penalty_grad`` (p.grad += dΩ/dθ), ``before_step`` (projections, gradient masks)."""
+        step = self._step_of(batch, "before_step")
         ctx, s = self.ctx, self.strategy
-        s.after_backward(ctx, batch)
+        self.dist.average_gradients(self.parameters(), step.inputs.y.shape[0] if step.inputs is not None else 0)
+        s.after_backward(ctx, step)
         s.add_penalty_grad(ctx)
-        s.before_step(ctx, batch)
+        s.before_step(ctx, step)
 
     def after_step(self, batch: Batch) -> None:
         """After ``optimizer.step()`` (``after_step``); the step counters move on."""
-        self._require_task("after_step")
-        self.strategy.after_step(self.ctx, batch)
-        self.last_batch = None
+        step = self._step_of(batch, "after_step")
+        self.strategy.after_step(self.ctx, step)
+        self.pending = None
         self.ctx.task_step += 1
-        self.ctx.step = self._steps_before + self.ctx.task_step
+        self.ctx.step = sum(self.steps_per_task) + self.ctx.task_step
+
+    @property
+    def last_batch(self) -> Batch | None:
+        """The batch of the step under way (integrations' callbacks read it), or None."""
+        return None if self.pending is None else self.pending.batch
 
     def penalty(self) -> Tensor | None:
         """The regularizer's value at the current θ (a 0-d tensor), or None: for logging."""
         with torch.no_grad():
             return self.strategy.penalty(self.ctx)
+
+    def diverged(self, step: int, loss: float | None, what: str | None = None) -> None:
+        """Raise TrainingDiverged for step ``step`` of the current task, naming the likely cause."""
+        hint, params = self.strategy.divergence_hint(self.ctx)
+        what = what or f"the loss became {loss} at step {step + 1} of task {self.ctx.task.name!r}"
+        raise TrainingDiverged(f"{what}; likely cause: {hint}", params=params, owner=self.strategy.name)
 
     # ---- prediction and evaluation -----------------------------------------------------------------
     @torch.no_grad()
@@ -227,62 +292,173 @@ class Learner:
 
     def evaluate(self, split: str = "test", upto: int | None = None) -> list[float]:
         """Accuracy on every task's ``split`` now (the row ``lifelong run`` records)."""
-        from ..eval import evaluate
+        upto = self.ctx.task_index if upto is None else upto
+        return evaluate(self.model, self.stream, strategy=self.strategy, split=split, upto=upto,
+                        context=self.ctx).tolist()
 
-        return evaluate(self.ctx, self.stream.tasks, strategy=self.strategy, split=split, upto=upto).tolist()
+    def begin(self) -> list[float]:
+        """Measure the accuracy row before any training, R[0], if it is not measured yet (``start_task``
+        does it otherwise); returns it."""
+        if not self.rows:
+            self._measure()
+        return self.rows[0]
+
+    @property
+    def position(self) -> tuple[int, int]:
+        """``(task, step)``: the task under way (or restored mid-way) and the steps it has taken, or the
+        next task and 0 between tasks."""
+        if self._in_task:
+            return self.ctx.task_index, self.ctx.task_step
+        if self._resume_step:
+            return self.ctx.task_index, self._resume_step
+        return self.next_task, 0
+
+    def _measure(self) -> None:
+        upto = len(self.rows) - 1  # -1 before any training
+        self.rows.append(self.evaluate("test", upto))
+        if self.has_val:
+            self.val_rows.append(self.evaluate("val", upto))
 
     @property
     def accuracy_matrix(self) -> np.ndarray:
         """R (rows so far × T): row 0 before training, row i after task i."""
         return np.array(self.rows)
 
-    def summary(self) -> dict[str, Any]:
-        """The metrics of the rows so far (average accuracy, BWT, FWT, forgetting)."""
-        from ..eval import summarize
+    def summary(self, split: str = "test") -> dict[str, float | None]:
+        """The metrics of the tasks learned so far (average accuracy, BWT, FWT, forgetting): the rows so
+        far over their tasks' columns; a metric undefined there (one task; FWT in the class scenario) is
+        None, and :meth:`undefined_metrics` says why."""
+        return summarize(self._square(split), scenario=self.stream.scenario)
 
-        return summarize(self.accuracy_matrix)
+    def undefined_metrics(self, split: str = "test") -> dict[str, str]:
+        """Why each metric :meth:`summary` leaves out is undefined."""
+        return undefined_metrics(self._square(split), self.stream.scenario)
 
-    # ---- saving between tasks -----------------------------------------------------------------------
+    def _square(self, split: str) -> np.ndarray:
+        rows = self.rows if split == "test" else self.val_rows
+        if len(rows) < 2:
+            raise UsageError("summary() needs at least one task learned: call it after end_task()")
+        k = len(rows) - 1
+        return np.array(rows)[:, :k]
+
+    # ---- state ---------------------------------------------------------------------------------------
+    def state_dict(self) -> tuple[dict[str, Tensor], dict[str, Any]]:
+        """Everything a Learner needs to continue exactly where it is (between steps): ``(tensors, meta)``
+        in the checkpoint layout of :mod:`lifelong.train.checkpoint` (model, strategy state, generators,
+        optimizer; progress, accuracy rows, timings)."""
+        if self.pending is not None:
+            raise UsageError("state_dict() between steps: finish the step with after_step() first")
+        ctx, T = self.ctx, len(self.stream)
+        if self._in_task and ctx.task_step == 0:
+            raise UsageError("a Learner is saved between tasks or after a step of a task, not when a task has just "
+                             "started (its before_task would run twice)")
+        mid = self._in_task
+        if mid and ctx.optimizer is None:
+            raise UsageError("saving in the middle of a task keeps the optimizer's state: set cl.optimizer = your "
+                             "optimizer first (or save between tasks)")
+        order = self.order.get_state()
+        if mid and ctx.task_step % ctx.steps_per_epoch and self._epoch_state is not None:
+            order = self._epoch_state  # mid-epoch: the epoch's order is drawn again, its first batches skipped
+        tensors = {**with_prefix(self.model.state_dict(), "model"), **with_prefix(self.strategy.state_dict(), "strategy"),
+                   "rng.order": order, "rng.strategy": ctx.generator.get_state()}
+        if self.augment_rng is not None:
+            tensors["rng.augment"] = self.augment_rng.get_state()
+        full = lambda rows: [*rows, *([[0.0] * T] * (T + 1 - len(rows)))]  # noqa: E731
+        progress = {
+            "task": ctx.task_index if mid else self.next_task, "step": ctx.task_step if mid else 0,
+            "steps_per_task": list(self.steps_per_task), "R": full(self.rows),
+            "R_val": full(self.val_rows) if self.has_val else None, "timings": {k: list(v) for k, v in self.timings.items()},
+            "partial_train_seconds": time.perf_counter() - self._task_clock if mid else 0.0,
+            "elapsed_seconds": time.perf_counter() - self._clock,
+        }
+        meta: dict[str, Any] = {"progress": progress, "strategy": self.strategy.name}
+        keep = self.settings.optimizer_state == "keep" and ctx.optimizer is not None
+        if ctx.optimizer is not None and (mid or keep):
+            opt_t, meta["optimizer"] = optimizer_tensors(ctx.optimizer)
+            tensors.update(with_prefix(opt_t, "optim"))
+        return tensors, meta
+
+    def load_state_dict(self, checkpoint: tuple[dict[str, Tensor], dict[str, Any]], where: str = "checkpoint") -> None:
+        """Continue from :meth:`state_dict`'s ``(tensors, meta)``: every piece is checked against what it
+        is loaded into (model, strategy, generators, optimizer, progress) and a mismatch is a one-line
+        CheckpointError, before anything changes. The next ``start_task`` is the task that was under
+        way (continued at its step, without ``before_task``) or the first not learned yet."""
+        tensors, meta = checkpoint
+        meta = upgrade(meta, len(self.stream))
+        P = meta["progress"]
+        check_progress(where, P, self.stream, self.strategy, self.settings)
+        load_model_state(self.model, split_prefix(tensors, "model"), where)
+        state = {k: v.to(self.device) for k, v in split_prefix(tensors, "strategy").items()}
+        try:
+            self.strategy.load_state_dict(state, self.model)
+        except (ValueError, KeyError, TypeError, RuntimeError, IndexError) as e:
+            raise CheckpointError(f"{where}: the strategy state does not fit {self.strategy.name}: "
+                                  f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+        gens = [("rng.order", self.order), ("rng.strategy", self.ctx.generator)]
+        if self.augment_rng is not None:
+            gens.append(("rng.augment", self.augment_rng))
+        elif "rng.augment" in tensors:
+            raise CheckpointError(f"{where} holds an augmentation generator but this run does not augment")
+        for name, gen in gens:
+            try:
+                gen.set_state(tensors[name])
+            except (KeyError, RuntimeError, TypeError) as e:
+                raise CheckpointError(f"{where}: generator state {name} is missing or invalid ({type(e).__name__})") from None
+        mid, keep = P["step"] > 0, self.settings.optimizer_state == "keep"
+        self.ctx.optimizer = None
+        if mid or (keep and P["task"] > 0 and split_prefix(tensors, "optim")):
+            opt = make_optimizer(self.model, self.settings, self.strategy.parameters())
+            load_optimizer_state(opt, split_prefix(tensors, "optim"), meta.get("optimizer"))
+            self.ctx.optimizer = opt
+        elif split_prefix(tensors, "optim") and not keep:
+            raise CheckpointError(f"{where} holds optimizer state at a task boundary, where this run starts a fresh "
+                                  "optimizer (it was made with optimizer_state='keep')", params=("optimizer_state",))
+        done = P["task"]  # tasks learned before the one under way (or the next one)
+        self.rows = [list(r) for r in P["R"][: done + 1]]
+        self.val_rows = [list(r) for r in P["R_val"][: done + 1]] if self.has_val else []
+        if done == 0 and not mid:
+            self.rows, self.val_rows = [], []  # nothing measured yet (a checkpoint before the first row)
+        self.steps_per_task = list(P["steps_per_task"])
+        self.timings = {k: list(P["timings"][k]) for k in TIMINGS}
+        self._resume_step = P["step"]
+        self._partial_seconds = float(P["partial_train_seconds"])
+        self._clock = time.perf_counter() - float(P["elapsed_seconds"])
+        self._in_task, self.pending = False, None
+        self.ctx.task_index = P["task"] - (0 if mid else 1)
+        self.ctx.task_step = P["step"]
+        self.ctx.step = sum(self.steps_per_task) + P["step"]
+
     def save(self, path) -> None:
         """Model, strategy state (EWC's Fisher and anchor, a memory, masks), generators and the accuracy
-        rows after a task, in one safetensors checkpoint (no pickle): learn task 2 another day with
-        :meth:`load`. Only between tasks."""
-        from .checkpoint import save_checkpoint, with_prefix
-
-        if self._in_task:
-            raise UsageError("save() between tasks: call it after end_task()")
-        tensors = {**with_prefix(self.model.state_dict(), "model"), **with_prefix(self.strategy.state_dict(), "strategy"),
-                   "rng.order": self.order.get_state(), "rng.strategy": self.ctx.generator.get_state()}
-        save_checkpoint(path, tensors, {"learner": {"rows": self.rows, "step": self.ctx.step,
-                                                     "task_index": self.ctx.task_index, "strategy": self.strategy.name}})
+        rows, in one safetensors checkpoint (no pickle): learn the next task another day with :meth:`load`."""
+        tensors, meta = self.state_dict()
+        save_checkpoint(path, tensors, meta)
 
     def load(self, path) -> None:
-        """Continue from :meth:`save`'s file: the next ``tasks()`` / ``start_task`` is the first task not
-        learned yet. The strategy must be the one saved (its state is checked against the model)."""
-        from .checkpoint import CheckpointError, load_checkpoint, load_model_state, split_prefix
-
+        """Continue from :meth:`save`'s file. The strategy must be the one saved (its state is checked
+        against the model)."""
         tensors, meta = load_checkpoint(path)
-        info = meta.get("learner")
-        if not isinstance(info, dict) or info.get("strategy") != self.strategy.name:
-            raise CheckpointError(f"{path} is not a Learner checkpoint of {self.strategy.name} "
-                                  f"(it holds {info.get('strategy') if isinstance(info, dict) else 'no Learner state'})")
-        load_model_state(self.model, split_prefix(tensors, "model"))
-        try:
-            self.strategy.load_state_dict({k: v.to(self.device) for k, v in split_prefix(tensors, "strategy").items()})
-            self.strategy.check_state(self.model)
-        except (ValueError, KeyError, TypeError, RuntimeError) as e:
-            raise CheckpointError(f"{path}: the strategy state does not fit: {str(e).splitlines()[0]}") from None
-        self.order.set_state(tensors["rng.order"])
-        self.ctx.generator.set_state(tensors["rng.strategy"])
-        self.rows = [list(r) for r in info["rows"]]
-        self.ctx.step, self.ctx.task_index = int(info["step"]), int(info["task_index"])
-        self._in_task = False
+        name = meta.get("strategy") or (meta.get("learner") or {}).get("strategy")
+        if name is not None and name != self.strategy.name:
+            raise CheckpointError(f"{path} is a checkpoint of {name}, not of {self.strategy.name}")
+        self.load_state_dict((tensors, meta), str(path))
 
     # ---- internals ---------------------------------------------------------------------------------
-    @property
-    def next_task(self) -> int:
-        """The index of the first task not learned yet (rows holds R[0] and one row per task learned)."""
-        return len(self.rows) - 1 if self.rows else 0
+    def _augmented(self, batch: Batch) -> Batch:
+        """The batch with the settings' augmentation applied to its inputs (padding with a black pixel's
+        normalized value); the batch itself without one."""
+        if self.augment_rng is None:
+            return batch
+        pre = self.ctx.task.preprocess
+        return batch._replace(x=crop_flip(batch.x, self.augment_rng, fill=(0.0 - pre.mean) / pre.std))
+
+    def _step_of(self, batch: Batch, what: str) -> Step:
+        self._require_task(what)
+        step = self.pending
+        if step is None or batch is not step.batch:
+            raise UsageError(f"{what}(batch) takes the batch that batch() or batches() gave for this step"
+                             + ("" if step is None else ", not another"))
+        return step
 
     def _task_ids(self, t: Tensor | int, n: int) -> Tensor:
         """(n,) int64 task ids on the device: one index for every sample, or the given ids."""
@@ -293,3 +469,34 @@ class Learner:
     def _require_task(self, what: str) -> None:
         if not self._in_task:
             raise UsageError(f"{what}() belongs inside a task: call start_task(i) first (or loop over cl.tasks())")
+
+
+def check_run(model: nn.Module, stream: TaskStream, strategy: Strategy, settings: TrainSettings | None = None) -> None:
+    """What a Learner checks before it trains, on the CPU and without side effects: the model takes the
+    stream's inputs and has its output units, and the strategy accepts the stream and the model
+    (``check_stream``). A UsageError otherwise; callers run it before they write anything."""
+    ctx = Context(model, Heads.of(stream), stream=stream, settings=settings or TrainSettings())
+    _check_fits_stream(ctx)
+    strategy.check_stream(ctx)
+
+
+@torch.no_grad()
+def _check_fits_stream(ctx: Context) -> None:
+    """The model takes the stream's inputs and returns one score per output unit: one forward pass of
+    two samples in eval mode (no state changes), so a mismatch is a UsageError naming both shapes."""
+    x = next(batches([ctx.stream[0]], "test", batch_size=2)).x
+    device = next((p.device for p in ctx.model.parameters()), torch.device("cpu"))
+    was_training = ctx.model.training
+    ctx.model.eval()
+    try:
+        out = ctx.model(x.to(device))
+    except (RuntimeError, ValueError, TypeError, IndexError) as e:
+        raise UsageError(f"the model cannot take the stream's inputs {tuple(x.shape[1:])} (batches of "
+                         f"{tuple(x.shape)}): {str(e).splitlines()[0][:160]}") from None
+    finally:
+        ctx.model.train(was_training)
+    want = ctx.heads.n_outputs
+    if not isinstance(out, torch.Tensor) or out.dim() != 2 or out.shape[1] != want:
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise UsageError(f"the model returns {shape} for a batch of 2 but the stream has {want} output units "
+                         f"({ctx.stream.scenario}-incremental, {len(ctx.stream)} tasks): give the model {want} outputs")

@@ -1,47 +1,77 @@
-"""The training loop: one task, one screen, the strategy's hooks in the order they are called.
+"""The training loop: one task, one screen, on the driver (:class:`lifelong.train.Learner`).
 
-The order is documented in :mod:`lifelong.strategies.base` and read here, top to bottom, in
-:func:`train_task`. Nothing in a step reads a value back from the device: the loss is checked for
-NaN/inf every ``check_every`` steps (and before every checkpoint and at the task's end) from losses
-kept on the device, and a diverged run stops within that many steps, naming the first bad step. At a
-task's end the parameters are checked too: non-finite or exploded (|θ| > 1e8) is divergence as well.
+:func:`fit_task` is what ``lifelong run`` executes for each task, and what your own loop looks like:
+the Learner draws and prepares the batches, computes the strategy's loss terms and calls the step
+hooks in their documented order (:mod:`lifelong.strategies.base`); the loop owns the optimizer, the
+NaN check, the progress bar and the checkpoint callback. Nothing in a step reads a value back from the
+device: the loss is checked for NaN/inf every ``check_every`` steps (and before every checkpoint and at
+the task's end) from losses kept on the device, and a diverged run stops within that many steps,
+naming the first bad step. At a task's end the parameters are checked too: non-finite or exploded
+(|θ| > 1e8) is divergence as well.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import torch
 from torch import Tensor, nn
 
-from ..errors import TrainingDiverged, UsageError
-from ..scenarios import Batch, batches
-from ..strategies import Context, Strategy
-from .augment import AUGMENTATIONS, crop_flip
+from ..errors import UsageError
+from ..scenarios import Task
+from ..settings import Settings, setting
+from .augment import AUGMENTATIONS
+
+if TYPE_CHECKING:
+    from .learner import Learner
 
 OPTIMIZERS = ("sgd", "adam")
+F32_MAX = 3.4028234663852886e38
+EXPLODED = 1e8  # |θ| beyond which parameters have exploded: products of such weights overflow float32 in a few layers
 
 
 @dataclass(frozen=True)
-class TrainSettings:
-    """How each task is trained. ``iterations`` (optimizer steps per task) overrides ``epochs``;
-    ``seed`` derives the data order and the strategy's generator."""
+class TrainSettings(Settings):
+    """How each task is trained, with the defaults ``lifelong run`` uses. ``iterations`` (optimizer steps
+    per task) replaces ``epochs``."""
 
-    optimizer: str = "sgd"
-    lr: float = 0.1
-    momentum: float = 0.0
-    batch_size: int = 128
-    epochs: int = 1
-    iterations: int | None = None
-    seed: int = 0
-    check_every: int = 50  # steps between reads of the loss from the device (NaN / inf check)
-    augment: str = "none"  # "crop-flip": random 4-pixel crops and horizontal flips (lifelong.train.augment)
-    optimizer_state: str = "reset"  # "keep": one optimizer for the whole stream (Hsu et al.'s, van de Ven's code)
+    part = "train"
+
+    optimizer: str = setting("adam", choices=OPTIMIZERS,
+                             help="a fresh one per task unless optimizer_state is keep")
+    lr: float = setting(1e-3, check=lambda v: 0 < v <= F32_MAX, must="be > 0 and at most 3.4e38 (a float32 number)",
+                        help="learning rate")
+    momentum: float = setting(0.0, check=lambda v: 0 <= v < 1, must="be in [0, 1)", help="SGD momentum")
+    batch_size: int = setting(128, check=lambda v: 1 <= v <= 2**31 - 1, must=f"be in 1..{2**31 - 1}",
+                              help="samples per step (before a strategy adds memory samples)")
+    epochs: int = setting(1, check=lambda v: 1 <= v <= 10**6, must="be in 1..1000000", help="epochs per task")
+    iterations: int | None = setting(None, check=lambda v: 1 <= v <= 10**12, must="be in 1..10**12",
+                                     help="optimizer steps per task; replaces epochs")
+    augment: str = setting("none", choices=AUGMENTATIONS,
+                           help="augment training batches on the device: crop-flip = random crops of the image padded "
+                                "by 4 pixels and horizontal flips (the CIFAR protocol of DER, iCaRL)")
+    optimizer_state: str = setting("reset", choices=("reset", "keep"),
+                                   help="reset: a fresh optimizer for each task; keep: one optimizer for the whole "
+                                        "stream, its state (Adam's moments) carried from task to task, as Hsu et al.'s "
+                                        "and van de Ven et al.'s code")
+    check_every: int = setting(50, check=lambda v: 1 <= v <= 10**9, must="be >= 1",
+                               help="steps between reads of the loss from the device (the NaN check, the event log)")
+
+    def check(self) -> None:
+        if self.optimizer != "sgd" and self.momentum != 0.0:
+            self.fail("momentum", f"applies to optimizer='sgd', not {self.optimizer!r}", "optimizer")
+        if self.iterations is not None and self.epochs != 1:
+            self.fail("iterations", "and `epochs` both set the length of a task: give one of them", "epochs")
 
 
-EXPLODED = 1e8  # |θ| beyond which parameters have exploded: products of such weights overflow float32 in a few layers
+def steps_per_task(tasks: Sequence[Task], settings: TrainSettings, batch_size: int | None = None,
+                   epochs: int | None = None) -> tuple[int, int]:
+    """``(steps per epoch, steps of the task)`` when training on ``tasks``' training data: the one place
+    this arithmetic is done (``iterations`` when set, else epochs × batches per epoch)."""
+    per_epoch = max(1, math.ceil(sum(len(t.train) for t in tasks) / (batch_size or settings.batch_size)))
+    return per_epoch, settings.iterations or (epochs or settings.epochs) * per_epoch
 
 
 def make_optimizer(model: nn.Module, s: TrainSettings, extra: Sequence[Tensor] = ()) -> torch.optim.Optimizer:
@@ -53,159 +83,105 @@ def make_optimizer(model: nn.Module, s: TrainSettings, extra: Sequence[Tensor] =
     params = [*model.parameters(), *extra]
     if s.optimizer == "sgd":
         return torch.optim.SGD(params, lr=s.lr, momentum=s.momentum)
-    if s.optimizer == "adam":
-        return torch.optim.Adam(params, lr=s.lr)
-    raise UsageError(f"unknown optimizer {s.optimizer!r}: choose one of {', '.join(OPTIMIZERS)}")
+    return torch.optim.Adam(params, lr=s.lr)
 
 
-def train_task(
-    ctx: Context,
-    strategy: Strategy,
-    s: TrainSettings,
-    order: torch.Generator,
+def fit_task(
+    cl: "Learner",
     *,
     bar=None,
-    start_step: int = 0,
     checkpoint_every: int = 0,
-    on_checkpoint: Callable[[int, Tensor], None] | None = None,
-    augment_rng: torch.Generator | None = None,
-    on_losses: Callable[[int, list[float]], None] | None = None,
+    on_checkpoint: Callable[[], None] | None = None,
+    on_losses: Callable[[int, list[float], list[dict[str, float]]], None] | None = None,
 ) -> int:
-    """Train ``ctx.task`` (on ``strategy.training_tasks`` data); returns the steps taken.
-
-    ``ctx.optimizer`` is made fresh when None. Resuming: pass the restored optimizer in ``ctx``,
-    ``start_step`` and the ``order`` generator in the state it had at the start of that step's epoch;
-    the epoch's order is drawn again and its first batches skipped. Every ``checkpoint_every`` steps
-    ``on_checkpoint(step, order_state)`` gets the generator state a resume needs. ``on_losses(first,
-    losses)`` receives the losses of steps ``first, first + 1, ...`` of the task whenever the loop reads
-    them from the device (every ``check_every`` steps): the event log's per-step losses.
-    """
-    model = ctx.model
-    if start_step == 0:
-        strategy.before_task(ctx)
-    tasks = strategy.training_tasks(ctx.stream, ctx.task_index)
-    per_epoch = math.ceil(sum(len(t.train) for t in tasks) / s.batch_size)
-    steps = s.iterations or s.epochs * per_epoch
-    if start_step >= steps:
-        raise UsageError(f"cannot resume at step {start_step} of task {ctx.task.name!r}: it has {steps} steps")
-    opt = ctx.optimizer = ctx.optimizer or make_optimizer(model, s, strategy.parameters())
-    first_step = ctx.step - start_step  # the stream's step count when this task began
-    model.train()
-    watch = LossWatch(s.check_every, lambda step, loss: _diverged(ctx, strategy, s, step, loss), on_losses, ctx.dist)
+    """Train the current task of ``cl`` to its last step (or from where a resumed task stopped); returns
+    the task's steps. ``cl.optimizer`` is made fresh when None. Every ``checkpoint_every`` steps
+    ``on_checkpoint()`` is called (the Learner's ``state_dict()`` is what it saves); ``on_losses(first,
+    totals, terms)`` receives the losses of steps ``first, first + 1, ...`` of the task, and each step's
+    named terms, whenever the loop reads them from the device."""
+    s = cl.settings
+    opt = cl.optimizer = cl.optimizer or make_optimizer(cl.model, s, cl.strategy.parameters())
+    watch = LossWatch(s.check_every, cl.diverged, on_losses, cl.dist)
+    total = cl.steps()
     if bar is not None:
-        bar.reset(total=steps)
-        bar.update(start_step)
-    step = start_step
-    while step < steps:
-        epoch, skip = divmod(step, per_epoch)
-        order_state = order.get_state()  # this epoch's order is drawn from here
-        for batch in batches(tasks, "train", batch_size=s.batch_size, shuffle=True, generator=order, skip=skip):
-            ctx.task_step, ctx.step = step, first_step + step
-            batch = strategy.prepare_batch(ctx, batch)  # replay: memory samples join the batch
-            seen = augmented(ctx, s, batch, augment_rng)  # what the model sees (the batch itself by default)
-            part = seen if ctx.dist is None else ctx.dist.shard(seen)  # data parallel: this rank's samples
-            logits = strategy.forward(ctx, part.x, part.task)  # (B, C)
-            loss = strategy.task_loss(ctx, part, logits)  # cross-entropy over the live units
-            extra = strategy.extra_loss(ctx, part, logits)  # distillation
-            if extra is not None:
-                loss = loss + extra
-            opt.zero_grad(set_to_none=True)
-            if ctx.dist is not None and part.y.shape[0] == 0:
-                loss = logits.sum() * 0.0  # an empty shard of a short last batch: weight 0 in the average
-            loss.backward()
-            if ctx.dist is not None:  # the global batch's gradient on every rank (sample-weighted mean)
-                ctx.dist.average_gradients([*model.parameters(), *strategy.parameters()], part.y.shape[0])
-            strategy.after_backward(ctx, seen)  # p.grad: the task-loss gradient alone
-            strategy.add_penalty_grad(ctx)  # p.grad += d penalty / dθ
-            strategy.before_step(ctx, seen)
-            opt.step()
-            strategy.after_step(ctx, batch)  # the batch as drawn: replay stores samples unaugmented
-            step += 1
-            watch.add(step - 1, loss)
-            if bar is not None:
-                _show(bar, ctx, strategy, step, steps, epoch, loss)
-            if on_checkpoint is not None and checkpoint_every and step % checkpoint_every == 0:
-                watch.check()  # never save a diverged state
-                # at an epoch's end the next epoch draws from the current state
-                on_checkpoint(step, order.get_state() if step % per_epoch == 0 else order_state)
-            if step >= steps:
-                break
+        bar.reset(total=total)
+        bar.update(cl.ctx.task_step)
+    for batch in cl.batches():                   # the strategy's data, memory rows added (prepare_batch)
+        loss = cl.loss(batch)                    # forward, the named loss terms, summed
+        terms = cl.pending.losses
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        cl.before_step(batch)                    # after_backward, add_penalty_grad, before_step
+        opt.step()
+        cl.after_step(batch)                     # after_step; the step counters move on
+        step = cl.ctx.task_step
+        watch.add(step - 1, loss, terms)
+        if bar is not None:
+            _show(bar, cl, step, total, loss)
+        if on_checkpoint is not None and checkpoint_every and step % checkpoint_every == 0:
+            watch.check()  # never save a diverged state
+            on_checkpoint()
     watch.check()
-    _check_parameters(ctx, strategy, s, step)
-    ctx.task_step, ctx.step = step, first_step + step
-    return step
+    check_parameters(cl)
+    return cl.ctx.task_step
 
 
-def augmented(ctx: Context, s: TrainSettings, batch: Batch, rng: torch.Generator | None) -> Batch:
-    """The batch with ``s.augment`` applied to its inputs (padding with a black pixel's normalized value)."""
-    if s.augment == "none":
-        return batch
-    if s.augment != "crop-flip":
-        raise UsageError(f"unknown augmentation {s.augment!r}: choose one of {', '.join(AUGMENTATIONS)}")
-    if rng is None:
-        raise UsageError("augmentation needs a generator (train_task's augment_rng)")
-    pre = ctx.task.preprocess
-    return batch._replace(x=crop_flip(batch.x, rng, fill=(0.0 - pre.mean) / pre.std))
-
-
-def _check_parameters(ctx: Context, strategy: Strategy, s: TrainSettings, step: int) -> None:
+def check_parameters(cl: "Learner") -> None:
     """Non-finite or exploding parameters after a task's last step are divergence too: the loss of that
     step was still finite, but the model is not (one read of the device per task)."""
-    params = [p.detach() for p in ctx.model.parameters()]
+    params = [p.detach() for p in cl.model.parameters()]
     if not params:
         return
     top = torch.stack([p.abs().max() if p.numel() else p.new_zeros(()) for p in params]).max()
     value = float(top)  # nan if any parameter is nan
     if not value <= EXPLODED:
-        raise TrainingDiverged(
-            f"the parameters {'are not finite' if value != value or value == float('inf') else 'exploded'} after step "
-            f"{step} of task {ctx.task.name!r} (max |θ| = {value:.3g}); likely cause: "
-            f"{strategy.divergence_hint(s.optimizer, s.lr)}"
-        )
+        what = "are not finite" if value != value or value == float("inf") else "exploded"
+        cl.diverged(cl.ctx.task_step - 1, None, f"the parameters {what} after step {cl.ctx.task_step} of task "
+                    f"{cl.ctx.task.name!r} (max |θ| = {value:.3g})")
 
 
 class LossWatch:
-    """Keeps each step's loss on the device and looks at them every ``every`` steps (one host read):
-    ``on_bad(step, loss)`` raises for the first non-finite one."""
+    """Keeps each step's loss and loss terms on the device and looks at them every ``every`` steps (one
+    host read): ``on_bad(step, loss)`` raises for the first non-finite loss."""
 
     def __init__(self, every: int, on_bad: Callable[[int, float], None],
-                 on_values: Callable[[int, list[float]], None] | None = None, dist=None):
+                 on_values: Callable[[int, list[float], list[dict[str, float]]], None] | None = None, dist=None):
         self.every, self.on_bad, self.on_values, self.dist = max(1, every), on_bad, on_values, dist
         self.losses: list[Tensor] = []
+        self.terms: list[dict[str, Tensor]] = []
         self.first = 0
 
-    def add(self, step: int, loss: Tensor) -> None:
+    def add(self, step: int, loss: Tensor, terms: dict[str, Tensor] | None = None) -> None:
         if not self.losses:
             self.first = step
         self.losses.append(loss.detach())
+        self.terms.append({k: v.detach() for k, v in (terms or {}).items()})  # the same on every rank
         if len(self.losses) >= self.every:
             self.check()
 
     def check(self) -> None:
         if not self.losses:
             return
-        values, self.losses = torch.stack(self.losses), []
+        n = len(self.losses)
+        flat = [*self.losses, *(v for t in self.terms for v in t.values())]
+        values = torch.stack([v.to(self.losses[0].dtype) for v in flat])
+        names = [list(t) for t in self.terms]
+        self.losses, self.terms = [], []
         if self.dist is not None:
-            values = self.dist.mean(values)  # the ranks' mean loss: every rank stops on the same step
+            values = self.dist.mean(values)  # the ranks' means: every rank stops on the same step
+        read = values.tolist()  # the one read of the device
         if self.on_values is not None:
-            self.on_values(self.first, values.tolist())  # the one read of the device; logged before a NaN stops the run
-        bad = ~torch.isfinite(values)
-        if bool(bad.any()):
-            k = int(bad.nonzero()[0, 0])
-            self.on_bad(self.first + k, float(values[k]))
+            it = iter(read[n:])
+            self.on_values(self.first, read[:n], [{k: next(it) for k in ks} for ks in names])
+        bad = [k for k, v in enumerate(read[:n]) if not math.isfinite(v)]
+        if bad:
+            self.on_bad(self.first + bad[0], read[bad[0]])
 
 
-def _diverged(ctx: Context, strategy: Strategy, s: TrainSettings, step: int, loss: float) -> None:
-    raise TrainingDiverged(
-        f"the loss became {loss} at step {step + 1} of task {ctx.task.name!r}; "
-        f"likely cause: {strategy.divergence_hint(s.optimizer, s.lr)}"
-    )
-
-
-def _show(bar, ctx: Context, strategy: Strategy, step: int, steps: int, epoch: int, loss: Tensor) -> None:
+def _show(bar, cl: "Learner", step: int, steps: int, loss: Tensor) -> None:
     bar.update(1)
     if step % 25 == 0 or step == steps:  # reads the device: only with a progress bar
-        with torch.no_grad():
-            penalty = strategy.penalty(ctx)
-        pen = 0.0 if penalty is None else penalty.item()
-        bar.set_postfix_str(f"epoch {epoch + 1} loss {loss.item():.4f} penalty {pen:.4f}", refresh=False)
+        pen = cl.penalty()
+        epoch = (step - 1) // cl.ctx.steps_per_epoch + 1
+        bar.set_postfix_str(f"epoch {epoch} loss {loss.item():.4f} penalty {0.0 if pen is None else pen.item():.4f}",
+                            refresh=False)

@@ -38,7 +38,7 @@ def reproduce(
 ) -> dict:
     """Run recipe ``name`` on ``seeds`` and return ``{"rows", "table", "out", "seconds", ...}``; the runs
     go through :func:`~lifelong.experiments.sweep.sweep` (``backend="ray"`` and its options as there)."""
-    from ..fields import run_fields
+    from ..config import run_field
     from ..sweep import sweep
 
     if name not in RECIPES:
@@ -54,11 +54,11 @@ def reproduce(
             raise UsageError(f"recipe {name} has no scenario {s!r}: choose from {', '.join(recipe.SCENARIOS)}")
     overrides = {k: v for k, v in overrides.items() if v is not None}
     pairs = recipe.configs(seeds, methods, scenarios, **overrides)  # (row, config) per cell and seed
-    row_of = {cfg.run_id(): row for row, cfg in pairs}
+    row_of = {cfg.run_id: row for row, cfg in pairs}
     cfgs = [cfg for _, cfg in pairs]
     first = cfgs[0].flat()
     own = {"seed", "out"}  # per seed, or per run
-    base = {k: v for k, v in first.items() if k in run_fields() and k not in own | {"strategy", "scenario"}
+    base = {k: v for k, v in first.items() if run_field(k) is not None and k not in own | {"strategy", "scenario", "class_units"}
             and all(c.flat().get(k) == v for c in cfgs)}  # what every run shares; the rest goes per entry
     firsts = [c for c in cfgs if c.seed == cfgs[0].seed]
     spec = {
@@ -75,7 +75,7 @@ def reproduce(
     failed = []
     for r in index["runs"]:
         if r.get("status") in ("done", "skipped") and r.get("metrics") and r.get("id") in row_of:
-            key = (row_of[r["id"]], r["config"]["scenario"])
+            key = (row_of[r["id"]], r["config"]["stream"]["scenario"])
             accuracies.setdefault(key, []).append(r["metrics"]["average_accuracy"])
         else:
             failed.append(r.get("id"))

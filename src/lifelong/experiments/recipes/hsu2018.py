@@ -59,8 +59,9 @@ COEFFICIENTS: dict[str, dict[str, float]] = {
 BASE = dict(
     benchmark="split-mnist", tasks=5, pad=2, mean=0.1, std=0.2752, model="mlp", hidden=(400, 400),
     epochs=4, batch_size=128, optimizer="adam", lr=1e-3,
-    class_units="seen",  # their --incremental_class: softmax over the classes seen so far (valid_out_dim)
 )
+# their --incremental_class: in the class scenario, a softmax over the classes seen so far (valid_out_dim)
+CLASS_SCENARIO = dict(class_units="seen")
 # Each row: its strategy and what it sets besides BASE (settings and run fields).
 ROWS: dict[str, dict] = {
     "naive": {"strategy": "naive"},
@@ -89,11 +90,11 @@ SETTINGS: dict[str, dict] = {k: {f: v for f, v in r.items() if f != "strategy"} 
 
 def config(method: str, scenario: str, seed: int, **overrides) -> RunConfig:
     """The RunConfig of one cell of Table 2 for one seed (λ = 2 × their coefficient)."""
-    fields = dict(BASE, scenario=scenario, seed=seed, **ROWS[method])
+    fields = dict(BASE, scenario=scenario, seed=seed, **ROWS[method], **(CLASS_SCENARIO if scenario == "class" else {}))
     if method in COEFFICIENTS:
         fields["lam"] = 2.0 * COEFFICIENTS[method][scenario]
     fields.update(overrides)
-    return RunConfig.from_flat(fields).resolved()
+    return RunConfig.from_flat(fields).resolve()
 
 
 def configs(seeds: Iterable[int], methods: Sequence[str] = tuple(PUBLISHED), scenarios: Sequence[str] = SCENARIOS,

@@ -70,7 +70,7 @@ def config(method: str, scenario: str, seed: int, **overrides) -> RunConfig:
     """The RunConfig of one cell of Table 2 for one seed."""
     fields = dict(BASE, scenario=scenario, seed=seed, **ROWS[method])
     fields.update(overrides)
-    return RunConfig.from_flat(fields).resolved()
+    return RunConfig.from_flat(fields).resolve()
 
 
 def configs(seeds: Iterable[int], methods: Sequence[str] = tuple(PUBLISHED), scenarios: Sequence[str] = SCENARIOS,

@@ -3,10 +3,10 @@
 Each needs the task identity at test time (it selects a task's mask, gate or column), so it runs in the
 task-incremental scenario only; elsewhere :meth:`Isolation.check_stream` stops the run with one line
 before anything trains. Those that freeze what earlier tasks own (separate networks, PackNet, HAT,
-progressive networks) need a fresh optimizer per task (``--optimizer-state reset``, the default): a kept
+progressive networks) need a fresh optimizer per task (``optimizer_state='reset'``, the default): a kept
 optimizer's momentum or Adam moments would keep moving the frozen weights, whose gradients are zero.
 
-Capacity (``results.json`` → ``capacity``, from :meth:`capacity_report`)::
+Capacity (``results.json`` → ``capacity``, from :meth:`report`'s ``capacity``)::
 
     unit                  what is counted: "weights", "units" or "parameters"
     used[t]               fraction of that capacity task t computes with at test time
@@ -50,10 +50,11 @@ class Isolation(Strategy):
         if not ctx.heads.per_task:
             scenario = getattr(ctx.stream, "scenario", "?")
             raise UsageError(f"{self.name} needs the task identity at test time ({self.needs_task_because}): run it in "
-                             f"the task-incremental scenario (--scenario task), not {scenario}-incremental")
+                             f"the task-incremental scenario (scenario='task'), not {scenario}-incremental",
+                             params=("scenario",))
         if self.freezes and getattr(ctx.settings, "optimizer_state", "reset") == "keep":
             raise UsageError(f"{self.name} freezes what earlier tasks own, but a kept optimizer's momentum would still "
-                             "move it: use --optimizer-state reset")
+                             "move it: use optimizer_state='reset'", params=("optimizer_state",))
         if len(ctx.stream) > 250:
             raise UsageError(f"{self.name} keeps per-task masks for at most 250 tasks, the stream has {len(ctx.stream)}")
         if self.uses_layers:
@@ -62,7 +63,7 @@ class Isolation(Strategy):
     def layers(self, ctx: Context) -> Layers:
         """The model's :class:`~lifelong.strategies.isolation.layers.Layers`, traced once per model."""
         if self._layers is None or self._layers_of is not ctx.model:
-            x, _, _ = next(batches([ctx.stream[0]], "test", batch_size=1))
+            x = next(batches([ctx.stream[0]], "test", batch_size=1)).x
             x = x.to(next(ctx.model.parameters()).dtype)
             self._layers, self._layers_of = analyze(ctx.model, x, self.name), ctx.model
         return self._layers
@@ -70,6 +71,13 @@ class Isolation(Strategy):
     @staticmethod
     def n_tasks(ctx: Context) -> int:
         return len(ctx.stream)
+
+    def capacity_report(self, ctx: Context) -> dict:
+        """What each task uses of the network (see the module docstring)."""
+        raise NotImplementedError
+
+    def report(self, ctx: Context) -> dict:
+        return {**super().report(ctx), "capacity": self.capacity_report(ctx)}
 
     # ---- gradient masks (PackNet, HAT): made once per task, applied in one fused call per step --------
     _masks: tuple[int, list[Tensor], list[Tensor]] | None = None

@@ -10,7 +10,9 @@ is multiplied by 1 − min(a^{<t}_{l,i}, a^{<t}_{l−1,j}) (Eq. 2; for the first
 for a bias by 1 − a^{<t}_{l,i}). The embeddings' gradient is compensated for the annealing (Sec. 2.5):
 q' = s_max [cosh(s e) + 1] / (s [cosh(e) + 1]) · q, with s e clamped to ±50 before cosh, and the
 embeddings are clamped to ±6 after each step (the authors' code). The capacity regularizer (Eq. 5),
-R = Σ_l Σ_i a_{t,i}^l (1 − a^{<t,l}_i) / Σ_l Σ_i (1 − a^{<t,l}_i), joins the loss times ``--hat-c`` (c).
+R = Σ_l Σ_i a_{t,i}^l (1 − a^{<t,l}_i) / Σ_l Σ_i (1 − a^{<t,l}_i), joins the loss times ``c`` (the loss
+term ``capacity``). The step's gates and slope travel in the step record (``step.aux["hat.gates"]``,
+``["hat.slope"]``) from ``forward`` to ``losses`` and ``before_step``.
 
 Binary at test time, exactly: a task's gate at test time is 1[e > 0] (the limit s → ∞; the paper's
 σ(s_max e) differs from it by at most σ(−s_max |e|)), and the cumulative mask is the union of those
@@ -35,8 +37,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ..base import Context
-from ..settings import Settings, setting
+from ...settings import Settings, setting
+from ..base import Context, Step
 from .base import Isolation, bytes_of, capacity, check_keys, count, head_masks, unit_shares
 from .layers import UnitGates, hidden_units
 
@@ -46,10 +48,10 @@ COSH_CLAMP = 50.0  # |s e| inside cosh, against overflow (the authors' thres_cos
 
 @dataclass(frozen=True)
 class HATSettings(Settings):
-    s_max: float = setting(400.0, flag="--s-max", check=lambda v: v >= 1, must="be >= 1",
-                           help="hat: the gates' final slope s_max (Eq. 3)")
-    c: float = setting(0.75, flag="--hat-c", check=lambda v: v >= 0, must="be >= 0",
-                       help="hat: strength c of the capacity regularizer (Eq. 5)")
+    s_max: float = setting(400.0, flag="s-max", check=lambda v: v >= 1, must="be >= 1",
+                           help="the gates' final slope s_max (Eq. 3)")
+    c: float = setting(0.75, flag="hat-c", check=lambda v: v >= 0, must="be >= 0",
+                       help="strength c of the capacity regularizer (Eq. 5)")
 
 
 def slope(s_max: float, b: int, B: int) -> float:
@@ -67,16 +69,15 @@ class HAT(Isolation):
     Settings = HATSettings
     needs_task_because = "the task's identity selects its attention masks"
     composable = False
+    loss_terms = ("capacity",)
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.embedding: list[Tensor] = []  # (T, U_l), leaf tensors that require grad
         self.cumulative: list[Tensor] = []  # (U_l,) bool
         self.gates = UnitGates()
-        self._s = 1.0
-        self._train_gates: list[Tensor] | None = None
-        self._masks = None
-        self._flushing = False
+        self._masks = None  # the current task's gradient masks (made once per task)
+        self._flushing = False  # whether the CPU's flush-to-zero mode is on (process state, not the run's)
 
     def _flush(self, on: bool) -> None:
         if on != self._flushing:
@@ -100,21 +101,27 @@ class HAT(Isolation):
         self._masks = None
 
     # ---- one step ----------------------------------------------------------------------------------------
-    def forward(self, ctx: Context, x: Tensor, task_ids: Tensor) -> Tensor:
+    def forward(self, ctx: Context, step: Step) -> Tensor:
         self._ready(ctx)
-        self._flush(x.device.type == "cpu")  # until after_step: subnormal gates are slow on CPU
-        t = ctx.task_index
-        self._s = slope(self.settings.s_max, ctx.task_step % ctx.steps_per_epoch(), ctx.steps_per_epoch())
-        self._train_gates = [torch.sigmoid(self._s * e[t]) for e in self.embedding]  # a_t^l, (U_l,)
-        with self.gates.using(self._train_gates):
-            return ctx.model(x)
+        self._flush(step.inputs.x.device.type == "cpu")  # until after_step: subnormal gates are slow on CPU
+        t, per_epoch = ctx.task_index, ctx.steps_per_epoch
+        s = slope(self.settings.s_max, ctx.task_step % per_epoch, per_epoch)
+        gates = [torch.sigmoid(s * e[t]) for e in self.embedding]  # a_t^l, (U_l,)
+        step.aux["hat.slope"], step.aux["hat.gates"] = s, gates
+        with self.gates.using(gates):
+            return ctx.model(step.inputs.x)
 
-    def extra_loss(self, ctx: Context, batch, logits: Tensor) -> Tensor | None:
-        if self.settings.c == 0 or self._train_gates is None:
-            return None
-        free = [(~c).to(a.dtype) for a, c in zip(self._train_gates, self.cumulative)]
+    def losses(self, ctx: Context, step: Step) -> dict[str, Tensor]:
+        gates = step.aux.get("hat.gates")
+        if self.settings.c == 0 or gates is None:
+            return {}
+        return {"capacity": self.capacity_loss(gates)}
+
+    def capacity_loss(self, gates: list[Tensor]) -> Tensor:
+        """c · R of Eq. 5 for the training gates ``gates`` against the cumulative mask."""
+        free = [(~c).to(a.dtype) for a, c in zip(gates, self.cumulative)]
         denominator = sum(f.sum() for f in free)
-        numerator = sum((a * f).sum() for a, f in zip(self._train_gates, free))
+        numerator = sum((a * f).sum() for a, f in zip(gates, free))
         return self.settings.c * numerator / denominator.clamp(min=1)  # Eq. 5 (0 when every unit is taken)
 
     def _gradient_masks(self, ctx: Context) -> tuple[list[Tensor], list[Tensor]]:
@@ -139,9 +146,9 @@ class HAT(Isolation):
         hp, hm = head_masks(ctx, layers)
         return params + hp, masks + hm
 
-    def before_step(self, ctx: Context, batch) -> None:
+    def before_step(self, ctx: Context, step: Step) -> None:
         self.mask_gradients(ctx)
-        t, s, s_max = ctx.task_index, self._s, self.settings.s_max
+        t, s, s_max = ctx.task_index, step.aux["hat.slope"], self.settings.s_max
         with torch.no_grad():
             for e in self.embedding:  # gradient compensation (Sec. 2.5), the current task's row only
                 if e.grad is None:
@@ -151,7 +158,7 @@ class HAT(Isolation):
                 den = torch.cosh(row) + 1
                 e.grad[t] *= s_max / s * num / den
 
-    def after_step(self, ctx: Context, batch) -> None:
+    def after_step(self, ctx: Context, step: Step) -> None:
         with torch.no_grad():
             for e in self.embedding:
                 e[ctx.task_index].clamp_(-EMBEDDING_CLAMP, EMBEDDING_CLAMP)
@@ -162,7 +169,7 @@ class HAT(Isolation):
         t = ctx.task_index
         with torch.no_grad():
             self.cumulative = [c | (e[t] > 0) for c, e in zip(self.cumulative, self.embedding)]
-        self._masks, self._train_gates = None, None
+        self._masks = None
         self.gates.default = [(e[t].detach() > 0).float() for e in self.embedding]
 
     # ---- test time -----------------------------------------------------------------------------------------
@@ -178,22 +185,20 @@ class HAT(Isolation):
         out.update({f"cumulative.{l}": c for l, c in enumerate(self.cumulative)})
         return out
 
-    def load_state_dict(self, state: dict[str, Tensor]) -> None:
+    def load_state_dict(self, state: dict[str, Tensor], model) -> None:
         check_keys(self.name, state, ("embedding.", "cumulative."))
         n = sum(k.startswith("embedding.") for k in state)
         if sum(k.startswith("cumulative.") for k in state) != n:
             raise ValueError("hat: one cumulative mask per embedding is needed")
-        self.embedding = [state[f"embedding.{l}"].detach().clone().float().requires_grad_(True) for l in range(n)]
-        self.cumulative = [state[f"cumulative.{l}"] for l in range(n)]
-        if any(c.dtype != torch.bool or c.shape != e.shape[1:] for c, e in zip(self.cumulative, self.embedding)):
+        embedding = [state[f"embedding.{l}"].detach().clone().float().requires_grad_(True) for l in range(n)]
+        cumulative = [state[f"cumulative.{l}"] for l in range(n)]
+        if any(c.dtype != torch.bool or c.shape != e.shape[1:] for c, e in zip(cumulative, embedding)):
             raise ValueError("hat: cumulative masks must be bool and match the embeddings' units")
-        self._masks = None
-
-    def check_state(self, model) -> None:
         units = hidden_units(model)
-        if self.embedding and [e.shape[1] for e in self.embedding] != units:
-            raise ValueError(f"hat: embeddings for units {[e.shape[1] for e in self.embedding]}, the model's hidden "
+        if embedding and [e.shape[1] for e in embedding] != units:
+            raise ValueError(f"hat: embeddings for units {[e.shape[1] for e in embedding]}, the model's hidden "
                              f"layers have {units}")
+        self.embedding, self.cumulative, self._masks = embedding, cumulative, None
 
     def capacity_report(self, ctx: Context) -> dict:
         used, own, _ = unit_shares([e.detach() > 0 for e in self.embedding])  # the binary test-time gates

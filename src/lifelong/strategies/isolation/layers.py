@@ -72,8 +72,8 @@ def analyze(model: nn.Module, x: Tensor, who: str) -> Layers:
         seen.add(id(m))
         if not isinstance(m, PARAMETRIC + PASSIVE):
             raise UsageError(f"{who} cannot isolate tasks in a network with {type(m).__name__} (module {i}): it "
-                             "supports Linear, Conv2d, activations, pooling, Flatten and Dropout (use --model mlp "
-                             "or cnn)")
+                             "supports Linear, Conv2d, activations, pooling, Flatten and Dropout (use model='mlp' "
+                             "or 'cnn')", params=("model",))
         if isinstance(m, nn.Conv2d) and (m.padding_mode != "zeros" or isinstance(m.padding, str)):
             raise UsageError(f"{who}: Conv2d module {i} needs numeric zero padding")
     parametric = [i for i, m in enumerate(modules) if isinstance(m, PARAMETRIC)]

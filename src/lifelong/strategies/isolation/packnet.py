@@ -2,13 +2,13 @@
 Iterative Pruning").
 
 Every weight of a hidden layer has an owner: a task, or none (free). Task t trains the free weights
-(those of earlier tasks get zero gradient); then, in each hidden layer separately, the ``--prune``
+(those of earlier tasks get zero gradient); then, in each hidden layer separately, the ``prune``
 fraction of those free weights with the smallest magnitude |w| is released (set to 0, free again for
-later tasks) and the rest become task t's; the task's weights are retrained for ``--retrain-epochs``
+later tasks) and the rest become task t's; the task's weights are retrained for ``retrain_epochs``
 epochs with everything else fixed, and frozen. At test time task j computes with the weights owned by
 tasks 0..j only (W ⊙ 1[owner ≤ j]), which never change after their task: zero forgetting, exactly.
 
-``--prune-schedule even`` releases 1 − 1/(T − t) of task t's weights instead, so each of T tasks owns
+``prune_schedule='even'`` releases 1 − 1/(T − t) of task t's weights instead, so each of T tasks owns
 an equal share. Exactly ⌊fraction · n + ½⌋ weights are released per layer (a stable sort breaks ties).
 
 Our choices where the paper leaves room: biases are not pruned; they train with the first task and stay
@@ -29,8 +29,8 @@ from torch import Tensor
 from torch.func import functional_call
 
 from ...scenarios import batches
-from ..base import Context
-from ..settings import Settings, setting
+from ...settings import Settings, setting
+from ..base import Context, Step, cross_entropy
 from .base import Isolation, bytes_of, capacity, check_keys, count, head_masks, mask_grads, per_task
 
 FREE = 255
@@ -38,13 +38,13 @@ FREE = 255
 
 @dataclass(frozen=True)
 class PackNetSettings(Settings):
-    prune: float = setting(0.5, flag="--prune", check=lambda v: 0 <= v < 1, must="be in [0, 1)",
-                           help="packnet: fraction of a task's weights (per hidden layer) released for later tasks")
-    prune_schedule: str = setting("fixed", flag="--prune-schedule", choices=("fixed", "even"),
-                                  help="packnet: fixed = --prune after every task; even = task t of T releases "
-                                       "1 - 1/(T - t), so every task owns an equal share")
-    retrain_epochs: int = setting(1, flag="--retrain-epochs", check=lambda v: v >= 0, must="be >= 0", maximum=1000,
-                                  help="packnet: epochs of retraining a task's kept weights after pruning")
+    prune: float = setting(0.5, flag="prune", check=lambda v: 0 <= v < 1, must="be in [0, 1)",
+                           help="fraction of a task's weights (per hidden layer) released for later tasks")
+    prune_schedule: str = setting("fixed", flag="prune-schedule", choices=("fixed", "even"),
+                                  help="fixed = release the prune fraction after every task; even = task t of T "
+                                       "releases 1 - 1/(T - t), so every task owns an equal share")
+    retrain_epochs: int = setting(1, flag="retrain-epochs", check=lambda v: v >= 0, must="be >= 0", maximum=1000,
+                                  help="epochs of retraining a task's kept weights after pruning")
 
 
 def prune_free(w: Tensor, owner: Tensor, task: int, fraction: float) -> Tensor:
@@ -100,7 +100,7 @@ class PackNet(Isolation):
         hp, hm = head_masks(ctx, layers)
         return params + hp, masks + hm
 
-    def before_step(self, ctx: Context, batch) -> None:
+    def before_step(self, ctx: Context, step: Step) -> None:
         self.mask_gradients(ctx)
 
     def after_task(self, ctx: Context) -> None:
@@ -130,7 +130,7 @@ class PackNet(Isolation):
         model.train()
         for _ in range(epochs):
             for batch in batches([ctx.task], "train", batch_size=batch_size, shuffle=True, generator=ctx.generator):
-                loss = self.task_loss(ctx, batch, model(batch.x))
+                loss = cross_entropy(ctx, model(batch.x), batch)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 mask_grads(params, masks)
@@ -156,22 +156,20 @@ class PackNet(Isolation):
             out["tasks_done"] = torch.tensor(self.tasks_done, dtype=torch.int64)
         return out
 
-    def load_state_dict(self, state: dict[str, Tensor]) -> None:
+    def load_state_dict(self, state: dict[str, Tensor], model) -> None:
         check_keys(self.name, state, ("owner.", "tasks_done"))
-        self.owner = {k[6:]: v for k, v in state.items() if k.startswith("owner.")}
-        if any(v.dtype != torch.uint8 for v in self.owner.values()):
+        owner = {k[6:]: v for k, v in state.items() if k.startswith("owner.")}
+        if any(v.dtype != torch.uint8 for v in owner.values()):
             raise ValueError("packnet: owner maps must be uint8")
-        self.tasks_done = int(state["tasks_done"]) if "tasks_done" in state else 0
-        self._masks = None
-
-    def check_state(self, model) -> None:
+        tasks_done = int(state["tasks_done"]) if "tasks_done" in state else 0
         params = dict(model.named_parameters())
-        for k, v in self.owner.items():
+        for k, v in owner.items():
             if k not in params or tuple(params[k].shape) != tuple(v.shape):
                 raise ValueError(f"packnet: owner map {k!r} {tuple(v.shape)} fits no weight of the model")
             owned = v[v != FREE]
-            if owned.numel() and int(owned.max()) >= self.tasks_done:
+            if owned.numel() and int(owned.max()) >= tasks_done:
                 raise ValueError(f"packnet: owner map {k!r} names a task not trained yet")
+        self.owner, self.tasks_done, self._masks = owner, tasks_done, None
 
     def capacity_report(self, ctx: Context) -> dict:
         T = self.n_tasks(ctx)

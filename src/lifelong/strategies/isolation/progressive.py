@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..base import Context
+from ..base import Context, Step
 from .base import Isolation, bytes_of, capacity, check_keys, count, numbered, per_task
 from .layers import Layers
 
@@ -104,8 +104,8 @@ class Progressive(Isolation):
         # a task not trained yet: its column will start from θ₀ with zero laterals
         return columns_forward(layers, [self.init or self._own(ctx)], {}, x, frozen=1)
 
-    def forward(self, ctx: Context, x: Tensor, task_ids: Tensor) -> Tensor:
-        return self._column_output(ctx, ctx.task_index, x)
+    def forward(self, ctx: Context, step: Step) -> Tensor:
+        return self._column_output(ctx, ctx.task_index, step.inputs.x)
 
     def predict(self, ctx: Context, x: Tensor, task_ids: Tensor) -> Tensor:
         return per_task(lambda t, xt: self._column_output(ctx, t, xt), x, task_ids)
@@ -117,29 +117,28 @@ class Progressive(Isolation):
         out.update({f"lateral.{k}.{j}.{l}": v.detach() for (k, j, l), v in sorted(self.laterals.items())})
         return out
 
-    def load_state_dict(self, state: dict[str, Tensor]) -> None:
+    def load_state_dict(self, state: dict[str, Tensor], model) -> None:
         check_keys(self.name, state, ("init.", "column.", "lateral."))
-        self.init = {k[5:]: v for k, v in state.items() if k.startswith("init.")}
-        self.columns = numbered(state, "column.", self.name)
-        self.laterals = {}
+        init = {k[5:]: v for k, v in state.items() if k.startswith("init.")}
+        columns = numbered(state, "column.", self.name)
+        laterals = {}
         for key, v in state.items():
             if key.startswith("lateral."):
                 k, j, l = (int(p) for p in key[8:].split("."))
                 if not 0 <= j < k or l < 1:
                     raise ValueError(f"progressive: lateral {key!r} must come from an earlier column into a layer >= 1")
-                self.laterals[(k, j, l)] = v.detach().clone().requires_grad_(True)
-        if any(k > len(self.columns) for k, _, _ in self.laterals):
+                laterals[(k, j, l)] = v.detach().clone().requires_grad_(True)
+        if any(k > len(columns) for k, _, _ in laterals):
             raise ValueError("progressive: a lateral leads into a column that does not exist")
-
-    def check_state(self, model) -> None:
         want = {k: tuple(v.shape) for k, v in model.named_parameters()}
-        for col in ([self.init] if self.init else []) + self.columns:
+        for col in ([init] if init else []) + columns:
             if {k: tuple(v.shape) for k, v in col.items()} != want:
                 raise ValueError("progressive: a stored column does not fit the model")
         layers = [m for m in model.children() if isinstance(m, (nn.Linear, nn.Conv2d))]
-        for (k, j, l), v in self.laterals.items():
+        for (k, j, l), v in laterals.items():
             if l >= len(layers) or tuple(v.shape) != tuple(layers[l].weight.shape):
                 raise ValueError(f"progressive: lateral {k}.{j}.{l} {tuple(v.shape)} fits no layer of the model")
+        self.init, self.columns, self.laterals = init, columns, laterals
 
     def capacity_report(self, ctx: Context) -> dict:
         T = self.n_tasks(ctx)

@@ -58,18 +58,17 @@ class Separate(Isolation):
             out.update({f"net.{t}.{k}": v for k, v in net.items()})
         return out
 
-    def load_state_dict(self, state: dict[str, Tensor]) -> None:
+    def load_state_dict(self, state: dict[str, Tensor], model) -> None:
         check_keys(self.name, state, ("init.", "net."))
-        self.init = {k[5:]: v for k, v in state.items() if k.startswith("init.")}
-        self.nets = numbered(state, "net.", self.name)
-
-    def check_state(self, model) -> None:
+        init = {k[5:]: v for k, v in state.items() if k.startswith("init.")}
+        nets = numbered(state, "net.", self.name)
         want = {k: (tuple(v.shape), v.dtype) for k, v in model.state_dict().items()}
-        for net in ([self.init] if self.init else []) + self.nets:
+        for net in ([init] if init else []) + nets:
             got = {k: (tuple(v.shape), v.dtype) for k, v in net.items()}
             if got != want:
                 bad = sorted(set(got) ^ set(want)) or [k for k in want if got.get(k) != want[k]]
                 raise ValueError(f"separate: a stored network does not fit the model (at {bad[0]!r})")
+        self.init, self.nets = init, nets
 
     def capacity_report(self, ctx: Context) -> dict:
         T = self.n_tasks(ctx)

@@ -2,11 +2,11 @@
 catastrophic forgetting using context-dependent gating and synaptic stabilization").
 
 Each task t has a fixed random binary gate g_t^l over the units of every hidden layer l, drawn once:
-a fraction ``--gate-fraction`` (0.8 by default) of each layer's units is
+a fraction ``gate_fraction`` (0.8 by default) of each layer's units is
 off, exactly round(f · U_l) of them. The activation of layer l is multiplied by the task's gate,
 h^l = g_t^l ⊙ f(W^l h^{l−1} + b^l), in training and at test time (the task identity picks the gate), so
 tasks use mostly different units; the weights are still shared, so XdG alone reduces forgetting but
-does not remove it. Masse et al. combine it with a synaptic penalty: ``--strategy xdg+ewc`` or
+does not remove it. Masse et al. combine it with a synaptic penalty: the composites ``xdg+ewc`` or
 ``xdg+si`` (the gates act through forward hooks, so EWC's Fisher at a task's end is the gated
 network's).
 
@@ -21,16 +21,16 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ..base import Context
-from ..settings import Settings, setting
+from ...settings import Settings, setting
+from ..base import Context, Step
 from .base import Isolation, bytes_of, capacity, check_keys, count, unit_shares
 from .layers import UnitGates, hidden_units
 
 
 @dataclass(frozen=True)
 class XdGSettings(Settings):
-    gate_fraction: float = setting(0.8, flag="--gate-fraction", check=lambda v: 0 <= v < 1, must="be in [0, 1)",
-                                   help="xdg: fraction of each hidden layer's units gated off for each task")
+    gate_fraction: float = setting(0.8, flag="gate-fraction", check=lambda v: 0 <= v < 1, must="be in [0, 1)",
+                                   help="fraction of each hidden layer's units gated off for each task")
 
 
 class XdG(Isolation):
@@ -67,29 +67,31 @@ class XdG(Isolation):
             self._table = [g.float() for g in self.gate]
         return self._table
 
-    def forward(self, ctx: Context, x: Tensor, task_ids: Tensor) -> Tensor:
+    def gated(self, ctx: Context, x: Tensor, task_ids: Tensor) -> Tensor:
+        """The model's scores with each sample's task gate."""
         table = self._ready(ctx)
         self.gates.default = [g[max(ctx.task_index, 0)] for g in table]  # a plain model(x): the current task
         with self.gates.using([g.index_select(0, task_ids) for g in table]):  # (B, U_l) each
             return ctx.model(x)
 
+    def forward(self, ctx: Context, step: Step) -> Tensor:
+        return self.gated(ctx, step.inputs.x, step.inputs.task)
+
     def predict(self, ctx: Context, x: Tensor, task_ids: Tensor) -> Tensor:
-        return self.forward(ctx, x, task_ids)
+        return self.gated(ctx, x, task_ids)
 
     def state_dict(self) -> dict[str, Tensor]:
         return {f"gate.{l}": g for l, g in enumerate(self.gate)}
 
-    def load_state_dict(self, state: dict[str, Tensor]) -> None:
+    def load_state_dict(self, state: dict[str, Tensor], model) -> None:
         check_keys(self.name, state, ("gate.",))
-        self.gate = [state[f"gate.{l}"] for l in range(len(state))]
-        if any(g.dtype != torch.bool or g.dim() != 2 for g in self.gate):
+        gate = [state[f"gate.{l}"] for l in range(len(state))]
+        if any(g.dtype != torch.bool or g.dim() != 2 for g in gate):
             raise ValueError("xdg: gates must be bool (tasks, units)")
-        self._table = None
-
-    def check_state(self, model) -> None:
         units = hidden_units(model)
-        if self.gate and [g.shape[1] for g in self.gate] != units:
-            raise ValueError(f"xdg: gates for units {[g.shape[1] for g in self.gate]}, the model's hidden layers have {units}")
+        if gate and [g.shape[1] for g in gate] != units:
+            raise ValueError(f"xdg: gates for units {[g.shape[1] for g in gate]}, the model's hidden layers have {units}")
+        self.gate, self._table = gate, None
 
     def capacity_report(self, ctx: Context) -> dict:
         used, own, union = unit_shares(self.gate)

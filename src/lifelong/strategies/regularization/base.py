@@ -2,11 +2,17 @@
 
     λ/2 Σ_i Ω_i (θ_i − θ̄_i)²  (+ λ/2 · offset)                       (lifelong.penalties, eq. 1)
 
-A subclass says how Ω is computed and merged at the end of a task (``consolidate``); the loop adds the
-penalty's gradient λΩ(θ − θ̄) to ``p.grad`` in closed form (``add_penalty_grad``), for trainable
-parameters only. Use it in your own loop with a module where a hook takes a context::
+A regularizer is its importance and its merge rule. At the end of a task it computes this task's
+importance Ω_t at θ* (:meth:`Regularizer.importance`: the Fisher for EWC, the output sensitivity for
+MAS, ones for L2), anchors it at θ*, and merges it into the penalty (:meth:`Regularizer.merge`: a sum
+of separate quadratics, a decayed running one, or a replacement). The driver adds the penalty's
+gradient λΩ(θ − θ̄) to ``p.grad`` in closed form (``add_penalty_grad``), for trainable parameters only.
 
-    loss = F.cross_entropy(model(x), y) + reg.penalty(model)    # or: reg.add_penalty_grad(model) after backward
+A new regularizer is a settings dataclass and a subclass with ``importance`` (and ``merge`` if the
+default sum is not its rule): see ``docs/extending.md``. In a loop that has only DataLoaders, the
+penalty and the consolidation work on a model directly::
+
+    loss = F.cross_entropy(model(x), y) + reg.penalty(model)
     ...
     reg.consolidate(model, data)                                # after each task
 """
@@ -21,16 +27,18 @@ import torch
 from torch import Tensor, nn
 
 from ...errors import UsageError
-from ...penalties import add_quadratic_grad_, empty_state, quadratic_penalty, state_from_tensors, state_tensors
+from ...penalties import (
+    QuadraticState, add_quadratic_grad_, empty_state, merge_sum, quadratic_penalty, state_from_tensors, state_tensors,
+)
+from ...settings import Settings, setting
 from ..base import Context, Strategy
-from ..settings import Settings, setting
 
 
-def model_of(ctx: Context | nn.Module) -> nn.Module:
+def model_of(where: Context | nn.Module) -> nn.Module:
     """The model of a hook's context, or a module given directly (your own loop), unwrapped from
     ``nn.DataParallel``, ``DistributedDataParallel`` and ``torch.compile`` so that parameter names are
     the model's own (``0.weight``, not ``module.0.weight``)."""
-    model = ctx if isinstance(ctx, nn.Module) else ctx.model
+    model = where if isinstance(where, nn.Module) else where.model
     while True:
         if isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
             model = model.module
@@ -40,32 +48,29 @@ def model_of(ctx: Context | nn.Module) -> nn.Module:
             return model
 
 
-def params_of(reg: "Regularizer", model: nn.Module) -> dict[str, Tensor]:
-    """The model's parameters by name, after checking that every parameter the penalty holds is there
-    (a penalty that silently matched nothing would be 0)."""
-    params = dict(model.named_parameters())
-    missing = [n for n in reg.state["importance"] if n not in params]
-    if missing:
-        raise UsageError(
-            f"{reg.name}: the penalty holds parameter {missing[0]!r} ({len(missing)} of {len(reg.state['importance'])} "
-            f"missing) but the model has {next(iter(params), 'none')!r}...: pass the model it was consolidated on"
-        )
-    return params
-
-
 def trainable(model: nn.Module) -> dict[str, Tensor]:
     """The parameters an optimizer moves: ``{name: p}`` for ``p.requires_grad``."""
     return {n: p for n, p in model.named_parameters() if p.requires_grad}
 
 
+def anchor_of(model: nn.Module, names: Iterable[str]) -> dict[str, Tensor]:
+    """θ* of the parameters ``names``: the anchor a task's importance is centred on (detached, not copied:
+    the optimizer replaces nothing in place that an anchor still needs, see :func:`merge_sum`)."""
+    names = set(names)
+    return {n: p.detach() for n, p in model.named_parameters() if n in names}
+
+
 def lam_setting(default: float = 100.0):
-    return setting(default, flag="--lambda", aliases=("--ewc-lambda",),
-                   help="regularization strength λ in λ/2 Σ Ω (θ-θ*)², Ω the method's importance (EWC: the Fisher)",
-                   check=lambda v: v >= 0, must="be >= 0", maximum=1e30)
+    return setting(default, flag="lambda", aliases=("ewc-lambda",), check=lambda v: v >= 0, must="be >= 0",
+                   maximum=1e30, help="regularization strength λ in λ/2 Σ Ω (θ-θ*)², Ω the method's importance "
+                                      "(EWC: the Fisher)")
 
 
 @dataclass(frozen=True)
 class LambdaSettings(Settings):
+    """A regularizer whose only setting is its strength λ (MAS, L2)."""
+
+    strategy = ""  # shared: each strategy that takes it as it is gets its own subclass
     lam: float = lam_setting()
 
 
@@ -82,53 +87,79 @@ class Regularizer(Strategy):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.state = empty_state()
+        self.state: QuadraticState = empty_state()
 
     @property
     def lam(self) -> float:
         return self.settings.lam
 
-    def penalty(self, ctx: Context | nn.Module) -> Tensor:
-        """λ/2 Σ_i Ω_i (θ_i − θ̄_i)² (+ the constant of merged tasks); 0 before the first task."""
-        return quadratic_penalty(params_of(self, model_of(ctx)), self.state, self.lam)
+    # ---- the penalty ------------------------------------------------------------------------------
+    def penalty(self, where: Context | nn.Module) -> Tensor:
+        """λ/2 Σ_i Ω_i (θ_i − θ̄_i)² (+ the constant of merged tasks) at the parameters of ``where`` (a
+        hook's context, or your model); 0 before the first task."""
+        return quadratic_penalty(self._params(model_of(where)), self.state, self.lam)
 
-    def add_penalty_grad(self, ctx: Context | nn.Module) -> None:
+    def add_penalty_grad(self, ctx: Context) -> None:
         """``p.grad += λ Ω (θ − θ̄)`` for trainable parameters: the penalty's gradient in closed form."""
-        add_quadratic_grad_(params_of(self, model_of(ctx)), self.state, self.lam)
+        add_quadratic_grad_(self._params(model_of(ctx)), self.state, self.lam)
 
-    def consolidate(self, model: nn.Module, data: Iterable | None = None) -> dict[str, Tensor]:
-        """End of a task: compute this task's importance at θ* and merge it into the penalty."""
+    def _params(self, model: nn.Module) -> dict[str, Tensor]:
+        """The model's parameters by name, after checking that every parameter the penalty holds is there
+        (a penalty that silently matched nothing would be 0)."""
+        params = dict(model.named_parameters())
+        missing = [n for n in self.state["importance"] if n not in params]
+        if missing:
+            raise UsageError(
+                f"{self.name}: the penalty holds parameter {missing[0]!r} ({len(missing)} of "
+                f"{len(self.state['importance'])} missing) but the model has {next(iter(params), 'none')!r}...: pass "
+                "the model it was consolidated on")
+        return params
+
+    # ---- consolidation ----------------------------------------------------------------------------
+    def importance(self, model: nn.Module, data: Iterable | None, generator: torch.Generator) -> dict[str, Tensor]:
+        """This task's importance Ω_t at the current θ (= θ*), ``{param name: tensor}``."""
         raise NotImplementedError
 
-    def after_task(self, ctx: Context) -> None:
-        self.consolidate(model_of(ctx), ctx.task_batches())
+    def merge(self, importance: dict[str, Tensor], anchor: dict[str, Tensor]) -> QuadraticState:
+        """The penalty after this task: by default the sum of one quadratic per task (separate anchors)."""
+        return merge_sum(self.state, importance, anchor)
 
+    def consolidate(self, model: nn.Module, data: Iterable | None = None, *,
+                    generator: torch.Generator | None = None) -> dict[str, Tensor]:
+        """End of a task: compute its importance at θ* over ``data`` ((x, y) or (x, y, mask) batches),
+        merge it into the penalty, and return it."""
+        model = model_of(model)
+        generator = generator if generator is not None else getattr(self, "generator", None) or torch.Generator()
+        imp = self.importance(model, data, generator)
+        self.state = self.merge(imp, anchor_of(model, imp))
+        return imp
+
+    def after_task(self, ctx: Context) -> None:
+        self.consolidate(ctx.model, ctx.task_batches(), generator=ctx.generator)
+
+    # ---- state ------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Tensor]:
         out = state_tensors(self.state, "penalty.")
         for key in self._buffers:
             out.update({f"{key}.{n}": t for n, t in getattr(self, key).items()})
         return out
 
-    def load_state_dict(self, state: dict[str, Tensor]) -> None:
+    def load_state_dict(self, state: dict[str, Tensor], model: nn.Module) -> None:
+        """Take the state, after checking that every tensor names a parameter of ``model`` with its shape
+        and dtype, that the importance and anchor name the same parameters, and that all are finite."""
         known = ("penalty.", *(f"{key}." for key in self._buffers))
         unknown = sorted(k for k in state if not k.startswith(known))
         if unknown:
             raise ValueError(f"strategy {self.name!r} does not know the state keys {unknown[:3]}")
-        self.state = state_from_tensors(state, "penalty.")
-        for key in self._buffers:
-            setattr(self, key, {k[len(key) + 1 :]: t for k, t in state.items() if k.startswith(f"{key}.")})
-
-    def check_state(self, model: nn.Module) -> None:
-        """Every tensor of the state names a parameter of ``model`` and has its shape and dtype; the
-        penalty's importance and anchor name the same parameters; all values are finite."""
+        pen = state_from_tensors(state, "penalty.")
+        buffers = {key: {k[len(key) + 1:]: t for k, t in state.items() if k.startswith(f"{key}.")} for key in self._buffers}
         params = dict(model_of(model).named_parameters())
-        imp, anc, offset = self.state["importance"], self.state["anchor"], self.state["offset"]
+        imp, anc, offset = pen["importance"], pen["anchor"], pen["offset"]
         if set(imp) != set(anc):
             raise ValueError(f"importance and anchor name different parameters ({sorted(set(imp) ^ set(anc))[:2]})")
         if not (isinstance(offset, Tensor) and offset.dim() == 0 and bool(torch.isfinite(offset))):
             raise ValueError("penalty.offset must be a finite 0-d tensor")
-        groups = {"penalty.importance": imp, "penalty.anchor": anc, **{b: getattr(self, b) for b in self._buffers}}
-        for prefix, tensors in groups.items():
+        for prefix, tensors in {"penalty.importance": imp, "penalty.anchor": anc, **buffers}.items():
             for n, t in tensors.items():
                 if n not in params:
                     raise ValueError(f"{prefix}.{n} names no parameter of the model")
@@ -137,20 +168,21 @@ class Regularizer(Strategy):
                     raise ValueError(f"{prefix}.{n} is {t.dtype} {tuple(t.shape)}, the parameter {p.dtype} {tuple(p.shape)}")
                 if not bool(torch.isfinite(t).all()):
                     raise ValueError(f"{prefix}.{n} holds values that are not finite")
+        self.state = pen
+        for key, tensors in buffers.items():
+            setattr(self, key, tensors)
 
-    def divergence_hint(self, optimizer: str, lr: float) -> str:
+    def divergence_hint(self, ctx: Context) -> tuple[str, tuple[str, ...]]:
         imp = self.state["importance"]
         if not imp:
-            return super().divergence_hint(optimizer, lr)
+            return super().divergence_hint(ctx)
         wmax = max(float(t.max()) for t in imp.values())
+        optimizer, lr = getattr(ctx.settings, "optimizer", "sgd"), getattr(ctx.settings, "lr", float("nan"))
+        sym = self.importance_symbol
         if optimizer == "sgd":
             product = self.lam * lr * wmax
-            return (
-                f"with SGD the {self.name} penalty is stable only if lambda x lr x max({self.importance_symbol}) < 2, here "
-                f"{self.lam:g} x {lr:g} x {wmax:.3g} = {product:.3g}: lower --lambda or --lr"
-                if math.isfinite(product) else f"max({self.importance_symbol}) is {wmax:.3g}: lower --lambda or --lr"
-            )
-        return (
-            f"{self.name} lambda={self.lam:g} with max({self.importance_symbol})={wmax:.3g} may be too large: "
-            "lower --lambda or --lr"
-        )
+            if math.isfinite(product):
+                return (f"with SGD the {self.name} penalty is stable only if `lam` x `lr` x max({sym}) < 2, here "
+                        f"{self.lam:g} x {lr:g} x {wmax:.3g} = {product:.3g}: lower `lam` or `lr`", ("lam", "lr"))
+            return f"max({sym}) is {wmax:.3g}: lower `lam` or `lr`", ("lam", "lr")
+        return f"{self.name} lam={self.lam:g} with max({sym})={wmax:.3g} may be too large: lower `lam` or `lr`", ("lam", "lr")

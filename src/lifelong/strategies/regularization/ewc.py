@@ -9,7 +9,7 @@ After task A, keep θ*_A and the diagonal Fisher F_A; while learning B minimize
   one quadratic (see :func:`lifelong.penalties.merge_sum`), so memory stays constant in T.
 - ``OnlineEWC``: one running Fisher, F ← γ F + F_t, anchored at the newest θ* (Schwarz eq. 8).
 
-Use it in your own loop::
+In a loop that has only DataLoaders (any strategy in any loop: :class:`lifelong.Learner`)::
 
     ewc = EWC(lam=100.0)
     loss = F.cross_entropy(model(x), y) + ewc.penalty(model)
@@ -25,33 +25,29 @@ from typing import Iterable
 import torch
 from torch import Tensor, nn
 
-from ...errors import UsageError
-from ...importance import FISHER_KINDS
-from ...penalties import merge_decay, merge_sum
-from ..base import Context
-from ..settings import Settings, setting
-from .base import Regularizer, lam_setting, model_of
+from ...importance import FISHER_KINDS, fisher_diag
+from ...penalties import QuadraticState, merge_decay
+from ...settings import Settings, setting
+from .base import Regularizer, lam_setting
 
 
 @dataclass(frozen=True)
 class EWCSettings(Settings):
     lam: float = lam_setting()
-    fisher: str = setting("exact", flag="--fisher", choices=FISHER_KINDS,
+    fisher: str = setting("exact", flag="fisher", choices=FISHER_KINDS,
                           help="Fisher diagonal: empirical (true labels), predicted (argmax label), exact (expectation "
                                "over the model's classes) or mc (labels sampled from the model)")
-    mc_samples: int = setting(1, flag="--mc-samples", check=lambda v: v >= 1, must="be >= 1", maximum=10_000,
-                              help="labels sampled per input for --fisher mc")
+    mc_samples: int = setting(1, flag="mc-samples", check=lambda v: v >= 1, must="be >= 1", maximum=10_000,
+                              help="labels sampled per input for the mc Fisher")
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
+    def check(self) -> None:
         if self.mc_samples != 1 and self.fisher != "mc":
-            raise UsageError(f"--mc-samples applies to --fisher mc, not {self.fisher} (in a sweep, give the mc "
-                             "variants a grid entry of their own)")
+            self.fail("mc_samples", f"applies to fisher='mc', not fisher={self.fisher!r}", "fisher")
 
 
 @dataclass(frozen=True)
 class OnlineEWCSettings(EWCSettings):
-    gamma: float = setting(1.0, flag="--gamma", check=lambda v: 0.0 < v <= 1.0, must="be in (0, 1]",
+    gamma: float = setting(1.0, flag="gamma", check=lambda v: 0.0 < v <= 1.0, must="be in (0, 1]",
                            help="online EWC decay γ in (0, 1]: F ← γF + F_t")
 
 
@@ -66,27 +62,13 @@ class EWC(Regularizer):
     def __init__(self, *args, generator: torch.Generator | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         # Labels of the MC Fisher when consolidate() is called without a generator (your own loop);
-        # in lifelong's loop the context's generator is used, and saved with the run.
+        # in lifelong's driver the context's generator is used, and saved with the run.
         self.generator = generator if generator is not None else torch.Generator().manual_seed(0)
 
-    def consolidate(self, model: nn.Module, data: Iterable, *, generator: torch.Generator | None = None) -> dict[str, Tensor]:
-        """Compute the Fisher at the current θ (= θ*) over ``data`` ((x, y) or (x, y, mask) batches),
-        merge it into the penalty, and return it."""
-        model = model_of(model)
-        from ...importance import fisher_diag
-
+    def importance(self, model: nn.Module, data: Iterable, generator: torch.Generator) -> dict[str, Tensor]:
+        """The Fisher diagonal at θ* over ``data`` ((x, y) or (x, y, mask) batches)."""
         s = self.settings
-        generator = self.generator if generator is None else generator
-        fisher = fisher_diag(model, data, s.fisher, generator=generator, mc_samples=s.mc_samples)
-        anchor = {n: p.detach() for n, p in model.named_parameters() if n in fisher}
-        self.state = self._merge(fisher, anchor)
-        return fisher
-
-    def after_task(self, ctx: Context) -> None:
-        self.consolidate(ctx.model, ctx.task_batches(), generator=ctx.generator)
-
-    def _merge(self, fisher, anchor):
-        return merge_sum(self.state, fisher, anchor)
+        return fisher_diag(model, data, s.fisher, generator=generator, mc_samples=s.mc_samples)
 
 
 class OnlineEWC(EWC):
@@ -95,5 +77,5 @@ class OnlineEWC(EWC):
     name = "online-ewc"
     Settings = OnlineEWCSettings
 
-    def _merge(self, fisher, anchor):
-        return merge_decay(self.state, fisher, anchor, self.settings.gamma)
+    def merge(self, importance: dict[str, Tensor], anchor: dict[str, Tensor]) -> QuadraticState:
+        return merge_decay(self.state, importance, anchor, self.settings.gamma)

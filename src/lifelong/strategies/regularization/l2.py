@@ -12,7 +12,7 @@ parameters, so only the newest θ* is kept and Ω stays 1 (it is not summed over
 with EWC or MAS at their best λ shows what importance weighting buys. (Hsu et al.'s penalty has no ½:
 their ``reg_coef`` is our λ/2.)
 
-Use it in your own loop::
+In a loop that has only DataLoaders::
 
     l2 = L2(lam=0.1)
     loss = F.cross_entropy(model(x), y) + l2.penalty(model)
@@ -27,8 +27,8 @@ from typing import Iterable
 import torch
 from torch import Tensor, nn
 
-from ...penalties import empty_state, merge_decay
-from .base import Regularizer, model_of
+from ...penalties import QuadraticState, empty_state, merge_decay
+from .base import Regularizer, trainable
 
 
 class L2(Regularizer):
@@ -36,13 +36,9 @@ class L2(Regularizer):
 
     name = "l2"
 
-    def consolidate(self, model: nn.Module, data: Iterable | None = None) -> dict[str, Tensor]:
-        """Anchor at the current θ with Ω = 1 (``data`` is not needed) and return that Ω."""
-        model = model_of(model)
-        ones = {n: torch.ones_like(p) for n, p in model.named_parameters() if p.requires_grad}
-        anchor = {n: p.detach() for n, p in model.named_parameters() if n in ones}
-        self.state = merge_decay(empty_state(), ones, anchor, gamma=1.0)  # replaces: Ω = 1, θ̄ = θ*
-        return ones
+    def importance(self, model: nn.Module, data: Iterable | None, generator: torch.Generator) -> dict[str, Tensor]:
+        """Ω = 1 for every trainable parameter (``data`` is not needed)."""
+        return {n: torch.ones_like(p) for n, p in trainable(model).items()}
 
-    def after_task(self, ctx) -> None:
-        self.consolidate(ctx.model)
+    def merge(self, importance: dict[str, Tensor], anchor: dict[str, Tensor]) -> QuadraticState:
+        return merge_decay(empty_state(), importance, anchor, gamma=1.0)  # replaces: Ω = 1, θ̄ = θ*

@@ -18,7 +18,7 @@ of mean_{n,c} z_{n,c}² averaged over batches, which is at most 1/C times our Ω
 instead of the norm, and |Σ_n g_n| ≤ Σ_n |g_n|) and depends on the batch size; and their penalty has
 no ½. So their ``reg_coef`` does not carry over to our ``lam`` unchanged.
 
-Use it in your own loop::
+In a loop that has only DataLoaders::
 
     mas = MAS(lam=1.0)
     loss = F.cross_entropy(model(x), y) + mas.penalty(model)
@@ -30,10 +30,12 @@ from __future__ import annotations
 
 from typing import Iterable
 
+import torch
 from torch import Tensor, nn
 
-from ...penalties import merge_decay
-from .base import Regularizer, model_of
+from ...importance import mas_importance
+from ...penalties import QuadraticState, merge_decay
+from .base import Regularizer
 
 
 class MAS(Regularizer):
@@ -42,13 +44,9 @@ class MAS(Regularizer):
 
     name = "mas"
 
-    def consolidate(self, model: nn.Module, data: Iterable) -> dict[str, Tensor]:
-        """Compute Ω_t at the current θ (= θ*) over ``data`` (x, (x,), (x, y) or (x, y, mask) batches),
-        add it to Ω, move the anchor to θ, and return Ω_t."""
-        model = model_of(model)
-        from ...importance import mas_importance
+    def importance(self, model: nn.Module, data: Iterable, generator: torch.Generator) -> dict[str, Tensor]:
+        """Ω_t at θ* over ``data`` (x, (x,), (x, y) or (x, y, mask) batches)."""
+        return mas_importance(model, data)
 
-        omega = mas_importance(model, data)
-        anchor = {n: p.detach() for n, p in model.named_parameters() if n in omega}
-        self.state = merge_decay(self.state, omega, anchor, gamma=1.0)  # Ω ← Ω + Ω_t, θ̄ ← θ*_t
-        return omega
+    def merge(self, importance: dict[str, Tensor], anchor: dict[str, Tensor]) -> QuadraticState:
+        return merge_decay(self.state, importance, anchor, gamma=1.0)  # Ω ← Ω + Ω_t, θ̄ ← θ*_t

@@ -39,16 +39,8 @@ a run has a Fisher instead of zeros). It normalizes with (x − min)/(max − mi
 (equal when the minimum is 0). It scales the first task's score by 2 and then adds the average to
 the running score, which we read as the paper's ½(s_old + s_new) and implement as such.
 
-Use it in your own loop (the hooks in the loop's order; ``model`` where the loop passes its context)::
-
-    rw = RWalk(lam=1.0)
-    loss = F.cross_entropy(model(x), y)           # the task loss alone
-    opt.zero_grad(); loss.backward()
-    rw.after_backward(model, (x, y))               # g = p.grad; B = len(y)
-    rw.add_penalty_grad(model)
-    opt.step(); rw.after_step(model, (x, y))
-    ...
-    rw.consolidate(model)   # after each task
+In your own loop the steps are the Learner's (``cl.before_step(batch)``, ``cl.after_step(batch)``):
+see :class:`lifelong.Learner`.
 """
 
 from __future__ import annotations
@@ -59,7 +51,6 @@ from typing import Iterable
 import torch
 from torch import Tensor, nn
 
-from ...errors import UsageError
 from ...importance.path import (
     accumulate_sq,
     copy_tensors,
@@ -70,8 +61,8 @@ from ...importance.path import (
     si_step,
 )
 from ...penalties import empty_state, merge_sum
-from ..base import Context
-from ..settings import Settings, setting
+from ...settings import Settings, setting
+from ..base import Context, Step
 from .base import lam_setting, model_of, trainable
 from .si import PathStrategy
 
@@ -79,20 +70,13 @@ from .si import PathStrategy
 @dataclass(frozen=True)
 class RWalkSettings(Settings):
     lam: float = lam_setting()
-    alpha: float = setting(0.9, flag="--alpha", check=lambda v: 0.0 < v <= 1.0, must="be in (0, 1]",
+    alpha: float = setting(0.9, check=lambda v: 0.0 < v <= 1.0, must="be in (0, 1]",
                            help="RWalk: weight of the newest interval's Fisher in the running average")
-    update_every: int = setting(10, flag="--update-every", check=lambda v: v >= 1, must="be >= 1",
+    update_every: int = setting(10, flag="update-every", check=lambda v: v >= 1, must="be >= 1",
                                 help="RWalk: steps per interval; the running Fisher and the score are updated "
                                      "once per interval")
-    eps: float = setting(1e-8, flag="--rwalk-eps", check=lambda v: v > 0, must="be > 0",
+    eps: float = setting(1e-8, flag="rwalk-eps", check=lambda v: v > 0, must="be > 0",
                          help="RWalk: ε in the score's denominator ½ F Δθ² + ε (a KL in nats)")
-
-
-def batch_size_of(batch) -> int:
-    """The number of samples in a step's batch: a Batch or (x, y) tuple, or an int."""
-    if isinstance(batch, int):
-        return batch
-    return int(batch[1].shape[0] if batch[1] is not None else batch[0].shape[0])
 
 
 class RWalk(PathStrategy):
@@ -102,7 +86,7 @@ class RWalk(PathStrategy):
 
     name = "rwalk"
     Settings = RWalkSettings
-    _buffers = ("fisher", "score", "task_score", "interval_sq", "interval_omega", "interval_start", *PathStrategy._buffers)
+    _buffers = ("fisher", "score", "task_score", "interval_sq", "interval_omega", "interval_start")
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -128,21 +112,18 @@ class RWalk(PathStrategy):
         self.interval_start = dict(zip(params, copy_tensors(list(params.values()))))
         self.interval_steps = 0
 
-    def after_step(self, ctx: Context | nn.Module, batch=None) -> None:
-        """S ← S + B g², ω ← ω − g Δθ (two multi-tensor kernels); every ``update_every`` steps, close
-        the interval (about 8 more kernels)."""
+    def after_step(self, ctx: Context, step: Step) -> None:
+        """S ← S + B g², ω ← ω − g Δθ (two multi-tensor kernels), B the step's batch size; every
+        ``update_every`` steps, close the interval (about 8 more kernels)."""
         model = model_of(ctx)
-        start = self.step_theta
-        names, grads, delta = self._take_step(model)
+        start = step.aux.get(f"{self.name}.theta", {})
+        names, grads, delta = self._take_step(model, step)
         for n in names:  # a parameter that became trainable mid-stream joins with zero sums
             if n not in self.interval_sq:
                 zero = torch.zeros_like(start[n])
                 self.interval_sq[n], self.interval_omega[n], self.interval_start[n] = zero, zero, start[n]
                 self.task_score[n], self.fisher[n] = zero, self.fisher.get(n, zero)
-        if batch is None:
-            raise UsageError("RWalk.after_step needs the step's batch, (x, y) or its size, to scale the Fisher "
-                             "by the real batch size: rw.after_step(model, (x, y))")
-        B = batch_size_of(batch)
+        B = int(step.batch.y.shape[0])
         self.interval_sq = {**self.interval_sq, **dict(zip(names, accumulate_sq([self.interval_sq[n] for n in names], grads, B)))}
         self.interval_omega = {**self.interval_omega,
                                **dict(zip(names, si_step([self.interval_omega[n] for n in names], grads, delta)))}
@@ -168,13 +149,16 @@ class RWalk(PathStrategy):
     def state_dict(self) -> dict[str, Tensor]:
         return {**super().state_dict(), "interval_steps": torch.tensor(self.interval_steps, dtype=torch.int64)}
 
-    def load_state_dict(self, state: dict[str, Tensor]) -> None:
+    def load_state_dict(self, state: dict[str, Tensor], model: nn.Module) -> None:
         state = dict(state)
         steps = state.pop("interval_steps", None)
-        super().load_state_dict(state)
+        if steps is not None and (steps.dim() != 0 or int(steps) < 0):
+            raise ValueError("rwalk's interval_steps must be a count (a 0-d int64 tensor >= 0)")
+        super().load_state_dict(state, model)
         self.interval_steps = 0 if steps is None else int(steps)
 
-    def consolidate(self, model: nn.Module, data: Iterable | None = None) -> dict[str, Tensor]:
+    def consolidate(self, model: nn.Module, data: Iterable | None = None, *,
+                    generator: torch.Generator | None = None) -> dict[str, Tensor]:
         """End of a task: close the last interval, s ← ½(s + s_task), Ω = F̂ + ŝ anchored at θ. Returns
         Ω. The task's running sums are dropped (the next task makes them afresh): between tasks the
         state is F, s and the penalty."""

@@ -21,16 +21,8 @@ pass and no subtraction (which would lose precision in float32 at large λ), at 
 ``agents/regularization.py``) and the authors' own value for permuted MNIST (the result file of
 ganguli-lab/pathint ``fig_permuted_mnist`` is named ``xi=0.1``); they used ξ = 1e-3 for split CIFAR.
 
-Use it in your own loop (the hooks in the loop's order; ``model`` where the loop passes its context)::
-
-    si = SI(lam=1.0)
-    loss = F.cross_entropy(model(x), y)              # the task loss alone
-    opt.zero_grad(); loss.backward()
-    si.after_backward(model, None)                   # g = p.grad, the task-loss gradient
-    si.add_penalty_grad(model)                       # p.grad += λ Ω (θ − θ̄)
-    opt.step(); si.after_step(model, None)           # ω ← ω − g Δθ
-    ...
-    si.consolidate(model)   # after each task
+In your own loop the steps are the Learner's (``cl.before_step(batch)`` runs after_backward and
+add_penalty_grad, ``cl.after_step(batch)`` the path integral): see :class:`lifelong.Learner`.
 """
 
 from __future__ import annotations
@@ -43,26 +35,20 @@ from torch import Tensor, nn
 
 from ...importance.path import copy_tensors, si_consolidate, si_step
 from ...penalties import detach_params
-from ..base import Context
-from ..settings import Settings, setting
+from ...settings import Settings, setting
+from ..base import Context, Step
 from .base import Regularizer, lam_setting, model_of, trainable
 
 
 class PathStrategy(Regularizer):
     """What SI and RWalk share: a quadratic penalty, and per step the task-loss gradient g and the
-    parameters θ before the optimizer step (kept only between ``after_backward`` and ``after_step``).
+    parameters θ before the optimizer step, which ``after_backward`` leaves in the step record
+    (``step.aux["<name>.grad"]``, ``["<name>.theta"]``) for ``after_step``.
 
     State is plain tensors, never updated in place, so a ``state_dict()`` taken earlier stays valid.
     The set of trainable parameters may change between tasks (a layer frozen or unfrozen): running
     tensors are (re)made for the parameters trainable when a task starts.
     """
-
-    _buffers: tuple[str, ...] = ("step_grad", "step_theta")
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.step_grad: dict[str, Tensor] = {}  # g at the pending step's start
-        self.step_theta: dict[str, Tensor] = {}  # θ at the pending step's start
 
     def _begin(self, model: nn.Module) -> None:
         """Set up the running tensors of a task, unless one is under way (so a resumed run keeps them)."""
@@ -70,36 +56,32 @@ class PathStrategy(Regularizer):
     def before_task(self, ctx: Context) -> None:
         self._begin(model_of(ctx))
 
-    def after_backward(self, ctx: Context | nn.Module, batch=None) -> None:
-        """Remember g = p.grad (the task-loss gradient: the penalty's is not added yet) and θ, one
-        multi-tensor copy each; a trainable parameter without a gradient has g = 0."""
+    def after_backward(self, ctx: Context, step: Step) -> None:
+        """Keep g = p.grad (the task-loss gradient: the penalty's is not added yet) and θ in the step
+        record, one multi-tensor copy each; a trainable parameter without a gradient has g = 0."""
         model = model_of(ctx)
         self._begin(model)
         params = trainable(model)
         grads = copy_tensors([p.grad if p.grad is not None else torch.zeros_like(p) for p in params.values()])
         theta = copy_tensors(list(params.values()))
-        self.step_grad, self.step_theta = dict(zip(params, grads)), dict(zip(params, theta))
+        step.aux[f"{self.name}.grad"], step.aux[f"{self.name}.theta"] = dict(zip(params, grads)), dict(zip(params, theta))
 
-    def _take_step(self, model: nn.Module) -> tuple[list[str], list[Tensor], list[Tensor]]:
-        """Names, g and Δθ = θ_now − θ_before of the step just taken; clears the pending step."""
-        if not self.step_theta:
-            raise RuntimeError(
-                f"{self.name}: after_step without after_backward; call strategy.after_backward(...) after "
-                "the task loss's backward and before optimizer.step()"
-            )
-        names = list(self.step_theta)
+    def _take_step(self, model: nn.Module, step: Step) -> tuple[list[str], list[Tensor], list[Tensor]]:
+        """Names, g and Δθ = θ_now − θ_before of the step just taken."""
+        theta = step.aux.get(f"{self.name}.theta")
+        if theta is None:
+            raise RuntimeError(f"{self.name}: after_step without after_backward in the same step")
+        grad = step.aux[f"{self.name}.grad"]
+        names = list(theta)
         params = dict(model.named_parameters())
-        delta = torch._foreach_sub([params[n].detach() for n in names], [self.step_theta[n] for n in names])
-        grads = [self.step_grad[n] for n in names]
-        self.step_grad, self.step_theta = {}, {}
-        return names, grads, delta
+        delta = torch._foreach_sub([params[n].detach() for n in names], [theta[n] for n in names])
+        return names, [grad[n] for n in names], delta
 
 
 @dataclass(frozen=True)
 class SISettings(Settings):
     lam: float = lam_setting()
-    xi: float = setting(0.1, flag="--xi", check=lambda v: v > 0, must="be > 0",
-                        help="SI damping ξ in Ω += ω / (Δθ² + ξ)")
+    xi: float = setting(0.1, flag="xi", check=lambda v: v > 0, must="be > 0", help="SI damping ξ in Ω += ω / (Δθ² + ξ)")
 
 
 class SI(PathStrategy):
@@ -108,7 +90,7 @@ class SI(PathStrategy):
 
     name = "si"
     Settings = SISettings
-    _buffers = ("omega", "start", *PathStrategy._buffers)
+    _buffers = ("omega", "start")
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -122,10 +104,10 @@ class SI(PathStrategy):
             self.start = detach_params(params)
             self.omega = {n: torch.zeros_like(p) for n, p in params.items()}
 
-    def after_step(self, ctx: Context | nn.Module, batch=None) -> None:
+    def after_step(self, ctx: Context, step: Step) -> None:
         """ω ← ω − g Δθ (one multi-tensor kernel). A parameter that became trainable mid-task starts at ω = 0."""
         model = model_of(ctx)
-        names, grads, delta = self._take_step(model)
+        names, grads, delta = self._take_step(model, step)
         params = dict(model.named_parameters())
         for n in names:
             if n not in self.omega:
@@ -133,7 +115,8 @@ class SI(PathStrategy):
                 self.start[n] = params[n].detach().clone()
         self.omega = {**self.omega, **dict(zip(names, si_step([self.omega[n] for n in names], grads, delta)))}
 
-    def consolidate(self, model: nn.Module, data: Iterable | None = None) -> dict[str, Tensor]:
+    def consolidate(self, model: nn.Module, data: Iterable | None = None, *,
+                    generator: torch.Generator | None = None) -> dict[str, Tensor]:
         """End of a task: Ω ← max(0, Ω + ω/(Δ² + ξ)) anchored at θ. Returns the task's ω. Parameters
         frozen now keep what they earned while they were trainable. The running ω and θ_start are
         dropped (the next task makes them afresh, from the parameters trainable then), so between

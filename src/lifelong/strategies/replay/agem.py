@@ -2,7 +2,7 @@
 "Efficient lifelong learning with A-GEM", eq. 11).
 
 With g the gradient of the current batch's loss and g_ref the gradient of the loss on a reference
-batch of ``--ref-batch`` samples drawn from the memory, the step uses
+batch of ``ref_batch`` samples drawn from the memory, the step uses
 
     g̃ = g − (gᵀ g_ref / g_refᵀ g_ref) g_ref   if gᵀ g_ref < 0,   else g,
 
@@ -11,9 +11,10 @@ not increase to first order. Computed without a branch (the coefficient is min(g
 so no value is read back from the device. The projection acts on the task loss's gradient; a
 regularizer composed with it (``ewc+agem``) adds its penalty's gradient afterwards, unprojected.
 
-The memory is filled at each task's end (``--memory-policy class`` by default, as van de Ven et al.
-2022; Chaudhry et al. keep an equal share per task: ``--memory-policy task``), so that the reference
-batch holds earlier tasks only.
+The memory is filled at each task's end (``policy='class'`` by default, as van de Ven et al. 2022;
+Chaudhry et al. keep an equal share per task: ``policy='task'``), so that the reference batch holds
+earlier tasks only; with ``policy='reservoir'`` it is filled every step from the batch's current rows,
+as every replay memory is, and the reference batch may then hold the current task's samples too.
 """
 
 from __future__ import annotations
@@ -22,16 +23,14 @@ from dataclasses import dataclass
 
 import torch
 
-from ..settings import setting
-from .base import ConcatMixing, MemorySettings, Replay, check_concat
-from .buffer import POLICIES
+from ...settings import setting
+from .base import ConcatMixing, MemorySettings, Replay, check_concat, policy_setting
 
 
 @dataclass(frozen=True)
 class AGEMSettings(MemorySettings):
-    policy: str = setting("class", flag="--memory-policy", choices=POLICIES,
-                          help="how the memory is filled: reservoir, class or task (see er)")
-    ref_batch: int = setting(256, flag="--ref-batch", check=lambda v: v >= 1, must="be >= 1", maximum=10**7,
+    policy: str = policy_setting("class")
+    ref_batch: int = setting(256, flag="ref-batch", check=lambda v: v >= 1, must="be >= 1", maximum=10**7,
                              help="memory samples in A-GEM's reference batch")
 
 
@@ -49,7 +48,7 @@ class AGEM(Replay):
     name = "agem"
     Settings = AGEMSettings
 
-    def after_backward(self, ctx, batch):
+    def after_backward(self, ctx, step):
         if not len(self.buffer):
             return
         params = [p for p in ctx.model.parameters() if p.requires_grad and p.grad is not None]
@@ -64,16 +63,15 @@ class AGEM(Replay):
 
 @dataclass(frozen=True)
 class GEMSettings(MemorySettings):
-    policy: str = setting("task", flag="--memory-policy", choices=POLICIES,
-                          help="how the memory is filled: reservoir, class or task (see er)")
-    margin: float = setting(0.5, flag="--gem-margin", check=lambda v: v >= 0, must="be >= 0", maximum=1e6,
+    policy: str = policy_setting("task")
+    margin: float = setting(0.5, flag="gem-margin", check=lambda v: v >= 0, must="be >= 0", maximum=1e6,
                             help="GEM's memory strength γ: the dual variables are at least this (their code's 0.5)")
-    mixing: str = setting("none", flag="--replay-mixing", choices=("none", "concat"),
-                          help="gem: none (the memory only constrains the gradient, as the paper) or concat (it also "
-                               "joins the training set, as Hsu et al.'s GEM, a subclass of their rehearsal)")
+    mixing: str = setting("none", flag="replay-mixing", choices=("none", "concat"),
+                          help="none: the memory only constrains the gradient, as the paper; concat: it also joins "
+                               "the training set, as Hsu et al.'s GEM (a subclass of their rehearsal)")
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
+    def check(self) -> None:
+        super().check()
         check_concat(self)
 
 
@@ -105,14 +103,14 @@ class GEM(ConcatMixing, Replay):
     k, found through the dual: G = [g_1 … g_t], v* = argmin_{v ≥ γ} ½ vᵀ(GGᵀ + 10⁻³ I)v + (Gg)ᵀv and
     g̃ = Gᵀv* + g (their code's margin γ = 0.5 and ridge 10⁻³; Hsu et al.'s copy of it). Solved only
     when some ⟨g, g_k⟩ < 0, as theirs (one read from the device per step: GEM is not a fast method).
-    ``--replay-mixing concat`` also trains on the memory (Hsu et al.'s GEM, a subclass of their
+    ``mixing='concat'`` also trains on the memory (Hsu et al.'s GEM, a subclass of their
     rehearsal that keeps its concatenation).
     """
 
     name = "gem"
     Settings = GEMSettings
 
-    def after_backward(self, ctx, batch):
+    def after_backward(self, ctx, step):
         if not len(self.buffer):
             return
         params = [p for p in ctx.model.parameters() if p.requires_grad and p.grad is not None]

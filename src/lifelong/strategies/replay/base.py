@@ -2,8 +2,12 @@
 
 Every replay method keeps a :class:`~lifelong.strategies.replay.buffer.Buffer` whose tensors are the
 strategy's state under ``memory.`` (saved in checkpoints without pickle, resumed bit for bit). The
-budget is ``--memory N`` samples in all (or ``--memory-per-class K``); ``--memory-policy`` chooses how
-it is filled (reservoir sampling every step, or a class- or task-balanced choice at each task's end).
+budget is ``memory`` samples in all (or ``per_class`` of every class); ``policy`` chooses how it is
+filled (reservoir sampling every step, or a class- or task-balanced choice at each task's end).
+
+Which rows of a step are the current task's is the batch's ``source`` (0), never a count kept on the
+strategy: a memory stores the rows of source 0 of the step's batch, whatever added the others, so a
+method that adds no rows (A-GEM, GEM) fills its reservoir like one that does (ER).
 
 Distillation methods (LwF, iCaRL) also keep a *teacher*: a frozen copy of the model as it was when the
 current task began, saved under ``teacher.`` so that a resumed task distils from the same model.
@@ -15,57 +19,56 @@ import copy
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ...errors import UsageError
-from ...scenarios import Batch
-from ..base import Context, Strategy
-from ..settings import Settings, setting
+from ...scenarios import Batch, join, memory_rows
+from ...settings import Settings, setting
+from ..base import Context, Step, Strategy, cross_entropy
 from .buffer import POLICIES, Buffer
 
 MAX_MEMORY = 100_000_000
 
 
+def memory_setting(default: int = 1000):
+    return setting(default, flag="memory", check=lambda v: v >= 1, must="be a number of samples >= 1",
+                   maximum=MAX_MEMORY, help="the replay memory's budget in samples, over all tasks")
+
+
+def policy_setting(default: str = "reservoir", help: str = "how the memory is filled: reservoir (every step, a uniform "
+                   "sample of the stream), class or task (at each task's end, the budget split equally between the "
+                   "classes or tasks seen so far)"):
+    return setting(default, flag="memory-policy", choices=POLICIES, help=help)
+
+
 @dataclass(frozen=True)
 class MemorySettings(Settings):
-    memory: int = setting(1000, flag="--memory", check=lambda v: v >= 1, must="be a number of samples >= 1",
-                          maximum=MAX_MEMORY, help="the replay memory's budget in samples, over all tasks")
-    per_class: int = setting(0, flag="--memory-per-class", check=lambda v: v >= 0, must="be >= 0", maximum=MAX_MEMORY,
-                             help="keep this many samples of every class instead of a total (0: --memory is the "
-                                  "total); needs --memory-policy class")
-    policy: str = setting("reservoir", flag="--memory-policy", choices=POLICIES,
-                          help="how the memory is filled: reservoir (every step, a uniform sample of the stream), "
-                               "class or task (at each task's end, the budget split equally between the classes "
-                               "or tasks seen so far)")
+    strategy = ""  # shared: each strategy that takes it as it is gets its own subclass
+    memory: int = memory_setting()
+    per_class: int = setting(0, flag="memory-per-class", check=lambda v: v >= 0, must="be >= 0", maximum=MAX_MEMORY,
+                             help="keep this many samples of every class instead of a total (0: memory is the total); "
+                                  "needs the class policy")
+    policy: str = policy_setting()
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
+    def check(self) -> None:
         if self.per_class and self.policy != "class":
-            raise UsageError("--memory-per-class needs --memory-policy class (a budget per class is a class-balanced "
-                             "choice)")
+            self.fail("per_class", "needs policy='class' (a budget per class is a class-balanced choice)", "policy")
 
 
-def check_concat(settings) -> None:
-    """``--replay-mixing concat`` trains on the memory as a fixed data set: it cannot be a reservoir."""
+def check_concat(settings: Settings) -> None:
+    """``mixing='concat'`` trains on the memory as a fixed data set: it cannot be a reservoir."""
     if settings.mixing == "concat" and settings.policy == "reservoir":
-        raise UsageError("--replay-mixing concat needs a memory fixed during a task: --memory-policy class or task")
-
-
-def concat(*batches: Batch) -> Batch:
-    """Batches joined sample-wise (current samples first)."""
-    return Batch(*(torch.cat(parts) for parts in zip(*batches)))
+        settings.fail("mixing", "'concat' needs a memory fixed during a task: policy='class' or 'task'", "policy")
 
 
 class Replay(Strategy):
     """The base of the replay family: a buffer built from the settings, kept in the state."""
 
     Settings = MemorySettings
+    keeps_memory = True
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.buffer = self.make_buffer()
-        self._n = 0  # samples of the current batch at the front of a prepared batch
 
     def make_buffer(self) -> Buffer:
         s = self.settings
@@ -73,15 +76,15 @@ class Replay(Strategy):
 
     # ---- hooks most replay methods share -------------------------------------------------------------
     def with_memory(self, ctx: Context, batch: Batch, n: int) -> Batch:
-        """``batch`` followed by ``n`` distinct random samples of the memory (none while it is empty)."""
-        self._n = len(batch.y)
+        """``batch`` followed by ``n`` distinct random samples of the memory (source 1; none while it is empty)."""
         if not len(self.buffer) or n <= 0:
             return batch
-        return concat(batch, self.buffer.batch(self.buffer.sample(n, ctx.generator, ctx.device)))
+        return join(batch, memory_rows(self.buffer.batch(self.buffer.sample(n, ctx.generator, ctx.device))))
 
-    def with_memory_task(self, stream, i: int) -> list:
-        """Task i's data and, once there is a memory, the memory repeated ⌊N / budget⌋ times (at least
-        once) so that old and new samples are about 1 : 1 (Hsu et al.'s ``Naive_Rehearsal``)."""
+    def with_memory_task(self, ctx: Context) -> list:
+        """The current task's data and, once there is a memory, the memory repeated ⌊N / budget⌋ times (at
+        least once) so that old and new samples are about 1 : 1 (Hsu et al.'s ``Naive_Rehearsal``)."""
+        stream, i = ctx.stream, ctx.task_index
         if not len(self.buffer):
             return [stream[i]]
         repeats = max(len(stream[i].train) // self.buffer.capacity, 1)
@@ -89,16 +92,11 @@ class Replay(Strategy):
 
     def memory_loss(self, ctx: Context, mem: Batch) -> Tensor:
         """Cross-entropy of memory samples over their live units (A-GEM's and GEM's reference losses)."""
-        logits = self.forward(ctx, mem.x, mem.task)
-        return F.cross_entropy(ctx.heads.logits(logits, mem.task, ctx.task_index), mem.y)
+        return cross_entropy(ctx, ctx.model(mem.x), mem)
 
-    def current(self, batch: Batch) -> Batch:
-        """The current task's samples of a prepared batch."""
-        return Batch(*(t[: self._n] for t in batch))
-
-    def after_step(self, ctx: Context, batch: Batch) -> None:
-        if self.buffer.policy == "reservoir":
-            self.buffer.add_reservoir(self.current(batch), ctx.generator)
+    def after_step(self, ctx: Context, step: Step) -> None:
+        if self.buffer.policy == "reservoir":  # the rows of the current task, whatever else the batch holds
+            self.buffer.add_reservoir(step.batch.select(step.batch.rows(0)), ctx.generator)
 
     def after_task(self, ctx: Context) -> None:
         if self.buffer.policy != "reservoir":
@@ -108,36 +106,42 @@ class Replay(Strategy):
     def state_dict(self) -> dict[str, Tensor]:
         return {f"memory.{k}": v for k, v in self.buffer.state_dict().items()}
 
-    def load_state_dict(self, state: dict[str, Tensor]) -> None:
+    def load_state_dict(self, state: dict[str, Tensor], model: nn.Module) -> None:
         unknown = sorted(k for k in state if not k.startswith("memory."))
         if unknown:
             raise ValueError(f"strategy {self.name!r} does not know the state keys {unknown[:3]}")
         buffer = self.make_buffer()
         buffer.load_state_dict({k[len("memory."):]: v for k, v in state.items()})
+        check_memory(buffer, model)
         self.buffer = buffer
 
-    def check_state(self, model: nn.Module) -> None:
-        """A restored memory's inputs go through ``model`` and its logits (DER) are as wide as its output."""
-        b = self.buffer
-        if not len(b):
-            return
-        was = model.training
-        model.eval()
-        try:
-            with torch.no_grad():
-                out = model(b.x[:1].to(next(model.parameters()).device))
-        except (RuntimeError, ValueError, TypeError, IndexError) as e:
-            raise ValueError(f"the memory's inputs {tuple(b.x.shape[1:])} do not fit the model: "
-                             f"{str(e).splitlines()[0][:120]}") from None
-        finally:
-            model.train(was)
-        if b.logits is not None and b.logits.shape[1] != out.shape[1]:
-            raise ValueError(f"the memory's logits have {b.logits.shape[1]} units, the model {out.shape[1]}")
-        if int(b.y[: len(b)].max()) >= out.shape[1] or int(b.y[: len(b)].min()) < 0:
-            raise ValueError("the memory's targets are not units of the model")
+    def report(self, ctx: Context) -> dict:
+        out = super().report(ctx)
+        s = self.settings
+        budget = s.per_class * ctx.heads.n_outputs if s.per_class else s.memory
+        out["memory"] = {"samples": len(self.buffer), "budget": budget, "bytes": self.buffer.nbytes(),
+                         "policy": self.buffer.policy}
+        return out
 
-    def memory_report(self) -> dict:
-        return {"samples": len(self.buffer), "bytes": self.buffer.nbytes(), "policy": self.buffer.policy}
+
+def check_memory(b: Buffer, model: nn.Module) -> None:
+    """A restored memory's inputs go through ``model`` and its logits (DER) are as wide as its output."""
+    if not len(b):
+        return
+    was = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            out = model(b.x[:1].to(next(model.parameters()).device))
+    except (RuntimeError, ValueError, TypeError, IndexError) as e:
+        raise ValueError(f"the memory's inputs {tuple(b.x.shape[1:])} do not fit the model: "
+                         f"{str(e).splitlines()[0][:120]}") from None
+    finally:
+        model.train(was)
+    if b.logits is not None and b.logits.shape[1] != out.shape[1]:
+        raise ValueError(f"the memory's logits have {b.logits.shape[1]} units, the model {out.shape[1]}")
+    if int(b.y[: len(b)].max()) >= out.shape[1] or int(b.y[: len(b)].min()) < 0:
+        raise ValueError("the memory's targets are not units of the model")
 
 
 class ConcatMixing:
@@ -148,8 +152,8 @@ class ConcatMixing:
     def data_from_state(self) -> bool:
         return self.settings.mixing == "concat"
 
-    def training_tasks(self, stream, i):
-        return self.with_memory_task(stream, i) if self.settings.mixing == "concat" else [stream[i]]
+    def training_tasks(self, ctx):
+        return self.with_memory_task(ctx) if self.settings.mixing == "concat" else [ctx.stream[ctx.task_index]]
 
 
 class Teacher:
@@ -175,27 +179,12 @@ class Teacher:
             return {f"teacher.{k}": v for k, v in self.model.state_dict().items()}
         return {f"teacher.{k}": v for k, v in (self._pending or {}).items()}
 
-    def load(self, state: dict[str, Tensor]) -> None:
+    def load(self, state: dict[str, Tensor], model: nn.Module) -> None:
+        """Take a saved teacher, after checking that its tensors are ``model``'s (names, shapes, dtypes)."""
+        if state:
+            want = {k: (tuple(v.shape), v.dtype) for k, v in model.state_dict().items()}
+            have = {k: (tuple(v.shape), v.dtype) for k, v in state.items()}
+            if want != have:
+                diff = sorted(set(want) ^ set(have)) or sorted(k for k in want if want[k] != have[k])
+                raise ValueError(f"the teacher model's tensors do not match the model's (first: {diff[0]})")
         self.model, self._pending = None, (state or None)
-
-    def check(self, model: nn.Module) -> None:
-        if self._pending is None:
-            return
-        want = {k: (tuple(v.shape), v.dtype) for k, v in model.state_dict().items()}
-        have = {k: (tuple(v.shape), v.dtype) for k, v in self._pending.items()}
-        if want != have:
-            diff = sorted(set(want) ^ set(have)) or sorted(k for k in want if want[k] != have[k])
-            raise ValueError(f"the teacher model's tensors do not match the model's (first: {diff[0]})")
-
-
-def split_state(state: dict[str, Tensor], *prefixes: str) -> list[dict[str, Tensor]]:
-    """``state`` split by key prefix (``"memory."``, ``"teacher."``), prefixes removed; other keys are an error."""
-    out: list[dict[str, Tensor]] = [{} for _ in prefixes]
-    for k, v in state.items():
-        for i, p in enumerate(prefixes):
-            if k.startswith(p):
-                out[i][k[len(p):]] = v
-                break
-        else:
-            raise ValueError(f"unknown state key {k!r}")
-    return out

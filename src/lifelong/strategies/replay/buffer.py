@@ -26,7 +26,7 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from ...scenarios import AsIs, Batch, Split, Task, gather
+from ...scenarios import AsIs, Batch, DataSplit, Task, gather
 
 POLICIES = ("reservoir", "class", "task")
 KEYS = ("x", "y", "task", "logits", "seen")
@@ -120,7 +120,7 @@ class Buffer:
         (Hsu et al.'s rehearsal concatenates it with the current task's data)."""
         f = self.filled
         x, y, t = (v[:f].repeat((repeats,) + (1,) * (v.dim() - 1)) for v in (self.x, self.y, self.task))
-        split = Split(x, y, t)
+        split = DataSplit(x, y, t)
         return Task(index, "memory", split, split, None, (), AsIs())  # type: ignore[arg-type]
 
     # ---- writing -----------------------------------------------------------------------------------

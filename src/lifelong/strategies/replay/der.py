@@ -4,11 +4,13 @@ NeurIPS, "Dark experience for general continual learning: a strong, simple basel
 The memory (reservoir sampling) keeps, with each input, the logits z the model gave it when it was
 stored. With B the current batch and B', B'' two independent batches from the memory,
 
-    DER    L = CE(B) + α · mean_{(x, z) ∈ B'} ‖f(x) − z‖² / C
-    DER++  L = CE(B) + α · mean_{(x, z) ∈ B'} ‖f(x) − z‖² / C + β · CE(B'')
+    DER    L = CE(B) + α · mean_{(x, z) ∈ B'} ‖f(x) − z‖² / C                    (terms task, logits)
+    DER++  L = CE(B) + β · CE(B'') + α · mean_{(x, z) ∈ B'} ‖f(x) − z‖² / C      (task, replay, logits)
 
 (the squared error averaged over the C output units, as their code's ``F.mse_loss``). All samples go
-through the model in one forward pass. (``derpp`` is DER++'s name here: ``+`` joins composites.)
+through the model in one forward pass: B is the step's batch's source 0, B' source 1, B'' source 2.
+The logits stored with each current sample are those of the step's forward pass (``step.logits``); in a
+data-parallel run each process computed its own share of them, gathered before they are stored. (``derpp`` is DER++'s name here: ``+`` joins composites.)
 """
 
 from __future__ import annotations
@@ -17,23 +19,28 @@ from dataclasses import dataclass
 
 import torch.nn.functional as F
 
-from ...scenarios import Batch
-from ..settings import setting
-from .base import MemorySettings, Replay, concat
+from ...scenarios import join, memory_rows
+from ...settings import setting
+from .base import MemorySettings, Replay
 from .buffer import Buffer
+from .er import replay_batch_setting
 
 
 @dataclass(frozen=True)
 class DERSettings(MemorySettings):
-    alpha: float = setting(0.3, flag="--alpha", check=lambda v: v >= 0, must="be >= 0", maximum=1e30,
+    alpha: float = setting(0.3, check=lambda v: v >= 0, must="be >= 0", maximum=1e30,
                            help="weight of the logit-matching term (DER's α)")
-    replay_batch: int = setting(0, flag="--replay-batch", check=lambda v: v >= 0, must="be >= 0", maximum=10**7,
-                                help="memory samples in each memory batch (0: as many as the batch has)")
+    replay_batch: int = replay_batch_setting()
+
+    def check(self) -> None:
+        super().check()
+        if self.policy != "reservoir":  # the logits are stored as the samples pass: a reservoir
+            self.fail("policy", f"must be 'reservoir': der stores each sample's logits as it passes, got {self.policy!r}")
 
 
 @dataclass(frozen=True)
 class DERppSettings(DERSettings):
-    beta: float = setting(0.5, flag="--beta", check=lambda v: v >= 0, must="be >= 0", maximum=1e30,
+    beta: float = setting(0.5, flag="beta", check=lambda v: v >= 0, must="be >= 0", maximum=1e30,
                           help="weight of DER++'s cross-entropy on memory labels (β)")
 
 
@@ -43,38 +50,37 @@ class DER(Replay):
     name = "der"
     Settings = DERSettings
     groups = 1  # memory batches per step
+    loss_terms = ("task", "logits")
 
     def make_buffer(self) -> Buffer:
-        s = self.settings
-        return Buffer(s.memory, "reservoir", logits=True)
+        return Buffer(self.settings.memory, "reservoir", logits=True)
 
-    def prepare_batch(self, ctx, batch):
-        self._n, self._m = len(batch.y), 0
+    def prepare_batch(self, ctx, step):
+        batch = step.batch
         if not len(self.buffer):
             return batch
         m = self.settings.replay_batch or len(batch.y)
         idx = [self.buffer.sample(m, ctx.generator, ctx.device) for _ in range(self.groups)]
-        self._m = len(idx[0])
-        self._stored = self.buffer.logits[idx[0]]
-        return concat(batch, *(self.buffer.batch(i) for i in idx))
+        step.aux["der.stored"] = self.buffer.logits[idx[0]]  # the logits memory group 1 is matched to
+        return join(batch, *(memory_rows(self.buffer.batch(i), g + 1) for g, i in enumerate(idx)))
 
-    def task_loss(self, ctx, batch, logits):
-        n, m = self._n, self._m
-        self._logits = logits[:n].detach()  # stored with the current samples after the step
-        z = ctx.heads.logits(logits, batch.task, ctx.task_index)
-        loss = F.cross_entropy(z[:n], batch.y[:n])
-        if m and self.groups > 1:
-            loss = loss + self.settings.beta * F.cross_entropy(z[n + m:], batch.y[n + m:])
-        return loss
+    def losses(self, ctx, step):
+        cur, mem = step.rows(0), step.rows(1)
+        b, logits = step.inputs, step.logits
+        z = ctx.heads.logits(logits, b.task, ctx.task_index)
+        terms = {"task": F.cross_entropy(z[cur], b.y[cur])}
+        if "der.stored" in step.aux:
+            if self.groups > 1:
+                second = step.rows(2)
+                terms["replay"] = self.settings.beta * F.cross_entropy(z[second], b.y[second])
+            stored = ctx.dist.shard_rows(step.aux["der.stored"], step.batch.rows(1).start)  # this process's rows
+            terms["logits"] = self.settings.alpha * F.mse_loss(logits[mem], stored)
+        return terms
 
-    def extra_loss(self, ctx, batch, logits):
-        if not self._m:
-            return None
-        n, m = self._n, self._m
-        return self.settings.alpha * F.mse_loss(logits[n:n + m], self._stored)
-
-    def after_step(self, ctx, batch):
-        self.buffer.add_reservoir(Batch(*(t[: self._n] for t in batch)), ctx.generator, self._logits)
+    def after_step(self, ctx, step):
+        cur = step.batch.rows(0)
+        logits = ctx.dist.gather_rows(step.logits[step.rows(0)].detach(), cur.stop - cur.start)
+        self.buffer.add_reservoir(step.batch.select(cur), ctx.generator, logits)
 
 
 class DERpp(DER):
@@ -83,3 +89,4 @@ class DERpp(DER):
     name = "derpp"
     Settings = DERppSettings
     groups = 2
+    loss_terms = ("task", "replay", "logits")

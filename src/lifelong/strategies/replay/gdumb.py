@@ -16,20 +16,18 @@ from dataclasses import dataclass
 
 import torch
 
-from ...errors import UsageError
-from ..settings import setting
-from .base import MemorySettings, Replay, split_state
-from .buffer import POLICIES
+from ..base import split_state
+from .base import MemorySettings, Replay, policy_setting
 
 
 @dataclass(frozen=True)
 class GDumbSettings(MemorySettings):
-    policy: str = setting("class", flag="--memory-policy", choices=POLICIES, help="see er")
+    policy: str = policy_setting("class")
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
+    def check(self) -> None:
+        super().check()
         if self.policy == "reservoir":
-            raise UsageError("gdumb fills its memory class-balanced: --memory-policy class (or task)")
+            self.fail("policy", "must be 'class' (or 'task'): gdumb fills its memory class-balanced, got 'reservoir'")
 
 
 class GDumb(Replay):
@@ -49,8 +47,8 @@ class GDumb(Replay):
         self.buffer.select(ctx.task, ctx.heads.n_outputs, ctx.generator)
         ctx.model.load_state_dict(self.init)  # from scratch
 
-    def training_tasks(self, stream, i):
-        return [self.buffer.as_task(len(stream))]
+    def training_tasks(self, ctx):
+        return [self.buffer.as_task(len(ctx.stream))]
 
     def after_task(self, ctx):
         pass
@@ -61,14 +59,11 @@ class GDumb(Replay):
             state.update({f"init.{k}": v for k, v in self.init.items()})
         return state
 
-    def load_state_dict(self, state):
+    def load_state_dict(self, state, model):
         memory, init = split_state(state, "memory.", "init.")
-        super().load_state_dict({f"memory.{k}": v for k, v in memory.items()})
-        self.init = init or None
-
-    def check_state(self, model):
-        super().check_state(model)
-        if self.init is not None:
+        super().load_state_dict({f"memory.{k}": v for k, v in memory.items()}, model)
+        if init:
             want = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-            if want != {k: tuple(v.shape) for k, v in self.init.items()}:
+            if want != {k: tuple(v.shape) for k, v in init.items()}:
                 raise ValueError("gdumb's initial weights do not match the model's tensors")
+        self.init = init or None

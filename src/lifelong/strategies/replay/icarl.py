@@ -28,21 +28,19 @@ from torch import Tensor, nn
 
 from ...errors import UsageError
 from ...scenarios import Task, batches
-from ..settings import setting
-from .base import MemorySettings, Replay, Teacher, split_state
-from .buffer import POLICIES
+from ..base import split_state
+from .base import MemorySettings, Replay, Teacher, memory_setting, policy_setting
 
 
 @dataclass(frozen=True)
 class ICaRLSettings(MemorySettings):
-    memory: int = setting(2000, flag="--memory", check=lambda v: v >= 1, must="be a number of samples >= 1",
-                          maximum=100_000_000, help="the replay memory's budget in samples, over all tasks")
-    policy: str = setting("class", flag="--memory-policy", choices=POLICIES, help="see er")
+    memory: int = memory_setting(2000)
+    policy: str = policy_setting("class")
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
+    def check(self) -> None:
+        super().check()
         if self.policy != "class":
-            raise UsageError("icarl keeps exemplars per class (herding): --memory-policy must be class")
+            self.fail("policy", f"must be 'class': icarl keeps exemplars per class (herding), got {self.policy!r}")
 
 
 def last_linear(model: nn.Module) -> nn.Linear:
@@ -96,14 +94,18 @@ class ICaRL(Replay):
     def check_stream(self, ctx):
         last_linear(ctx.model)  # its input is the feature vector of the nearest-mean classifier
 
-    def training_tasks(self, stream, i):
-        return [stream[i]] + ([self.buffer.as_task(len(stream))] if len(self.buffer) else [])
+    loss_terms = ("task",)
+
+    def training_tasks(self, ctx):
+        stream = ctx.stream
+        return [stream[ctx.task_index]] + ([self.buffer.as_task(len(stream))] if len(self.buffer) else [])
 
     def before_task(self, ctx):
         if ctx.task_index > 0:
             self.teacher.snapshot(ctx.model)
 
-    def task_loss(self, ctx, batch, logits):
+    def losses(self, ctx, step):
+        batch, logits = step.inputs, step.logits
         live = ctx.heads.live(batch.task, ctx.task_index)
         target = F.one_hot(batch.y, logits.shape[1]).to(logits.dtype)
         teacher = self.teacher.get(ctx.model) if ctx.task_index > 0 else None
@@ -114,7 +116,7 @@ class ICaRL(Replay):
         terms = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
         if live is not None:
             terms = terms * live
-        return terms.sum(1).mean()
+        return {"task": terms.sum(1).mean()}  # one term: iCaRL's distillation is in its targets
 
     def _old_units(self, ctx, device) -> Tensor:
         """The units of earlier tasks' classes that are not the current task's (distilled), made once per task."""
@@ -133,7 +135,7 @@ class ICaRL(Replay):
         def order(task: Task, keys: Tensor, quota: int) -> Tensor:
             was = ctx.model.training
             ctx.model.eval()
-            phi = torch.cat([features(ctx.model, x)[0] for x, _, _ in batches([task], "train", batch_size=1000)])
+            phi = torch.cat([features(ctx.model, b.x)[0] for b in batches([task], "train", batch_size=1000)])
             ctx.model.train(was)
             parts = []
             for k in torch.unique(keys).tolist():
@@ -172,20 +174,16 @@ class ICaRL(Replay):
             state.update({"nme.means": self.means, "nme.has_mean": self.has_mean})
         return state
 
-    def load_state_dict(self, state):
+    def load_state_dict(self, state, model):
         memory, teacher, nme = split_state(state, "memory.", "teacher.", "nme.")
-        super().load_state_dict({f"memory.{k}": v for k, v in memory.items()})
-        self.teacher.load(teacher)
+        super().load_state_dict({f"memory.{k}": v for k, v in memory.items()}, model)
+        self.teacher.load(teacher, model)
         if set(nme) not in (set(), {"means", "has_mean"}):
             raise ValueError("icarl's class means need both nme.means and nme.has_mean")
-        self.means, self.has_mean = nme.get("means"), nme.get("has_mean")
-        if self.means is not None and (self.means.dim() != 2 or self.has_mean.dtype != torch.bool
-                                       or self.has_mean.shape != self.means.shape[:1]):
+        means, has_mean = nme.get("means"), nme.get("has_mean")
+        if means is not None and (means.dim() != 2 or has_mean.dtype != torch.bool or has_mean.shape != means.shape[:1]):
             raise ValueError("icarl's nme.means must be (classes, features) with a bool nme.has_mean per class")
-
-    def check_state(self, model):
-        super().check_state(model)
-        self.teacher.check(model)
-        if self.means is not None and self.means.shape[1] != last_linear(model).in_features:
-            raise ValueError(f"icarl's class means have {self.means.shape[1]} features; the model's last layer "
+        if means is not None and means.shape[1] != last_linear(model).in_features:
+            raise ValueError(f"icarl's class means have {means.shape[1]} features; the model's last layer "
                              f"takes {last_linear(model).in_features}")
+        self.means, self.has_mean = means, has_mean

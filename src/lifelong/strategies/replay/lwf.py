@@ -5,12 +5,16 @@ With p = softmax(f_old(x)/T) and q = softmax(f(x)/T) over the old units,
 
     L_old(x) = − Σ_k p_k log q_k                             (their eq. 3; no T² factor, as theirs and
                                                              van de Ven et al.'s code)
-    L = CE(B) + α · mean_B L_old                             (--lwf-weighting sum, Li & Hoiem)
-    L = (1/t) CE(B) + (1 − 1/t) mean_B L_old                 (--lwf-weighting tasks, van de Ven et al.)
+    L = CE(B) + α · mean_B L_old                             (lwf_weighting='sum', Li & Hoiem)
+    L = (1/t) CE(B) + (1 − 1/t) mean_B L_old                 (lwf_weighting='tasks', van de Ven et al.)
+
+The distillation is the term ``distill``; with ``lwf_weighting='tasks'`` LwF also scales the ``task``
+term. It distils on every row of the step's batch: with a replay memory (``er+lwf``) the memory's inputs
+too, as ER with distillation does in the papers that pair them.
 
 The "old units" follow the heads: task-incremental, each earlier task's own units, one distillation
 term per earlier task, averaged; otherwise one term over the single head, p over the units the old
-model was trained on (with ``--class-units seen`` the classes of the earlier tasks, else every unit)
+model was trained on (with ``class_units='seen'`` the classes of the earlier tasks, else every unit)
 and q over the units live now (with ``seen``, the current task's classes too, whose targets are 0: van
 de Ven et al.'s ``loss_fn_kd``, which pads the old model's probabilities with zeros). Nothing happens
 during the first task.
@@ -25,18 +29,18 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ...models.heads import masked_logits
-from ..base import Context, Strategy
-from ..settings import Settings, setting
-from .base import Teacher, split_state
+from ...settings import Settings, setting
+from ..base import Context, Strategy, cross_entropy, split_state
+from .base import Teacher
 
 
 @dataclass(frozen=True)
 class LwFSettings(Settings):
-    alpha: float = setting(1.0, flag="--alpha", check=lambda v: v >= 0, must="be >= 0", maximum=1e30,
+    alpha: float = setting(1.0, check=lambda v: v >= 0, must="be >= 0", maximum=1e30,
                            help="weight of the distillation term (LwF's λ_o)")
-    temperature: float = setting(2.0, flag="--temperature", check=lambda v: v > 0, must="be > 0", maximum=1e6,
+    temperature: float = setting(2.0, flag="temperature", check=lambda v: v > 0, must="be > 0", maximum=1e6,
                                  help="distillation temperature T")
-    lwf_weighting: str = setting("sum", flag="--lwf-weighting", choices=("sum", "tasks"),
+    lwf_weighting: str = setting("sum", flag="lwf-weighting", choices=("sum", "tasks"),
                              help="sum: CE + alpha * distillation; tasks: 1/t CE + (1 - 1/t) distillation "
                                   "(van de Ven et al.; alpha unused)")
 
@@ -76,34 +80,34 @@ class LwF(Strategy):
         super().__init__(*args, **kwargs)
         self.teacher = Teacher()
 
+    @property
+    def loss_terms(self):  # type: ignore[override]
+        return ("task", "distill") if self.settings.lwf_weighting == "tasks" else ("distill",)
+
+    @property
+    def term_note(self) -> dict:
+        return {"task": "lwf's lwf_weighting='tasks' weighs the task term 1/t: use lwf_weighting='sum'"}
+
     def before_task(self, ctx):
         if ctx.task_index > 0:
             self.teacher.snapshot(ctx.model)
 
-    def task_loss(self, ctx, batch, logits):
-        loss = super().task_loss(ctx, batch, logits)
-        if self.settings.lwf_weighting == "tasks" and ctx.task_index > 0:
-            loss = loss / (ctx.task_index + 1)
-        return loss
-
-    def extra_loss(self, ctx, batch, logits):
+    def losses(self, ctx, step):
         teacher = self.teacher.get(ctx.model) if ctx.task_index > 0 else None
         if teacher is None:
-            return None
+            return {}
         with torch.no_grad():
-            old = teacher(batch.x)
+            old = teacher(step.inputs.x)
         masks = old_unit_masks(ctx)
-        kd = sum(distillation(logits, old, self.settings.temperature, m, sm) for m, sm in masks) / len(masks)
+        kd = sum(distillation(step.logits, old, self.settings.temperature, m, sm) for m, sm in masks) / len(masks)
         if self.settings.lwf_weighting == "tasks":
-            return (1.0 - 1.0 / (ctx.task_index + 1)) * kd
-        return self.settings.alpha * kd
+            t = ctx.task_index + 1
+            return {"task": cross_entropy(ctx, step.logits, step.inputs) / t, "distill": (1.0 - 1.0 / t) * kd}
+        return {"distill": self.settings.alpha * kd}
 
     def state_dict(self):
         return self.teacher.state_dict()
 
-    def load_state_dict(self, state):
+    def load_state_dict(self, state, model):
         (teacher,) = split_state(state, "teacher.")
-        self.teacher.load(teacher)
-
-    def check_state(self, model):
-        self.teacher.check(model)
+        self.teacher.load(teacher, model)

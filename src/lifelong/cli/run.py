@@ -1,0 +1,125 @@
+"""``lifelong run``: one strategy on one stream, into a run folder; ``--resume`` continues one; ``--nproc N``
+trains it in N data-parallel processes started by PyTorch's own launcher (``torch.distributed``'s
+elastic launch, what ``torchrun`` uses)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Any
+
+from ..errors import LifelongError, UsageError
+from ..experiments.config import RunConfig
+from ..train import RunResult
+from .options import add_run_options, given_values
+
+
+def add_parser(sub, strategies) -> dict:
+    p = sub.add_parser("run", help="train one strategy on a task stream and write a run folder",
+                       description="Train one strategy on a task stream; write config.json, results.json, "
+                                   "accuracy_matrix.csv and plots into the run folder.")
+    flags = add_run_options(p, strategies)
+    o = p.add_argument_group("run folder")
+    o.add_argument("--overwrite", action="store_true", default=False, help="reuse an --out folder that holds a different run")
+    o.add_argument("--resume", metavar="RUN_DIR", default=None,
+                   help="continue the run in RUN_DIR from its last checkpoint (same results, to the last bit, as a run "
+                        "that was never interrupted); options given with it must match the saved config")
+    o.add_argument("--override-config", action="store_true",
+                   help="with --resume: accept options that differ from the saved config")
+    return flags
+
+
+def config_from(given: dict[str, Any]) -> RunConfig:
+    """The resolved config of the options a user gave (the others take their defaults)."""
+    given = dict(given)
+    given.setdefault("progress", sys.stderr.isatty())
+    return RunConfig.from_flat(given).resolve()
+
+
+def main(args: argparse.Namespace, argv: list[str]) -> RunResult:
+    from ..experiments import runs
+
+    given = given_values(args)
+    if given.get("nproc", 1) != 1 and "WORLD_SIZE" not in os.environ:
+        return launch(argv, given, args.resume)
+    if args.resume:
+        if "progress" not in given:
+            given["progress"] = sys.stderr.isatty()
+        result = runs.resume(args.resume, given, override_config=args.override_config)
+    else:
+        result = runs.run(config_from(given), overwrite=args.overwrite)
+    print_summary(result)
+    return result
+
+
+def launch(argv: list[str], given: dict, resume: str | None) -> RunResult:
+    """``lifelong run --nproc N``: this same command in N processes, started by torch.distributed's elastic
+    launch (what torchrun does); rank 0 checks, writes the run folder and reports. A process that fails
+    stops the others; its one-line error is ours."""
+    from torch.distributed.elastic.multiprocessing import DefaultLogsSpecs, Std
+    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
+    n = given["nproc"]
+    if not isinstance(n, int) or not 1 <= n <= 256:
+        raise UsageError(f"--nproc must be in 1..256, got {n}")
+    if "threads" not in given:
+        argv = [*argv, "--threads", str(max(1, (os.cpu_count() or 1) // n))]  # the cores shared, not oversubscribed
+    device = given.get("device")
+    if isinstance(device, str) and device.startswith("cuda"):
+        os.environ["LIFELONG_DIST_BACKEND"] = "nccl"
+    logs = tempfile.mkdtemp(prefix="lifelong-nproc-")
+    config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=n, rdzv_backend="c10d", rdzv_endpoint="localhost:0",
+                          run_id=str(uuid.uuid4()), max_restarts=0, monitor_interval=0.1, start_method="spawn",
+                          logs_specs=DefaultLogsSpecs(log_dir=logs, redirects={r: Std.OUT for r in range(1, n)}))
+    try:
+        outcomes = elastic_launch(config, rank_main)(argv)
+    except Exception as e:  # noqa: BLE001 - a process died outright (killed, a crash): the launcher says which
+        raise LifelongError(f"a data-parallel process failed: {str(e).strip().splitlines()[-1][:300]}") from None
+    finally:
+        import shutil
+
+        shutil.rmtree(logs, ignore_errors=True)
+    errors = [o for r, o in sorted(outcomes.items()) if isinstance(o, dict) and "error" in o]
+    if errors:
+        kind = {c.__name__: c for c in _error_kinds()}.get(errors[0]["error"], LifelongError)
+        raise kind(errors[0]["message"])
+    result = outcomes[0]
+    if resume and result.run_dir is None:
+        result.run_dir = str(Path(resume))
+    return result
+
+
+def rank_main(argv: list[str]) -> Any:
+    """One process of ``--nproc``: the command itself; an error a user caused comes back as a value."""
+    from . import main as cli_main
+
+    try:
+        return cli_main(argv)
+    except LifelongError as e:
+        return {"error": type(e).__name__, "message": str(e)}
+
+
+def _error_kinds():
+    from .. import errors
+
+    return [v for v in vars(errors).values() if isinstance(v, type) and issubclass(v, LifelongError)]
+
+
+def print_summary(result: RunResult) -> None:
+    if result.rank:  # a data-parallel run's other ranks: rank 0 reports
+        return
+    m = result.metrics or {}
+
+    def fmt(key: str, sign: str = "+") -> str:
+        v = m.get(key)
+        return "n/a" if not isinstance(v, (int, float)) or isinstance(v, bool) or v != v else f"{100 * v:{sign}.2f}"
+
+    print(
+        f"{result.run_id}: average accuracy {fmt('average_accuracy', '')}%  "
+        f"BWT {fmt('backward_transfer')}  FWT {fmt('forward_transfer')}  "
+        f"forgetting {fmt('forgetting')}  -> {result.run_dir or '(not written)'}"
+    )

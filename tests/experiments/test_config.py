@@ -1,0 +1,60 @@
+"""The run configuration: any combination of options gives a valid config that round-trips through
+config.json and the flat keys, or one line saying what is wrong (hypothesis over the command line)."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lifelong.errors import UsageError
+
+
+CLI_OPTIONS = ["--benchmark", "--scenario", "--tasks", "--angles", "--split-groups", "--strategy", "--lambda", "--gamma",
+               "--fisher", "--xi", "--alpha", "--update-every", "--rwalk-eps", "--mc-samples", "--der.alpha", "--lr",
+               "--momentum", "--optimizer", "--batch-size", "--epochs", "--iterations", "--hidden", "--val-fraction",
+               "--seed", "--threads", "--pad", "--mean", "--std", "--checkpoint-every", "--device", "--class-units",
+               "--memory", "--memory-per-class", "--memory-policy", "--replay-batch", "--replay-mixing", "--ref-batch",
+               "--gem-margin", "--beta", "--temperature", "--lwf-weighting", "--augment", "--train-samples",
+               "--optimizer-state", "--model", "--ewc.lam", "--lwf.alpha", "--rwalk.alpha", "--l2.lam", "--units",
+               "--log", "--nproc", "--data", "--stream", "--check-every", "--shuffle-classes", "--der.memory"]
+VALUES = st.one_of(st.integers(-5, 5000).map(str), st.floats(allow_nan=True, allow_infinity=True).map(repr),
+                   st.text(max_size=8), st.sampled_from(["0", "-1", "1e39", "1e-320", "nan", "inf", "0,1/1,2", "3,x",
+                                                         "", "ewc+l2", "ewc.lam=3", "lam=abc", "cuda:7", "seen",
+                                                         "er", "gem", "derpp", "icarl", "gdumb", "ewc+er", "er+der",
+                                                         "reservoir", "class", "task", "concat", "crop-flip", "keep",
+                                                         "resnet18", "split-cifar10",
+                                                         "99999999999999999999"]))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(CLI_OPTIONS), VALUES), max_size=5))
+def test_fuzz_random_configs_give_a_valid_config_or_a_usage_error(opts):
+    from lifelong.cli import config_of
+    from lifelong.experiments.config import ResolvedRun, RunConfig
+
+    argv = [x for o, v in opts for x in (o, v)]
+    try:
+        cfg = config_of(argv)
+    except UsageError as e:
+        assert "\n" not in str(e) and "Traceback" not in str(e)
+        return
+    assert isinstance(cfg, ResolvedRun)
+    assert RunConfig.from_record(cfg.to_record()).resolve() == cfg  # it round-trips through config.json
+    assert RunConfig.from_flat(cfg.flat()).resolve() == cfg  # and through the flat keys sweeps use
+    assert RunConfig.from_record(cfg.to_record()).resolve().run_id == cfg.run_id
+
+
+def test_unknown_keys_with_a_newline_still_make_one_line():
+    """Found by the config fuzzer: a config.json key holding a newline split the error in two lines."""
+    from lifelong.experiments.config import RunConfig
+    from lifelong.strategies.registry import settings_from_dict
+
+    for make in (lambda: RunConfig.from_flat({"a\nb": 1}), lambda: RunConfig.from_record({"a\nb": 1}),
+                 lambda: RunConfig.from_record({"config_version": 3, "a\nb": 1})):
+        with pytest.raises(UsageError) as info:
+            make()
+        assert "\n" not in str(info.value) and "'a\\nb'" in str(info.value)
+    with pytest.raises(UsageError) as info:
+        settings_from_dict("ewc", {"x\ny": 1, "bogus": 2})
+    assert "\n" not in str(info.value) and "unknown settings bogus, 'x\\ny'" in str(info.value)

@@ -1,0 +1,120 @@
+"""Data-parallel runs (lifelong run --nproc N, torchrun): importances all-reduced over the ranks' shards
+equal the single-process ones; a 2-rank run matches the 1-rank run; a killed 2-rank run resumes."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from lifelong import TaskStream
+from lifelong.cli import main
+from lifelong.importance import fisher_diag
+from lifelong.importance.mas import mas_importance
+from lifelong.models import Heads
+from lifelong.strategies import Context
+
+from tests.helpers import ROOT, TINY
+from tests.helpers_process import kill_mid_task
+
+pytestmark = pytest.mark.process  # several processes each
+
+HERE = Path(__file__).parent
+ARGS = ["run", "--benchmark", "permuted-mnist", "--tasks", "2", "--iterations", "60", "--batch-size", "32",
+        "--hidden", "32", "--data-dir", str(TINY), "--no-download", "--no-progress", "--threads", "1"]
+
+
+def problem():
+    """A float64 MLP and a 1-task stream of 23 samples (odd: the shards differ in size)."""
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(23, 5, generator=g, dtype=torch.float64), torch.randint(0, 3, (23,), generator=g)
+    stream = TaskStream.from_tensors([(x, y)], [(x, y)], scenario="domain")
+    stream.tasks[0].train.images.data = x  # keep float64 (from_tensors stores float32 for the loop)
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(5, 4), torch.nn.Tanh(), torch.nn.Linear(4, 3)).double()
+    return model, stream
+
+
+def launch(cmd: list[str], n: int, cwd: Path) -> list[int]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "WORLD_SIZE": str(n), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port),
+           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    procs = [subprocess.Popen(cmd, env={**env, "RANK": str(r), "LOCAL_RANK": str(r)}, cwd=cwd) for r in range(n)]
+    return [p.wait(timeout=120) for p in procs]
+
+
+def test_all_reduced_fisher_mas_and_gradients_equal_the_single_process_ones(tmp_path):
+    out = tmp_path / "ranks.pt"
+    assert launch([sys.executable, str(HERE / "ddp_worker.py"), str(out)], 2, tmp_path) == [0, 0]
+    got = torch.load(out)
+    model, stream = problem()
+    ctx = Context(model, Heads.of(stream), stream=stream, task=stream[0], task_index=0)
+    want_f = fisher_diag(model, ctx.task_batches(batch_size=23), "exact")
+    want_m = mas_importance(model, ctx.task_batches(batch_size=23))
+    x, y, _ = next(iter(ctx.task_batches(batch_size=11)))  # (x, y, live units)
+    model.zero_grad()
+    torch.nn.functional.cross_entropy(model(x), y).backward()
+    assert got["world"] == 2
+    for name in want_f:
+        torch.testing.assert_close(got["fisher"][name], want_f[name], rtol=1e-12, atol=1e-15)
+        torch.testing.assert_close(got["mas"][name], want_m[name], rtol=1e-12, atol=1e-15)
+        torch.testing.assert_close(got["grads"][name], dict(model.named_parameters())[name].grad, rtol=1e-12, atol=1e-15)
+        assert float(want_f[name].abs().max()) > 0
+
+
+@pytest.fixture(scope="module")
+def two_ranks(tmp_path_factory):
+    """strategy -> its 2-rank run of ARGS (made once: several tests compare against it)."""
+    done = {}
+
+    def get(strategy: str) -> dict:
+        if strategy not in done:
+            done[strategy] = main([*ARGS, "--strategy", strategy, "--nproc", "2", "--checkpoint-every", "10",
+                                   "--out", str(tmp_path_factory.mktemp("two") / strategy)])
+        return done[strategy]
+
+    return get
+
+
+@pytest.mark.parametrize("strategy", ["ewc", "er", "derpp"])
+def test_a_two_rank_run_matches_the_one_rank_run(tmp_path, strategy, two_ranks):
+    """DER++ stores with each sample the logits its rank computed: gathered, the memory is the same on
+    every rank and the run matches one process's."""
+    one = main([*ARGS, "--strategy", strategy, "--out", str(tmp_path / "one")])
+    two = two_ranks(strategy)
+    assert two.run_id == one.run_id and two.processes == 2 and one.processes is None
+    # the same global batches and gradient up to summation order: equal accuracies here, within noise always
+    diff = abs(two.metrics["average_accuracy"] - one.metrics["average_accuracy"])
+    assert diff <= 0.02, (one.accuracy_matrix, two.accuracy_matrix)
+    assert one.accuracy_matrix[1][0] > 0.5 and two.accuracy_matrix[1][0] > 0.5
+    events = [json.loads(x) for x in (Path(two.run_dir) / "events.jsonl").read_text().splitlines()]
+    assert sum(e["event"] == "step" for e in events) == 120  # rank 0 alone logs
+
+
+def test_torchrun_and_nproc_are_the_same_run(tmp_path, two_ranks):
+    a = two_ranks("ewc")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", str(port),
+           "-m", "lifelong", *ARGS, "--strategy", "ewc", "--out", str(tmp_path / "b")]  # as the README writes it
+    assert subprocess.run(cmd, capture_output=True, timeout=180).returncode == 0
+    b = json.loads((tmp_path / "b" / "results.json").read_text())
+    assert b["accuracy_matrix"] == a.accuracy_matrix and b["processes"] == 2
+
+
+def test_a_killed_two_rank_run_resumes_to_the_uninterrupted_matrix(tmp_path, two_ranks):
+    whole = two_ranks("ewc")  # checkpoints every 10 steps too (that changes no number)
+    kill_mid_task([*ARGS, "--strategy", "ewc", "--checkpoint-every", "10", "--nproc", "2"], tmp_path / "cut",
+                  task=1, min_step=10)
+    assert not (tmp_path / "cut" / "results.json").exists()
+    resumed = main(["run", "--resume", str(tmp_path / "cut"), "--nproc", "2", "--no-progress", "--threads", "1"])
+    assert resumed.accuracy_matrix == whole.accuracy_matrix
