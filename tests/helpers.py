@@ -32,18 +32,24 @@ def tiny_model(stream, hidden=(16,), seed: int = 0) -> torch.nn.Module:
     return ModelSpec(hidden=tuple(hidden)).build(stream.input_shape, stream.n_outputs, seed)
 
 
+def user_step(cl, opt, batch) -> torch.Tensor:
+    """One optimizer step as a user writes it around a Learner; the loss."""
+    loss = cl.loss(batch)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    cl.before_step(batch)
+    opt.step()
+    cl.after_step(batch)
+    return loss
+
+
 def user_loop(cl, lr: float = 1e-3, optimizer=torch.optim.Adam) -> list[list[float]]:
     """What a user writes around a Learner: their optimizer, their step."""
     for _ in cl.tasks():
         opt = optimizer(cl.parameters(), lr=lr)
         cl.optimizer = opt  # PackNet's retraining after pruning uses its type and settings
         for batch in cl.batches():
-            loss = cl.loss(batch)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            cl.before_step(batch)
-            opt.step()
-            cl.after_step(batch)
+            user_step(cl, opt, batch)
     return cl.accuracy_matrix.tolist()
 
 

@@ -51,6 +51,12 @@ def flat(d: dict[str, Tensor]) -> Tensor:
 
 
 
+def rel_err(a: dict[str, Tensor], b: dict[str, Tensor]) -> float:
+    """Largest over tensors of max|a − b| / max|b| (0 where both vanish)."""
+    assert a.keys() == b.keys()
+    return max(float((a[n] - b[n]).abs().max() / b[n].abs().max().clamp_min(1e-300)) for n in b)
+
+
 def reference_per_sample(model: nn.Module, x: Tensor, v: Tensor, elementwise) -> dict[str, Tensor]:
     """Σ_k Σ_n elementwise(∂(v_{k,n}ᵀ z_n)/∂θ), one sample and one direction at a time: the brute-force
     reference of the engines (``Tensor.square`` for sum_sq_grads, ``Tensor.abs`` for sum_abs_grads)."""
@@ -127,26 +133,16 @@ def make(build: Callable[[], nn.Module], x_shape: tuple[int, ...], C: int, seed:
     return problem
 
 
-def grouped_cnn() -> nn.Sequential:
+def grouped_cnn(pool: bool = False) -> nn.Sequential:
+    """A grouped, strided convolution on 6×6 inputs; with ``pool``, an average pool before the head."""
     return nn.Sequential(
         nn.Conv2d(2, 4, 3, padding=1),
         nn.Tanh(),
         nn.Conv2d(4, 4, 3, stride=2, padding=1, groups=2),
         nn.Tanh(),
+        *([nn.AvgPool2d(3)] if pool else []),
         nn.Flatten(),
-        nn.Linear(4 * 3 * 3, 4),
-    )
-
-
-def pooled_grouped_cnn() -> nn.Sequential:
-    return nn.Sequential(
-        nn.Conv2d(2, 4, 3, padding=1),
-        nn.Tanh(),
-        nn.Conv2d(4, 4, 3, stride=2, padding=1, groups=2),
-        nn.Tanh(),
-        nn.AvgPool2d(3),
-        nn.Flatten(),
-        nn.Linear(4, 4),
+        nn.Linear(4 if pool else 4 * 3 * 3, 4),
     )
 
 
@@ -165,7 +161,7 @@ PROBLEMS: dict[str, Callable[[], Problem]] = {
     "frozen-weight": make(frozen_first_layer, (6, 5), 4, seed=7),
     "cnn": make(small_cnn, (5, 2, 8, 8), 5, seed=8),
     "cnn-groups-mask": make(grouped_cnn, (4, 2, 6, 6), 4, seed=9, mask="fixed"),
-    "cnn-groups-pool": make(pooled_grouped_cnn, (4, 2, 6, 6), 4, seed=13),
+    "cnn-groups-pool": make(lambda: grouped_cnn(pool=True), (4, 2, 6, 6), 4, seed=13),
     "layernorm": make(layernorm_mlp, (6, 5), 4, seed=10, hooks=False),
     "linear-3d": make(TokenMLP, (5, 3, 3), 4, seed=11, hooks=False),
     "shared-linear": make(SharedLinear, (5, 4), 3, seed=12, hooks=False),

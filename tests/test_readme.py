@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from lifelong.data import load_dataset
 from lifelong.scenarios import batches, permuted
-from tests.helpers import README, ROOT, TINY, readme_block, run_block, split_tensors
+from tests.helpers import README, ROOT, TINY, ewc_and_fine_tuning, readme_block, run_block, split_tensors
 
 
 def quickstart_code() -> str:
@@ -60,17 +60,6 @@ def test_readme_er_snippet_runs_verbatim_and_replay_beats_fine_tuning_class_incr
     a_er, a_naive = er.summary()["average_accuracy"], naive.summary()["average_accuracy"]
     assert a_naive < 0.3  # class-incremental fine-tuning keeps about the last task only
     assert a_er > a_naive + 0.3  # here 0.73 against 0.19
-
-
-def ewc_and_fine_tuning(code: str):
-    """A README block run verbatim on two permuted tiny-MNIST tasks, with its EWC and with λ = 0."""
-    d = load_dataset("mnist", TINY, download=False)
-    xs, ys, xt, yt = (torch.as_tensor(a) for a in (d.train_images, d.train_labels, d.test_images, d.test_labels))
-    perms = [torch.arange(784), torch.randperm(784, generator=torch.Generator().manual_seed(0))]
-    permute = lambda x, p: x.reshape(len(x), -1)[:, p].reshape(x.shape)  # noqa: E731 - permuted MNIST, by hand
-    data = ([(permute(xs, p).repeat(3, 1, 1), ys.repeat(3)) for p in perms], [(permute(xt, p), yt) for p in perms])
-    lam = re.search(r"EWC\(lam=([0-9.e+]+)\)", code).group(1)
-    return run_block(code, data)["cl"], run_block(code.replace(f"EWC(lam={lam})", "EWC(lam=0.0)"), data)["cl"]
 
 
 def test_readme_ewc_snippet_runs_verbatim_and_ewc_forgets_less_than_fine_tuning():

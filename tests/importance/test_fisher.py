@@ -1,7 +1,8 @@
-"""Fisher diagonals and the per-sample engine against a brute-force loop, plus identities.
+"""Fisher diagonals against a brute-force loop, plus identities (the per-sample engine itself,
+``sum_sq_grads``, is test_persample.py's).
 
-The tiny problems of tests/problems.py (``PROBLEMS``): seeded float64 models with inputs, labels and masks.
-Every Fisher kind and both engine paths (hooks, torch.func) are compared to a plain loop over
+The tiny problems of tests/problems.py (``PROBLEMS``): seeded float64 models with inputs, labels and
+masks. Every Fisher kind is compared to a plain loop over
 samples (and classes) of ``torch.autograd.grad`` of log p, squared and accumulated. In float64 the
 two differ only by rounding (~1e-15 relative), so 1e-8 is a tight yet safe bound.
 """
@@ -28,7 +29,7 @@ from lifelong.importance import (
     multinomial_cov_factor,
     sum_sq_grads,
 )
-from tests.problems import PROBLEMS, Problem, flat, mlp, reference_per_sample, trainable
+from tests.problems import PROBLEMS, Problem, flat, mlp, reference_per_sample, rel_err, trainable
 
 RTOL = 1e-8  # float64 vs float64 reference: rounding only
 
@@ -80,13 +81,6 @@ def mc_labels_like_fisher(pr: Problem, seed: int, S: int) -> Tensor:
     return torch.multinomial(p, S, replacement=True, generator=torch.Generator().manual_seed(seed))  # (B, S)
 
 
-def rel_err(a: dict[str, Tensor], b: dict[str, Tensor]) -> float:
-    """Largest over tensors of max|a − b| / max|b| (0 where both vanish)."""
-    assert a.keys() == b.keys()
-    errs = [float((a[n] - b[n]).abs().max() / b[n].abs().max().clamp_min(1e-300)) for n in b]
-    return max(errs)
-
-
 # ---------------------------------------------------------------------------------------------
 # Fast paths and fallback against the loop.
 
@@ -103,22 +97,6 @@ def test_fisher_matches_loop(name: str, kind: str) -> None:
     assert got.keys() == want.keys() == trainable(pr.model).keys()
     assert all(got[n].dtype == torch.float64 and got[n].shape == want[n].shape for n in got)
     assert rel_err(got, want) <= RTOL
-
-
-@pytest.mark.parametrize("method", ["hooks", "func", "loop"])
-@pytest.mark.parametrize("name", PROBLEMS)
-def test_engine_matches_loop(name: str, method: str) -> None:
-    pr = PROBLEMS[name]()
-    with torch.no_grad():
-        C = pr.model.eval()(pr.x).shape[-1]
-    v = torch.randn(3, pr.x.shape[0], C, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    if method == "hooks" and not pr.hooks:
-        with pytest.raises(UsageError, match="method='auto'"):
-            sum_sq_grads(pr.model, pr.x, v, method="hooks")
-        return
-    # A tiny max_elements forces every chunked loop to run in several pieces.
-    got = sum_sq_grads(pr.model, pr.x, v, method=method, max_elements=64)
-    assert rel_err(got, reference_sum_sq(pr.model, pr.x, v)) <= RTOL
 
 
 def test_a_model_vmap_cannot_trace_falls_back_to_the_per_sample_loop() -> None:

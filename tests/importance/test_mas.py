@@ -1,8 +1,8 @@
-"""MAS importance and its per-sample engine, in float64.
+"""MAS importance, in float64 (its per-sample engine, ``sum_abs_grads``, is test_persample.py's).
 
-The tiny problems of tests/problems.py (``PROBLEMS``, shared with the Fisher tests), each run without a mask, with
-one mask for the batch and with a mask per sample. ``mas_importance`` and ``sum_abs_grads`` (both
-engine paths) are compared with a plain loop over samples of ``torch.autograd.grad``; in float64 the
+The tiny problems of tests/problems.py (``PROBLEMS``, shared with the Fisher tests), each run without a
+mask, with one mask for the batch and with a mask per sample. ``mas_importance`` is compared with a
+plain loop over samples of ``torch.autograd.grad``; in float64 the
 two differ by rounding only (~1e-15 relative), so 1e-8 is a tight yet safe bound. Then identities
 (closed form on a linear model, label-freeness, batch-size independence, the triangle inequality
 against the mini-batch version). The MAS strategy's tests are in tests/strategies/regularization.
@@ -16,8 +16,8 @@ import torch
 from torch import Tensor, nn
 
 from lifelong.errors import UsageError
-from lifelong.importance import mas_importance, sum_abs_grads
-from tests.problems import PROBLEMS, Problem, flat, mlp, reference_per_sample, trainable
+from lifelong.importance import mas_importance
+from tests.problems import PROBLEMS, Problem, flat, mlp, rel_err, trainable
 
 RTOL = 1e-8  # float64 vs float64 reference: rounding only
 
@@ -71,10 +71,6 @@ def reference_mas(model: nn.Module, x: Tensor, mask: Tensor | None) -> dict[str,
     return {n: t / x.shape[0] for n, t in total.items()}
 
 
-def reference_sum_abs(model: nn.Module, x: Tensor, v: Tensor) -> dict[str, Tensor]:
-    return reference_per_sample(model, x, v, Tensor.abs)
-
-
 def batch_gradient_abs(model: nn.Module, x: Tensor, mask: Tensor | None) -> dict[str, Tensor]:
     """|∂/∂θ 1/N Σ_n ‖z_n ⊙ m_n‖²|: the absolute value of the mini-batch gradient (not MAS)."""
     model.eval()
@@ -84,12 +80,6 @@ def batch_gradient_abs(model: nn.Module, x: Tensor, mask: Tensor | None) -> dict
         z = z * mask
     grads = torch.autograd.grad(z.square().sum(1).mean(), list(params.values()))
     return {n: g.abs() for n, g in zip(params, grads)}
-
-
-def rel_err(a: dict[str, Tensor], b: dict[str, Tensor]) -> float:
-    """Largest over tensors of max|a − b| / max|b| (0 where both vanish)."""
-    assert a.keys() == b.keys()
-    return max(float((a[n] - b[n]).abs().max() / b[n].abs().max().clamp_min(1e-300)) for n in b)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -123,21 +113,6 @@ def test_mas_matches_per_sample_loop(name: str, mask_kind: str | None) -> None:
     assert got.keys() == want.keys() == trainable(pr.model).keys()
     assert all(got[n].dtype == torch.float64 and got[n].shape == want[n].shape for n in got)
     assert rel_err(got, want) <= RTOL
-
-
-@pytest.mark.parametrize("method", ["hooks", "func"])
-@pytest.mark.parametrize("name", PROBLEMS)
-def test_engine_matches_loop(name: str, method: str) -> None:
-    """sum_abs_grads with K = 3 random directions per sample, each path; a tiny max_elements makes
-    every chunked loop run in several pieces."""
-    pr = PROBLEMS[name]()
-    v = torch.randn(3, pr.x.shape[0], n_outputs(pr), generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    if method == "hooks" and not pr.hooks:
-        with pytest.raises(UsageError, match="method='auto'"):
-            sum_abs_grads(pr.model, pr.x, v, method="hooks")
-        return
-    got = sum_abs_grads(pr.model, pr.x, v, method=method, max_elements=64)
-    assert rel_err(got, reference_sum_abs(pr.model, pr.x, v)) <= RTOL
 
 
 def test_float32_model_close_to_float64_reference() -> None:

@@ -16,7 +16,7 @@ from lifelong.experiments.config import RunConfig
 from lifelong.scenarios import batches
 from lifelong.strategies import STRATEGIES, build
 from lifelong.train.checkpoint import CheckpointError
-from tests.helpers import TINY, user_loop
+from tests.helpers import TINY, user_loop, user_step
 
 RUN = dict(benchmark="split-mnist", tasks=3, scenario="task", iterations=12, batch_size=16, hidden=(32,), threads=1)
 
@@ -152,12 +152,7 @@ def test_a_learner_saved_and_loaded_continues_to_the_same_matrix_and_state(at, t
     cut.start_task(0)
     opt = cut.optimizer = torch.optim.Adam(cut.parameters(), lr=1e-3)
     for k, batch in enumerate(cut.batches()):
-        loss = cut.loss(batch)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        cut.before_step(batch)
-        opt.step()
-        cut.after_step(batch)
+        user_step(cut, opt, batch)
         if at == "mid task" and k == 3:
             break
     if at == "between tasks":
@@ -170,12 +165,7 @@ def test_a_learner_saved_and_loaded_continues_to_the_same_matrix_and_state(at, t
         opt = back.optimizer or torch.optim.Adam(back.parameters(), lr=1e-3)
         back.optimizer = opt
         for batch in back.batches():
-            loss = back.loss(batch)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            back.before_step(batch)
-            opt.step()
-            back.after_step(batch)
+            user_step(back, opt, batch)
     assert back.accuracy_matrix.tolist() == want
     a, b = whole.strategy.state_dict(), back.strategy.state_dict()
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

@@ -262,12 +262,14 @@ class Batch(NamedTuple):
         return self._replace(source=torch.zeros(self.y.shape[0], dtype=torch.long))
 
     def rows(self, k: int = 0) -> slice:
-        """The rows of source ``k`` (a slice: the rows are grouped by source)."""
-        src = self.with_source().source
-        hit = (src == k).nonzero()
-        if not len(hit):
-            return slice(0, 0)
-        return slice(int(hit[0, 0]), int(hit[-1, 0]) + 1)
+        """The rows of source ``k`` (a slice: the rows are grouped by source, in increasing order)."""
+        if self.source is None:
+            return slice(0, self.y.shape[0]) if k == 0 else slice(0, 0)
+        counts = torch.bincount(self.source).tolist()  # one small op on the CPU: this runs every step
+        if k >= len(counts) or not counts[k]:
+            return slice(0, 0)  # none (an empty slice, whatever the batch holds)
+        start = sum(counts[:k])
+        return slice(start, start + counts[k])
 
     def select(self, rows: slice | Tensor) -> "Batch":
         """The batch's ``rows`` (a slice, or indices on the batch's device)."""
