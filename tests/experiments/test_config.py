@@ -4,7 +4,7 @@ config.json and the flat keys, or one line saying what is wrong (hypothesis over
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from lifelong.errors import UsageError
@@ -29,6 +29,7 @@ VALUES = st.one_of(st.integers(-5, 5000).map(str), st.floats(allow_nan=True, all
 
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.tuples(st.sampled_from(CLI_OPTIONS), VALUES), max_size=5))
+@example([("--lambda", "\n")])  # found by this fuzzer: a newline typed after an option the strategy lacks
 def test_fuzz_random_configs_give_a_valid_config_or_a_usage_error(opts):
     from lifelong.cli import config_of
     from lifelong.experiments.config import ResolvedRun, RunConfig

@@ -101,7 +101,8 @@ def console_main(argv: Sequence[str] | None = None) -> int:
     except LifelongError as e:
         if debug:
             raise
-        print(f"lifelong: error: {e}", file=sys.stderr)
+        text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(e))  # one line, whatever it quotes
+        print(f"lifelong: error: {text}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
         print("lifelong: interrupted", file=sys.stderr)

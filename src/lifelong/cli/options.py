@@ -39,6 +39,7 @@ class Parser(argparse.ArgumentParser):
     strategies: Sequence[str] = ()  # the --strategy given, for the hint on a setting it does not have
 
     def error(self, message: str):  # noqa: D401 - argparse API
+        message = "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)  # one line, whatever was typed
         raise UsageError(f"{message}{_hint(message, self.strategies)} (see `{self.prog} --help`)")
 
 
