@@ -158,10 +158,9 @@ def add_setting_options(g, strategies: Sequence[str]) -> dict[tuple[str, str], t
         for name in fields[p]:
             by_name.setdefault(name, []).append(p)
     for name, owners in by_name.items():
-        declared = {meta(fields[p][name])["flag"] for p in owners}
         first = fields[owners[0]][name]
         short = f"--{_dashed(meta(first)['flag'] or name)}"
-        if (len(owners) == 1 or (len(declared) == 1 and None not in declared)) and short not in taken:
+        if registry.one_meaning(name, owners) and short not in taken:
             cls = registry.STRATEGIES[owners[0]].Settings
             tp = typing.get_type_hints(cls)[name]
             names = [short, *(f"--{_dashed(a)}" for a in meta(first)["aliases"] if f"--{_dashed(a)}" not in taken)]

@@ -41,7 +41,7 @@ from typing import Any, Mapping
 from ..errors import UsageError, names
 from ..models import ModelSpec
 from ..scenarios import StreamSpec
-from ..settings import Settings, coerce, describe, meta, setting, unwrap
+from ..settings import Settings, coerce, describe, setting, unwrap
 from ..strategies import registry
 from ..strategies.compose import ComposeSettings
 from ..train import TrainSettings
@@ -330,8 +330,7 @@ def setting_parts(key: str, strategy: str) -> tuple[tuple[str, ...], str] | None
     owners = [p for p in ps if key in _fields_of(p)]
     if not owners:
         return None
-    flags = {meta(_fields_of(p)[key])["flag"] for p in owners}
-    if len(owners) > 1 and (len(flags) != 1 or None in flags):
+    if not registry.one_meaning(key, owners):
         raise UsageError(f"{key} is a setting of {' and '.join(owners)} with different meanings: say which, as "
                          f"{' or '.join(f'{p}.{key}' for p in owners)}", params=())
     return tuple(owners), key
@@ -471,7 +470,6 @@ def check_unambiguous(key: str, strategies) -> None:
     if "." in key or run_field(key) is not None:
         return
     owners = list(dict.fromkeys(p for s in strategies for p in registry.parts(s) if key in _fields_of(p)))
-    flags = {meta(_fields_of(p)[key])["flag"] for p in owners}
-    if len(owners) > 1 and (len(flags) != 1 or None in flags):
+    if owners and not registry.one_meaning(key, owners):
         raise UsageError(f"{key} is a setting of {' and '.join(owners)} with different meanings: vary them apart, as "
                          f"{' and '.join(f'{p}.{key}' for p in owners)}")

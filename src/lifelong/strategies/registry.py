@@ -38,7 +38,7 @@ FAMILIES = {
     "isolation": ("separate", "xdg", "packnet", "hat", "progressive"),
 }
 
-__all__ = ["STRATEGIES", "FAMILIES", "register", "build", "parts", "check_name", "default_settings",
+__all__ = ["STRATEGIES", "FAMILIES", "register", "build", "parts", "one_meaning", "check_name", "default_settings",
            "settings_from_dict", "part_settings", "settings_dict"]
 
 
@@ -71,6 +71,16 @@ def check_flags(classes) -> None:
                 if theirs[:2] != mine[:2]:
                     raise UsageError(f"{c.name}'s setting {f.name!r} declares the flag {flag!r}, which {theirs[2]} "
                                      f"declares for its {theirs[0]!r}: a flag means one setting; drop or rename it")
+
+
+def one_meaning(name: str, owners) -> bool:
+    """Whether the setting ``name`` means one thing to the strategies ``owners`` that have it: one owner,
+    or every owner declares it with the same short flag (which :func:`check_flags` ties to one field and
+    type). Where it does, the bare name (``lam``, ``--lambda``) sets it for all of them; else each must
+    be named by its part (``der.alpha``)."""
+    owners = list(owners)
+    flags = {meta(f)["flag"] for p in owners for f in dataclasses.fields(STRATEGIES[p].Settings) if f.name == name}
+    return len(owners) == 1 or (len(flags) == 1 and None not in flags)
 
 
 def parts(name: str) -> tuple[str, ...]:
