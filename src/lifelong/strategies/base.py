@@ -142,8 +142,8 @@ class Context:
 class Step:
     """One optimizer step: made by the driver when the batch is drawn, handed to every step hook.
 
-    ``batch`` is the batch as prepared (``prepare_batch`` replaces the batch drawn) (rows grouped by ``batch.source``: 0 the current task's, k > 0
-    memory group k): what a memory stores. ``inputs`` is what the model sees: the batch augmented and, in
+    ``batch`` is the batch as ``prepare_batch`` made it from the batch drawn, its rows grouped by
+    ``batch.source`` (0 the current task's, k > 0 memory group k): what a memory stores. ``inputs`` is what the model sees: the batch augmented and, in
     a data-parallel run, this process's share of it; ``logits`` (B, C) are the scores of ``inputs`` over
     every output unit; ``losses`` the named terms whose sum was back-propagated. ``aux`` holds what a hook
     leaves for a later hook of the same step (``"hat.gates"``, ``"si.grad"``); it is gone after the step.
@@ -295,7 +295,7 @@ class Strategy:
         keeps: dict[str, int] = {}
         for k, t in self.state_dict().items():
             part = k.split(".", 1)[0]
-            keeps[part] = keeps.get(part, 0) + t.nelement() * t.element_size()
+            keeps[part] = keeps.get(part, 0) + tensor_bytes([t])
         return {"state_bytes": sum(keeps.values()), "keeps": keeps}
 
     def divergence_hint(self, ctx: Context) -> tuple[str, tuple[str, ...]]:
@@ -336,6 +336,7 @@ def _bind_settings(cls: type) -> None:
 
 
 def tensor_bytes(tensors: Iterable[Tensor]) -> int:
+    """The bytes ``tensors`` hold."""
     return sum(t.nelement() * t.element_size() for t in tensors)
 
 

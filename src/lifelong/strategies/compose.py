@@ -107,7 +107,7 @@ class Compose(Strategy):
 
     def forward(self, ctx: Context, step: Step) -> Tensor:
         owner = self._owner["forward"]
-        return owner.forward(ctx, step) if owner else ctx.model(step.inputs.x)
+        return owner.forward(ctx, step) if owner else Strategy.forward(self, ctx, step)
 
     def losses(self, ctx, step):
         terms: dict[str, Tensor] = {}
@@ -145,7 +145,7 @@ class Compose(Strategy):
 
     def predict(self, ctx, x, task_ids):
         owner = self._owner["predict"]
-        return owner.predict(ctx, x, task_ids) if owner else ctx.model(x)
+        return owner.predict(ctx, x, task_ids) if owner else Strategy.predict(self, ctx, x, task_ids)
 
     def state_dict(self):
         return {f"{p.name}.{k}": v for p in self.parts for k, v in p.state_dict().items()}

@@ -217,7 +217,6 @@ class Learner:
                 raise UsageError("batch(x, y): give the targets y with the inputs x")
             x, y = x.to(self.device), torch.as_tensor(y, device=self.device).long()
             b = Batch(x, y, self._task_ids(ctx.task_index if task is None else task, y.shape[0]))
-        ctx.step = sum(self.steps_per_task) + ctx.task_step
         step = self.pending = Step(b.with_source(), ctx.step, ctx.task_step)
         step.batch = self.strategy.prepare_batch(ctx, step).with_source()
         return step.batch

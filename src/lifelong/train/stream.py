@@ -21,7 +21,6 @@ import torch
 from torch import Tensor, nn
 
 from .._version import __version__
-from ..eval import summarize, undefined_metrics
 from ..models import count_parameters
 from ..scenarios import TaskStream
 from ..strategies import Strategy
@@ -118,16 +117,13 @@ def _step_logger(cl: Learner, log: Callable[[dict], None], task: int):
 
 def results_of(cl: Learner) -> RunResult:
     """The RunResult of a Learner that has learned its whole stream."""
-    stream, scenario = cl.stream, cl.stream.scenario
-    R = np.array(cl.rows)
+    stream = cl.stream
     report = cl.strategy.report(cl.ctx)
-    val = np.array(cl.val_rows) if cl.has_val else None
     return RunResult(
-        benchmark=stream.name, scenario=scenario, strategy=cl.strategy.name, task_names=stream.task_names,
-        accuracy_matrix=R.tolist(), metrics=summarize(R, scenario=scenario),
-        undefined_metrics=undefined_metrics(R, scenario),
-        val_accuracy_matrix=None if val is None else val.tolist(),
-        val_metrics=None if val is None else summarize(val, scenario=scenario),
+        benchmark=stream.name, scenario=stream.scenario, strategy=cl.strategy.name, task_names=stream.task_names,
+        accuracy_matrix=cl.accuracy_matrix.tolist(), metrics=cl.summary(), undefined_metrics=cl.undefined_metrics(),
+        val_accuracy_matrix=np.array(cl.val_rows).tolist() if cl.has_val else None,
+        val_metrics=cl.summary("val") if cl.has_val else None,
         steps_per_task=list(cl.steps_per_task),
         timings={**{k: list(v) for k, v in cl.timings.items()}, "total_seconds": time.perf_counter() - cl._clock},
         device=str(cl.device), peak_memory_bytes=peak_rss_bytes(), peak_device_memory_bytes=peak_device_memory(cl.device),

@@ -107,10 +107,6 @@ def per_task(scores_of, x: Tensor, task_ids: Tensor) -> Tensor:
     return out
 
 
-def bytes_of(tensors) -> int:
-    return sum(t.nelement() * t.element_size() for t in tensors)
-
-
 def count(tensors) -> int:
     return sum(t.nelement() for t in tensors)
 

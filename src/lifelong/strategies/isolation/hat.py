@@ -38,8 +38,8 @@ import torch
 from torch import Tensor
 
 from ...settings import Settings, setting
-from ..base import Context, Step
-from .base import Isolation, bytes_of, capacity, check_keys, count, head_masks, unit_shares
+from ..base import Context, Step, tensor_bytes
+from .base import Isolation, capacity, check_keys, count, head_masks, unit_shares
 from .layers import UnitGates, hidden_units
 
 EMBEDDING_CLAMP = 6.0  # |e| after each step (the authors' thres_emb)
@@ -203,5 +203,5 @@ class HAT(Isolation):
     def capacity_report(self, ctx: Context) -> dict:
         used, own, _ = unit_shares([e.detach() > 0 for e in self.embedding])  # the binary test-time gates
         free = 1 - sum(int(c.sum()) for c in self.cumulative) / sum(c.numel() for c in self.cumulative)
-        return capacity("units", used, own, free, bytes_of(self.cumulative), bytes_of(self.embedding),
+        return capacity("units", used, own, free, tensor_bytes(self.cumulative), tensor_bytes(self.embedding),
                         count(ctx.model.parameters()) + count(self.embedding))

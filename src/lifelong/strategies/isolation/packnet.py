@@ -30,8 +30,8 @@ from torch.func import functional_call
 
 from ...scenarios import batches
 from ...settings import Settings, setting
-from ..base import Context, Step, cross_entropy
-from .base import Isolation, bytes_of, capacity, check_keys, count, head_masks, mask_grads, per_task
+from ..base import Context, Step, cross_entropy, tensor_bytes
+from .base import Isolation, capacity, check_keys, count, head_masks, mask_grads, per_task
 
 FREE = 255
 
@@ -177,5 +177,5 @@ class PackNet(Isolation):
         own = [sum(int((o == t).sum()) for o in self.owner.values()) / total for t in range(T)]
         used = [sum(own[: t + 1]) for t in range(T)]
         free = sum(int((o == FREE).sum()) for o in self.owner.values()) / total
-        return capacity("weights", used, own, free, bytes_of(self.owner.values()), 0, count(ctx.model.parameters()))
+        return capacity("weights", used, own, free, tensor_bytes(self.owner.values()), 0, count(ctx.model.parameters()))
 

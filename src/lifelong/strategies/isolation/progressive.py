@@ -26,8 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..base import Context, Step
-from .base import Isolation, bytes_of, capacity, check_keys, count, numbered, per_task
+from ..base import Context, Step, tensor_bytes
+from .base import Isolation, capacity, check_keys, count, numbered, per_task
 from .layers import Layers
 
 
@@ -147,5 +147,5 @@ class Progressive(Isolation):
         total = sum(per)
         own = [p / total for p in per]
         used = [sum(own[: t + 1]) for t in range(T)]
-        extra = bytes_of(self.state_dict().values())
+        extra = tensor_bytes(self.state_dict().values())
         return capacity("parameters", used, own, None, 0, extra, total)

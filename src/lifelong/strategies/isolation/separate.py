@@ -17,8 +17,8 @@ from __future__ import annotations
 from torch import Tensor
 from torch.func import functional_call
 
-from ..base import Context
-from .base import Isolation, bytes_of, capacity, check_keys, count, numbered, per_task
+from ..base import Context, tensor_bytes
+from .base import Isolation, capacity, check_keys, count, numbered, per_task
 
 
 class Separate(Isolation):
@@ -74,4 +74,4 @@ class Separate(Isolation):
         T = self.n_tasks(ctx)
         P = count(p for p in ctx.model.parameters())
         return capacity("parameters", [1 / T] * T, [1 / T] * T, None, 0,
-                        bytes_of(self.state_dict().values()), P * T)
+                        tensor_bytes(self.state_dict().values()), P * T)

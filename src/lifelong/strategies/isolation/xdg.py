@@ -22,8 +22,8 @@ import torch
 from torch import Tensor
 
 from ...settings import Settings, setting
-from ..base import Context, Step
-from .base import Isolation, bytes_of, capacity, check_keys, count, unit_shares
+from ..base import Context, Step, tensor_bytes
+from .base import Isolation, capacity, check_keys, count, unit_shares
 from .layers import UnitGates, hidden_units
 
 
@@ -95,4 +95,4 @@ class XdG(Isolation):
 
     def capacity_report(self, ctx: Context) -> dict:
         used, own, union = unit_shares(self.gate)
-        return capacity("units", used, own, 1 - union, bytes_of(self.gate), 0, count(ctx.model.parameters()))
+        return capacity("units", used, own, 1 - union, tensor_bytes(self.gate), 0, count(ctx.model.parameters()))
