@@ -180,23 +180,22 @@ class RunConfig(Settings):
         composite): the form sweeps vary and labels show."""
         d: dict[str, Any] = {}
         for part in PARTS:
-            obj = getattr(self, part)
-            for f in fields(obj):
-                d[RENAMES.get((part, f.name), f.name)] = _json(getattr(obj, f.name))
+            for k, v in getattr(self, part).as_dict().items():  # as JSON holds it (lists for tuples)
+                d[RENAMES.get((part, k), k)] = v
         d["seed"] = self.seed
         d["strategy"] = self.strategy_name
         ps = registry.part_settings(self.strategy)
         for p in ps:
             for k, v in p.as_dict().items():
-                d[f"{p.strategy}.{k}" if len(ps) > 1 else k] = _json(v)
+                d[f"{p.strategy}.{k}" if len(ps) > 1 else k] = v
         return d
 
     # ---- files -----------------------------------------------------------------------------------------
     def to_record(self) -> dict[str, Any]:
         """The nested form of ``config.json`` (config version 3)."""
-        return {"config_version": CONFIG_VERSION, **{p: _json(getattr(self, p).as_dict()) for p in ("stream", "model")},
-                "strategy": {"name": self.strategy_name, "settings": _json(self.strategy.as_dict())},
-                **{p: _json(getattr(self, p).as_dict()) for p in ("train", "runtime")}, "seed": self.seed}
+        return {"config_version": CONFIG_VERSION, **{p: getattr(self, p).as_dict() for p in ("stream", "model")},
+                "strategy": {"name": self.strategy_name, "settings": self.strategy.as_dict()},
+                **{p: getattr(self, p).as_dict() for p in ("train", "runtime")}, "seed": self.seed}
 
     @classmethod
     def from_record(cls, d: Mapping[str, Any], where: str = "config") -> "RunConfig":
@@ -253,7 +252,7 @@ class ResolvedRun(RunConfig):
         results, a custom data file's content (sha256) in place of its path."""
         flat = self.flat()
         d = {k: v for k, v in flat.items() if k in _V2_KEYS}
-        d["settings"] = _json(self.strategy.as_dict())
+        d["settings"] = self.strategy.as_dict()
         d = {k: v for k, v in d.items() if k not in NOT_IN_ID and not (k in ADDED_IN_ID and v == ADDED_IN_ID[k])}
         if self.stream.benchmark == "custom" and self.stream.data_file is not None:
             from ..scenarios.custom import data_file_fingerprint
@@ -278,14 +277,6 @@ _V2_KEYS = ("benchmark", "scenario", "tasks", "angles", "split_groups", "shuffle
             "batch_size", "epochs", "iterations", "val_fraction", "train_samples", "seed", "device", "threads",
             "data_dir", "download", "out", "progress", "data_file", "stream", "nproc", "log", "units",
             "checkpoint_every")
-
-
-def _json(v: Any) -> Any:
-    if isinstance(v, tuple):
-        return [_json(x) for x in v]
-    if isinstance(v, dict):
-        return {k: _json(x) for k, x in v.items()}
-    return v
 
 
 # ---- keys ------------------------------------------------------------------------------------------------
