@@ -159,27 +159,30 @@ def test_there_is_no_cycle_between_packages_even_through_imports_inside_function
     assert package_cycles(SRC) == []
 
 
+def fake_package(root: Path, files: dict[str, str]) -> Path:
+    """A package ``lifelong`` under ``root`` with ``files`` (path -> source), every folder a package."""
+    for name, text in {"__init__.py": "", **files}.items():
+        path = root / "lifelong" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        for folder in (path.parent, *path.parent.parents):
+            if folder == root:
+                break
+            (folder / "__init__.py").touch()
+        path.write_text(text)
+    return root
+
+
 def test_the_checkers_catch_a_forbidden_import_and_a_cycle(tmp_path):
-    pkg = tmp_path / "lifelong"
-    for d in ("train", "experiments"):
-        (pkg / d).mkdir(parents=True)
-        (pkg / d / "__init__.py").write_text("")
-    (pkg / "__init__.py").write_text("")
-    (pkg / "train" / "loop.py").write_text("def f():\n    from ..experiments import config\n")
-    (pkg / "experiments" / "config.py").write_text("from . import runs\n")
-    (pkg / "experiments" / "runs.py").write_text("from .config import X\n")
+    fake_package(tmp_path, {"train/loop.py": "def f():\n    from ..experiments import config\n",
+                            "experiments/config.py": "from . import runs\n",
+                            "experiments/runs.py": "from .config import X\n"})
     assert violations(tmp_path) == ["lifelong.train.loop imports lifelong.experiments.config"]
     assert cycles(tmp_path) == [["lifelong.experiments.config", "lifelong.experiments.runs"]]
 
 
 def test_the_checkers_catch_a_report_importing_experiments_and_a_cycle_through_a_lazy_import(tmp_path):
-    pkg = tmp_path / "lifelong"
-    for d in ("report", "experiments"):
-        (pkg / d).mkdir(parents=True)
-        (pkg / d / "__init__.py").write_text("")
-    (pkg / "__init__.py").write_text("")
-    (pkg / "report" / "compare.py").write_text("def f():\n    from ..experiments import config\n")
-    (pkg / "experiments" / "config.py").write_text("from ..report import compare\n")
+    fake_package(tmp_path, {"report/compare.py": "def f():\n    from ..experiments import config\n",
+                            "experiments/config.py": "from ..report import compare\n"})
     assert violations(tmp_path) == ["lifelong.report.compare imports lifelong.experiments.config"]
     assert cycles(tmp_path) == []  # the cycle is through a function: invisible at module level
     assert package_cycles(tmp_path) == [["experiments", "report"]]
@@ -223,9 +226,6 @@ def test_no_library_message_names_a_command_line_flag():
 
 
 def test_the_flag_checker_catches_a_flag_in_a_message_but_not_in_a_docstring(tmp_path):
-    (tmp_path / "lifelong" / "train").mkdir(parents=True)
-    (tmp_path / "lifelong" / "__init__.py").write_text("")
-    (tmp_path / "lifelong" / "train" / "__init__.py").write_text(
-        '"""Run it with ``lifelong run --strategy ewc``."""\n'
-        'def f(x):\n    raise ValueError(f"lower --lr, got {x}")\n')
+    fake_package(tmp_path, {"train/__init__.py": '"""Run it with ``lifelong run --strategy ewc``."""\n'
+                                                 'def f(x):\n    raise ValueError(f"lower --lr, got {x}")\n'})
     assert len(flags_in_messages(tmp_path)) == 1
