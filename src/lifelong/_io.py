@@ -49,3 +49,31 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
     return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+class NotOwnFile(OSError):
+    """A file a run would write through is not a plain file of its own (a symbolic link, a hard link,
+    a device or pipe): writing would change something the run did not create."""
+
+
+def open_own(path: str | os.PathLike, flags: int, mode: int = 0o644) -> int:
+    """``os.open(path, flags)`` that never follows a symbolic link at ``path`` and refuses anything but a
+    plain file with one name (a hard link's other name would be written too); returns the descriptor.
+    Raises :class:`NotOwnFile` (an OSError) saying what ``path`` is instead."""
+    nofollow = getattr(os, "O_NOFOLLOW", 0)
+    try:
+        fd = os.open(path, flags | nofollow, mode)
+    except OSError as e:
+        if os.path.islink(path):
+            raise NotOwnFile(f"{path} is a symbolic link (to {os.readlink(path)}); a run never writes through one: "
+                             "remove it") from None
+        raise
+    import stat
+
+    st = os.fstat(fd)
+    problem = ("is not a plain file" if not stat.S_ISREG(st.st_mode)
+               else f"has {st.st_nlink} names (a hard link)" if st.st_nlink > 1 else None)
+    if problem is not None:
+        os.close(fd)
+        raise NotOwnFile(f"{path} {problem}; a run writes only to files it created: remove it")
+    return fd

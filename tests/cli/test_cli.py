@@ -244,7 +244,7 @@ def test_settings_belong_to_their_strategy():
     ewc = RunConfig.make(strategy="ewc", lam=5.0).resolve()
     assert ewc.strategy == EWCSettings(lam=5.0) and ewc.strategy.strategy == "ewc"  # the settings know their strategy
     assert ewc.to_record()["strategy"] == {"name": "ewc", "settings": {"lam": 5.0, "fisher": "exact", "mc_samples": 1}}
-    assert RunConfig.make(strategy="ewc", lam=5).resolve().run_id == ewc.run_id  # 5 and 5.0 are one experiment
+    assert RunConfig.make(strategy="ewc", lam=5).resolve().method_record() == ewc.method_record()  # 5 and 5.0: one
     with pytest.raises(UsageError, match="xi is not a setting of ewc"):  # SI's ξ cannot be given to EWC
         RunConfig.make(strategy="ewc", xi=0.3)
     with pytest.raises(UsageError, match="--xi must be > 0"):  # every value given is checked

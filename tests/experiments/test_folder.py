@@ -133,6 +133,75 @@ def test_overwrite_removes_the_old_runs_files_before_the_new_config(tmp_path, mo
     assert res.strategy == "ewc" and res.run_id == ids["config.json"]
 
 
+SMALL = ["run", "--benchmark", "split-mnist", "--tasks", "2", "--iterations", "2", *FAST]
+
+
+def test_the_same_command_again_never_touches_a_finished_run(tmp_path, capsys):
+    """A finished run is modified only by --overwrite; --resume reports it as it is."""
+    out = tmp_path / "r"
+    first = main([*SMALL, "--out", str(out)])
+    before = snapshot(out)
+    assert console_main([*SMALL, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "finished" in err and "--resume" in err and "--overwrite" in err and err.count("\n") == 1
+    assert snapshot(out) == before
+    assert main(["run", "--resume", str(out), "--no-progress"]).accuracy_matrix == first.accuracy_matrix
+    assert snapshot(out) == before
+    again = main([*SMALL, "--out", str(out), "--overwrite"])
+    assert again.accuracy_matrix == first.accuracy_matrix
+
+
+@pytest.mark.parametrize("name", [folder.LOCK_FILE, "events.jsonl", "results.json", "config.json", "tensorboard"])
+@pytest.mark.parametrize("link", ["symbolic", "hard"])
+def test_nothing_is_written_through_a_link_in_the_run_folder(tmp_path, capsys, name, link):
+    """A folder unpacked from someone else's archive: a name the run writes that is a link to a file
+    outside is refused in one line, and the file outside keeps its bytes."""
+    if link == "hard" and name == "tensorboard":
+        pytest.skip("folders have no hard links")
+    outside = tmp_path / "precious"
+    if name == "tensorboard":
+        outside.mkdir()
+    else:
+        outside.write_text("keep me\n")
+    out = tmp_path / "r"
+    out.mkdir()
+    (out / name).symlink_to(outside) if link == "symbolic" else os.link(outside, out / name)
+    assert console_main([*SMALL, "--out", str(out), "--overwrite"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and ("symbolic link" in err or "hard link" in err) and name in err
+    if name != "tensorboard":
+        assert outside.read_text() == "keep me\n"
+    assert not (out / "results.json").exists() or (out / "results.json").is_symlink() or name == "results.json"
+
+
+def test_a_resume_never_appends_to_an_event_log_that_became_a_link(interrupted, tmp_path, capsys):
+    out, _ = interrupted
+    outside = tmp_path / "precious.txt"
+    outside.write_text("keep me\n")
+    (out / "events.jsonl").unlink()
+    (out / "events.jsonl").symlink_to(outside)
+    before = snapshot(out)
+    assert console_main(["run", "--resume", str(out)]) == 2
+    assert "symbolic link" in capsys.readouterr().err
+    assert outside.read_text() == "keep me\n" and snapshot(out) == before
+
+
+def test_the_event_log_opener_itself_refuses_links(tmp_path):
+    """The check before training and the open that follows are two moments: the open refuses too."""
+    from lifelong._io import NotOwnFile
+    from lifelong.train.events import JsonLines
+
+    outside = tmp_path / "precious.txt"
+    outside.write_text("keep me\n")
+    (tmp_path / "events.jsonl").symlink_to(outside)
+    with pytest.raises(NotOwnFile, match="symbolic link"):
+        JsonLines(tmp_path / "events.jsonl")
+    os.link(outside, tmp_path / "hard.jsonl")
+    with pytest.raises(NotOwnFile, match="hard link"):
+        JsonLines(tmp_path / "hard.jsonl")
+    assert outside.read_text() == "keep me\n"
+
+
 def test_a_folder_that_mixes_two_runs_is_refused_by_every_reader(tmp_path, capsys):
     a, b = tmp_path / "a", tmp_path / "b"
     main(["run", "--benchmark", "split-mnist", "--tasks", "2", "--iterations", "2", "--out", str(a), *FAST])
@@ -161,6 +230,9 @@ def test_a_second_process_on_the_same_folder_is_refused_and_a_dead_ones_lock_is_
         err = capsys.readouterr().err
         assert code == 2 and f"pid {holder.pid}" in err and err.count("\n") == 1
         assert not (out / "config.json").exists()
+        assert (out / folder.LOCK_FILE).read_text().split() == [str(holder.pid)]  # the refusal left it alone
+        assert console_main(["run", "--benchmark", "split-mnist", "--tasks", "2", "--out", str(out), *FAST]) == 2
+        assert f"pid {holder.pid}" in capsys.readouterr().err  # so a second refusal still names the holder
     finally:
         holder.kill()
         holder.wait()

@@ -221,7 +221,11 @@ def test_folders_of_lifelong_0_2_keep_their_run_ids():
         saved = json.loads((LEGACY_V2 / name / "config.json").read_text())
         assert saved["config_version"] == 2 and saved["benchmark"] == "split-mnist"  # really the flat layout of 0.2
         cfg = read_config(LEGACY_V2 / name)
-        assert cfg.run_id == saved["run_id"]
+        assert cfg.data == saved["data"] and not saved["data"]["canonical"]  # the fixture's tiny MNIST
+        published = cfg.with_data({**saved["data"], "canonical": True})
+        assert published.run_id == saved["run_id"]  # on the published files, the id of 0.2
+        assert cfg.run_id != saved["run_id"] and cfg.run_id.startswith("split-mnist-ewc+er-")  # on other data it
+        assert cfg.with_data({**saved["data"], "md5": {}}).run_id != cfg.run_id  # covers them, as 0.2's did not
         assert cfg.strategy_name == "ewc+er" and cfg.strategy.parts[1].memory == 20
 
 
@@ -234,13 +238,17 @@ def test_folders_of_lifelong_0_2_interrupted_mid_task_resume_to_the_matrix_0_2_r
     shutil.copytree(LEGACY_V2 / "interrupted", run)
     finished = json.loads((LEGACY_V2 / "finished" / "results.json").read_text())
     res = main(["run", "--resume", str(run), "--no-progress", "--threads", "1", "--data-dir", str(TINY)])
-    assert res.run_id == finished["run_id"]
     assert res.accuracy_matrix == finished["accuracy_matrix"]  # to the last bit
-    assert json.loads((run / "results.json").read_text())["run_id"] == finished["run_id"]
+    # the run continues under an id that covers its (non-published) data, in every file of the folder
+    from lifelong.experiments.runs import read_config
+
+    assert res.run_id == read_config(LEGACY_V2 / "finished").run_id != finished["run_id"]
+    assert json.loads((run / "results.json").read_text())["run_id"] == res.run_id
+    assert json.loads((run / "config.json").read_text())["run_id"] == res.run_id
 
 
 def test_folders_of_lifelong_0_2_compare_as_the_same_runs_as_new_ones(tmp_path):
-    """A new run of a 0.2 run's config has its run id: compare counts the two as one run."""
+    """A new run of a 0.2 run's config on the same data is the same experiment: compare counts one run."""
     import shutil
 
     from lifelong.experiments.collect import compare
@@ -250,6 +258,6 @@ def test_folders_of_lifelong_0_2_compare_as_the_same_runs_as_new_ones(tmp_path):
                 "--memory", "20", "--iterations", "6", "--hidden", "8", "--threads", "1", "--no-progress",
                 "--data-dir", str(TINY), "--no-download", "--out", str(tmp_path / "new")])
     old = json.loads((tmp_path / "old" / "results.json").read_text())
-    assert new.run_id == old["run_id"] and new.accuracy_matrix == old["accuracy_matrix"]
+    assert new.accuracy_matrix == old["accuracy_matrix"]  # (ids differ: 0.2's did not cover the data)
     table = compare([tmp_path], write=False, quiet=True)
     assert len(table["rows"]) == 1 and table["rows"][0]["values"]["average_accuracy"]["n"] == 1

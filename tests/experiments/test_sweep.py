@@ -4,6 +4,7 @@ and hyperparameter selection on a validation split (never the test set)."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -21,7 +22,7 @@ from lifelong.experiments.config import RunConfig, main_hyperparameter
 from lifelong.experiments.grid import expand, normalize_spec
 from lifelong.experiments.sweep import sweep
 from lifelong.train import RunResult
-from tests.helpers import TINY
+from tests.helpers import FASHION, TINY
 
 FAST = ["--data-dir", str(TINY), "--no-download", "--no-progress", "--hidden", "32", "--threads", "1"]
 BASE = {"benchmark": "split-mnist", "tasks": 2, "iterations": 3, "data_dir": str(TINY), "download": False,
@@ -363,3 +364,62 @@ def test_a_killed_sweep_leaves_no_worker_running(tmp_path):
     for w in alive:
         os.kill(w, signal.SIGKILL)
     assert not alive, "worker processes outlived the sweep"
+
+
+# ---- a run's identity covers its data ----------------------------------------------------------------------
+
+
+def test_a_sweep_on_other_data_never_reports_the_runs_made_on_the_first(tmp_path):
+    """The run id covers the IDX data behind data_dir: the same spec on Fashion-MNIST's files (put where
+    MNIST's were expected) trains new runs in new folders instead of skipping to the MNIST numbers."""
+    s = spec([{"strategy": "naive"}])
+    first = sweep(s, tmp_path / "sw", quiet=True)
+    other = tmp_path / "other"
+    shutil.copytree(FASHION, other)
+    for p in other.iterdir():  # Fashion-MNIST under MNIST's file names: only the content tells them apart
+        p.rename(other / p.name.replace("fashion-", ""))
+    second = sweep(spec([{"strategy": "naive"}], data_dir=str(other)), tmp_path / "sw", quiet=True)
+    assert statuses(second) == ["done"] and second["runs"][0]["id"] != first["runs"][0]["id"]
+    assert second["runs"][0]["metrics"] != first["runs"][0]["metrics"]
+    again = sweep(s, tmp_path / "sw", quiet=True)  # and the first data again: its run, skipped
+    assert statuses(again) == ["skipped"] and again["runs"][0]["metrics"] == first["runs"][0]["metrics"]
+
+
+def test_run_on_other_data_into_a_finished_runs_folder_is_refused(tmp_path, capsys):
+    out = tmp_path / "r"
+    args = ["run", "--benchmark", "split-mnist", "--tasks", "2", "--iterations", "2", "--out", str(out), *FAST]
+    main(args)
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.name != ".lock"}
+    other = tmp_path / "other"
+    shutil.copytree(TINY, other)
+    (other / "t10k-labels-idx1-ubyte.gz").unlink()  # other test labels: other data under the same name
+    import gzip
+
+    labels = bytearray(gzip.decompress((TINY / "t10k-labels-idx1-ubyte.gz").read_bytes()))
+    labels[8] = (labels[8] + 1) % 10  # the first test label (after the 8-byte IDX header) changed
+    (other / "t10k-labels-idx1-ubyte").write_bytes(bytes(labels))
+    assert console_main([*args, "--data-dir", str(other)]) == 2
+    assert "holds another run" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.name != ".lock"} == before
+
+
+def test_a_stream_function_whose_data_changed_is_a_new_run(tmp_path, monkeypatch):
+    """--stream: the id covers the tensors the function returns, so a sweep reruns a run whose
+    function now returns other data instead of skipping to the old number."""
+    (tmp_path / "moving.py").write_text(
+        "import torch\nfrom lifelong import TaskStream\nimport pathlib\n"
+        "def make(seed):\n"
+        "    k = int(pathlib.Path(__file__).with_name('k.txt').read_text())\n"
+        "    g = torch.Generator().manual_seed(k)\n"
+        "    x = [torch.rand(40, 6, generator=g) for _ in range(2)]\n"
+        "    y = [torch.arange(40) % 2 + 2 * t for t in range(2)]\n"
+        "    return TaskStream.from_tensors(list(zip(x, y)), list(zip(x, y)), scenario='task')\n")
+    (tmp_path / "k.txt").write_text("1")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    s = {"base": {"stream": "moving:make", "iterations": 3, "hidden": [8], "threads": 1}, "grid": [{"strategy": "naive"}],
+         "seeds": [0]}
+    first = sweep(s, tmp_path / "sw", quiet=True)
+    assert statuses(sweep(s, tmp_path / "sw", quiet=True)) == ["skipped"]
+    (tmp_path / "k.txt").write_text("2")
+    second = sweep(s, tmp_path / "sw", quiet=True)
+    assert statuses(second) == ["done"] and second["runs"][0]["id"] != first["runs"][0]["id"]

@@ -238,7 +238,31 @@ def _what(spec: DatasetSpec) -> str:
     return f"four {spec.title} IDX files" if spec.cifar is None else f"{spec.files[0]} (or its extracted folder)"
 
 
+_LOADED: dict[tuple, ImageDataset] = {}  # the last data sets read, by their files' identity (read-only arrays)
+
+
 def _load(spec: DatasetSpec, paths: list[Path], source: Path) -> ImageDataset:
+    """The data set in ``paths``, read once per process while the files stay the same (path, inode, size and
+    modification time): a run id (which covers the data) and the run's stream then read it once."""
+    try:
+        files = [f for p in paths for f in (sorted(q for q in p.rglob("*") if q.is_file()) if p.is_dir() else [p])]
+        key = (spec.name, str(source), *((str(f), st.st_ino, st.st_size, st.st_mtime_ns) for f in files
+                                         for st in [f.stat()]))
+    except OSError:
+        key = None
+    if key is not None and key in _LOADED:
+        return _LOADED[key]
+    data = _read(spec, paths, source)
+    for a in (data.train_images, data.train_labels, data.test_images, data.test_labels):
+        a.flags.writeable = False  # shared by every reader of this process
+    if key is not None:
+        while len(_LOADED) >= 2:
+            _LOADED.pop(next(iter(_LOADED)))
+        _LOADED[key] = data
+    return data
+
+
+def _read(spec: DatasetSpec, paths: list[Path], source: Path) -> ImageDataset:
     if spec.cifar is not None:
         tr_x, tr_y, te_x, te_y, md5 = read_cifar(paths[0], spec.cifar)
         return ImageDataset(spec.name, tr_x, tr_y, te_x, te_y, str(paths[0]), md5)

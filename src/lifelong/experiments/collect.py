@@ -130,7 +130,9 @@ def methods_of(runs: list[dict]) -> list[dict]:
         key_cfg = {k: v for k, v in r["config"].items() if k not in skip}
         key = json.dumps(key_cfg, sort_keys=True)
         g = groups.setdefault(key, {"config": key_cfg, "runs": []})
-        if all(x["id"] != r["id"] for x in g["runs"]):
+        # a group is one config on one data set (its fingerprint is in the key): the same seed again is the
+        # same experiment, whatever id scheme the version that ran it used (0.2's ids did not cover the data)
+        if all(x["config"].get("seed") != r["config"].get("seed") for x in g["runs"]):
             g["runs"].append(r)
     for g in groups.values():
         g["runs"].sort(key=lambda r: (_sortable(r["config"].get("seed")), str(r["dir"])))

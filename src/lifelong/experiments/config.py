@@ -247,21 +247,45 @@ class ResolvedRun(RunConfig):
     def resolve(self) -> "ResolvedRun":
         return self
 
+    def with_data(self, fingerprint: Mapping[str, Any] | None) -> "ResolvedRun":
+        """This run with the fingerprint of the data it trains on (a built stream's ``info["data"]``), so
+        that its id covers those very bytes; without it :attr:`data` reads the data to find it."""
+        out = dataclasses.replace(self)
+        object.__setattr__(out, "_data", None if fingerprint is None else dict(fingerprint))
+        return out
+
+    @property
+    def data(self) -> dict | None:
+        """The fingerprint of the run's data (:meth:`StreamSpec.fingerprint`): given by :meth:`with_data`,
+        else found once (this reads the data set, or calls the stream's function)."""
+        if "_data" not in self.__dict__:
+            fp = self.stream.fingerprint(self.seed, data_dir=self.runtime.data_dir, download=self.runtime.download)
+            object.__setattr__(self, "_data", fp)
+        return self.__dict__["_data"]
+
+    def method_record(self) -> dict[str, Any]:
+        """Every field that changes the results, the data aside (the flat record in 0.2's layout without
+        the fields that do not): two configs with equal records are one experiment on the same data."""
+        d = {k: v for k, v in self.flat().items() if k in _V2_KEYS}
+        d["settings"] = self.strategy.as_dict()
+        return {k: v for k, v in d.items() if k not in NOT_IN_ID and not (k in ADDED_IN_ID and v == ADDED_IN_ID[k])}
+
     def id_record(self) -> dict[str, Any]:
         """What the run id hashes: the flat record in 0.2's layout without the fields that do not change
-        results, a custom data file's content (sha256) in place of its path."""
-        flat = self.flat()
-        d = {k: v for k, v in flat.items() if k in _V2_KEYS}
-        d["settings"] = self.strategy.as_dict()
-        d = {k: v for k, v in d.items() if k not in NOT_IN_ID and not (k in ADDED_IN_ID and v == ADDED_IN_ID[k])}
-        if self.stream.benchmark == "custom" and self.stream.data_file is not None:
-            from ..scenarios.custom import data_file_fingerprint
-
-            d["data_sha256"] = data_file_fingerprint(self.stream.data_file)["sha256"]
+        results, and the data: a data file's or a stream function's content (sha256), or the md5s of a
+        benchmark's files when they are not the published ones (the published files add nothing, so the
+        ids of runs on them are those of 0.2)."""
+        d = self.method_record()
+        data = self.data or {}
+        if "sha256" in data:
+            d["data_sha256"] = data["sha256"]
+        elif not data.get("canonical", True):
+            d["data_md5"] = data.get("md5")
         return d
 
     @functools.cached_property
     def run_id(self) -> str:
+        """``<benchmark>-<strategy>-<12 hex>``: the hash of :meth:`id_record`, the data included."""
         digest = hashlib.sha256(json.dumps(self.id_record(), sort_keys=True).encode()).hexdigest()[:12]
         return f"{self.stream.benchmark}-{self.strategy_name}-{digest}"
 

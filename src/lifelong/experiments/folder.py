@@ -23,7 +23,7 @@ import os
 from pathlib import Path
 from typing import Any, Iterator
 
-from .._io import atomic_write_json
+from .._io import NotOwnFile, atomic_write_json, open_own
 from ..errors import UsageError
 from ..train.checkpoint import CHECKPOINT_FILE, read_header
 
@@ -41,12 +41,17 @@ except ImportError:  # pragma: no cover - Windows: an exclusive lock file whose 
 
 @contextlib.contextmanager
 def locked(folder: Path, what: str = "run") -> Iterator[None]:
-    """Hold the folder's lock for the body, or raise a one-line UsageError if another process has it."""
+    """Hold the folder's lock for the body, or raise a one-line UsageError if another process has it.
+    The lock file is opened without following a symbolic link and must be a plain file with one name;
+    a refused attempt leaves the holder's pid as it is."""
     path = folder / LOCK_FILE
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = open_own(path, os.O_RDWR | os.O_CREAT)
+    except NotOwnFile as e:
+        raise UsageError(f"{e}") from None
     except OSError as e:
         raise UsageError(f"cannot write the run folder {folder}: {e.strerror or e}; choose another `out`") from None
+    held = False
     try:
         if fcntl is not None:
             try:
@@ -59,13 +64,40 @@ def locked(folder: Path, what: str = "run") -> Iterator[None]:
             if owner not in (None, os.getpid()) and _alive(owner):
                 raise UsageError(f"{folder} is in use by another lifelong process (pid {owner}); wait for it or "
                                  "choose another `out`")
+        held = True
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
+        check_own_files(folder)
         yield
     finally:
-        with contextlib.suppress(OSError):
-            os.ftruncate(fd, 0)
+        if held:
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, 0)
         os.close(fd)  # releases the flock
+
+
+def check_own_files(folder: Path) -> None:
+    """A one-line UsageError when a name the run writes (config.json, results, checkpoint, plots, the
+    event log, ``tensorboard/``) is a symbolic link, or a file name is a hard link or not a plain file:
+    a folder unpacked from someone else's archive must not make a run write outside it."""
+    import stat
+
+    for name in ("config.json", *RUN_FILES, *RUN_DIRS):
+        p = folder / name
+        try:
+            st = os.lstat(p)
+        except FileNotFoundError:
+            continue
+        except OSError as e:
+            raise UsageError(f"cannot read the run folder {folder}: {e.strerror or e}") from None
+        if stat.S_ISLNK(st.st_mode):
+            raise UsageError(f"{p} is a symbolic link (to {os.readlink(p)}); a run never writes through one: remove it")
+        if name in RUN_DIRS:
+            if not stat.S_ISDIR(st.st_mode):
+                raise UsageError(f"{p} is not a folder; a run writes its {name} files there: remove it")
+        elif not stat.S_ISREG(st.st_mode) or st.st_nlink > 1:
+            what = "is not a plain file" if not stat.S_ISREG(st.st_mode) else f"has {st.st_nlink} names (a hard link)"
+            raise UsageError(f"{p} {what}; a run writes only to files it created: remove it")
 
 
 def _pid(path: Path) -> int | None:

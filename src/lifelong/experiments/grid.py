@@ -169,8 +169,9 @@ def points(spec: dict) -> list[Point]:
             d = {**fixed, **params, "seed": seed}
             where = f"sweep run {k} of {n} (grid entry {i + 1}{', ' + label(params) if params else ''}, seed {seed})"
             cfg = validated(lambda: RunConfig.from_flat(d), where)
-            if cfg.run_id not in seen:
-                seen.add(cfg.run_id)
+            key = json.dumps(cfg.method_record(), sort_keys=True)  # one experiment (the data: the same data_dir)
+            if key not in seen:
+                seen.add(key)
                 out.append(Point(cfg, i, params))
     return out
 

@@ -80,6 +80,7 @@ def run(cfg: RunConfig, *, overwrite: bool = False, write: bool = True) -> RunRe
     cfg = cfg.resolve()
     device = resolve_device(cfg.runtime.device)
     stream = build_stream(cfg)
+    cfg = cfg.with_data(stream.info.get("data"))  # the run id covers the very data it trains on
     check_fits(cfg.model.parameter_count(stream.input_shape, stream.n_outputs), device)
     strategy = registry.build(cfg.strategy)
     check_run(seeded_model(cfg, stream), stream, strategy, cfg.train)  # before any file
@@ -101,6 +102,9 @@ def run(cfg: RunConfig, *, overwrite: bool = False, write: bool = True) -> RunRe
         others = {ids[k] for k in ids if ids[k] is not None} - {cfg.run_id}
         if others and not overwrite:
             raise UsageError(f"{out} holds another run ({sorted(others)[0]}); choose another `out` or pass `overwrite=True`")
+        if ids["results.json"] == cfg.run_id and not overwrite:
+            raise UsageError(f"{out} holds this run, finished (results.json): read it with `resume={out}`, or train it "
+                             "again with `overwrite=True`")
         if ids[CHECKPOINT_FILE] == cfg.run_id and ids["results.json"] is None and not overwrite:
             raise UsageError(f"{out} holds an interrupted run of this config: continue it (`resume={out}`) or start it "
                              "again (`overwrite=True`)")
@@ -206,8 +210,11 @@ def _checkpoint_meta(record: dict, meta: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def read_config(run_dir: Path, what: str = "resume") -> ResolvedRun:
-    """The resolved config of the run in ``run_dir`` (a config of 0.2 or 0.1 is converted)."""
-    return RunConfig.from_record(_read_record(run_dir, what), f"{run_dir / 'config.json'}").resolve()
+    """The resolved config of the run in ``run_dir`` (a config of 0.2 or 0.1 is converted), with the
+    fingerprint of the data it recorded (its id then needs no data read)."""
+    record = _read_record(run_dir, what)
+    cfg = RunConfig.from_record(record, f"{run_dir / 'config.json'}").resolve()
+    return cfg.with_data(record["data"]) if isinstance(record.get("data"), dict) else cfg
 
 
 def _read_record(run_dir: Path, what: str) -> dict:
@@ -276,13 +283,16 @@ def resume(run_dir: str | Path, options: Mapping[str, Any] | None = None, *, ove
                              "the checkpoint holds the optimizer's state (a task boundary starts a fresh one)")
         device = resolve_device(cfg.runtime.device)
         stream = build_stream(cfg)
+        cfg = cfg.with_data(stream.info.get("data"))
         _check_checkpoint(run_dir, saved, saved_cfg, meta, stream)
         # the whole state, loaded into the Learner that trains on (one device per process: a data-parallel
         # run loads it again on each rank's)
         cl = learner_for(cfg, stream, device)
         cl.load_state_dict((tensors, meta), str(run_dir / CHECKPOINT_FILE))
         record = config_record(cfg, stream.info.get("data"))
-        if changed:  # all or nothing: journal, checkpoint under the new id, config.json
+        # a new id, all or nothing (journal, checkpoint under the new id, config.json): changed options, or a
+        # folder of a version whose ids did not cover the data (0.2's, on data other than the published files)
+        if changed or record["run_id"] != saved.get("run_id"):
             folder.begin_override(run_dir, saved.get("run_id"), record["run_id"], record)
             kept = {k: meta[k] for k in ("progress", "optimizer", "strategy") if k in meta}
             save_checkpoint(run_dir / CHECKPOINT_FILE, tensors, _checkpoint_meta(record, kept))

@@ -202,6 +202,21 @@ class StreamSpec(Settings):
         return s
 
     # ---- building --------------------------------------------------------------------------------------
+    def fingerprint(self, seed: int = 0, *, data_dir: str | None = None, download: bool = True) -> dict:
+        """What identifies the data :meth:`build` would train on, wherever it is read from (its
+        ``info["data"]``): a data file's sha256; the sha256 of the tensors a ``entry_point`` function
+        returns (the function is called); a benchmark data set's md5s (read once per process)."""
+        s = self.resolved()
+        if s.kind == "custom":
+            if s.data_file is not None:
+                from .custom import data_file_fingerprint
+
+                return data_file_fingerprint(s.data_file)
+            return s.build(seed, data_dir=data_dir, download=download).info["data"]
+        from ..data import load_dataset
+
+        return load_dataset(s.dataset, data_dir, download=download).fingerprint()
+
     def build(self, seed: int = 0, *, data_dir: str | None = None, download: bool = True) -> TaskStream:
         """The stream this spec describes (resolved first), seeded by ``seed``; loads the data set from
         ``data_dir``, ``$LIFELONG_DATA_DIR``, the cache or a download (see :mod:`lifelong.data`). Its

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -47,8 +48,10 @@ class JsonLines:
     """Appends one JSON object per line to ``path`` (flushed at every block of steps and every task)."""
 
     def __init__(self, path: str | Path):
-        self.path = Path(path)
-        self._f = open(self.path, "a", encoding="utf-8")
+        from .._io import open_own
+
+        self.path = Path(path)  # appended to, never through a symbolic or hard link (NotOwnFile)
+        self._f = os.fdopen(open_own(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT), "a", encoding="utf-8")
 
     def __call__(self, event: dict) -> None:
         self._f.write(json.dumps(_clean({**event, "time": round(time.time(), 3)}), allow_nan=False) + "\n")

@@ -54,7 +54,6 @@ def reproduce(
             raise UsageError(f"recipe {name} has no scenario {s!r}: choose from {', '.join(recipe.SCENARIOS)}")
     overrides = {k: v for k, v in overrides.items() if v is not None}
     pairs = recipe.configs(seeds, methods, scenarios, **overrides)  # (row, config) per cell and seed
-    row_of = {cfg.run_id: row for row, cfg in pairs}
     cfgs = [cfg for _, cfg in pairs]
     first = cfgs[0].flat()
     own = {"seed", "out"}  # per seed, or per run
@@ -71,6 +70,7 @@ def reproduce(
     index = sweep(spec, out, workers=workers, quiet=quiet, backend=backend, address=address,
                   cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run)
     seconds = time.perf_counter() - t0
+    row_of = {cfg.run_id: row for row, cfg in pairs}  # ids cover the data: known once the sweep has read it
     accuracies: dict[tuple[str, str], list[float]] = {}
     failed = []
     for r in index["runs"]:
