@@ -360,7 +360,7 @@ def _reshape_model(t, m):
     (_set_progress(steps_per_task="many"), "steps_per_task"),
     (_set_progress(R=[[0.5]]), "R must be 4 rows of 3"),
     (_drop_key("timings"), "'timings' is missing"),
-    (_drop_strategy_tensor, "importance and anchor"),
+    (_drop_strategy_tensor, "is missing (the penalty's importance of the tasks learned)"),
     (_reshape_model, "does not fit this model"),
     # same shapes, so it loads (its checksums were rewritten); Adam's second moment then holds negative values:
     # the run diverges at once and says so (exit 1), as any run whose state is wrong in value would

@@ -54,6 +54,7 @@ from torch import Tensor, nn
 from ..errors import UsageError
 from ..models.heads import Heads
 from ..scenarios import Batch, Task, TaskStream, batches
+from .state import Group, Position
 from ..settings import Settings
 
 #: The hooks, in the order the driver calls them for one task (the step hooks, from prepare_batch to
@@ -281,6 +282,12 @@ class Strategy:
     def state_dict(self) -> dict[str, Tensor]:
         """Everything the strategy keeps between steps, as a flat dict of tensors."""
         return {}
+
+    def state_spec(self, ctx: Context, at: Position) -> list[Group]:
+        """The tensors :meth:`state_dict` holds at position ``at`` of the stream (tasks finished, the next
+        one under way or not), as groups of names, shapes and dtypes (:mod:`lifelong.strategies.state`):
+        a checkpoint's state is checked against it before :meth:`load_state_dict`. None by default."""
+        return []
 
     def load_state_dict(self, state: dict[str, Tensor], model: nn.Module) -> None:
         """Take ``state`` (from :meth:`state_dict`), checked against ``model``: a ValueError names the first

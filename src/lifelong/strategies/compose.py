@@ -20,6 +20,7 @@ from torch import Tensor
 from ..errors import UsageError
 from ..settings import Settings
 from .base import Context, Step, Strategy
+from .state import prefixed
 
 
 @dataclass(frozen=True)
@@ -149,6 +150,10 @@ class Compose(Strategy):
 
     def state_dict(self):
         return {f"{p.name}.{k}": v for p in self.parts for k, v in p.state_dict().items()}
+
+    def state_spec(self, ctx, at):
+        """The parts' declarations, each under its name."""
+        return [g for p in self.parts for g in prefixed(p.state_spec(ctx, at), f"{p.name}.")]
 
     def load_state_dict(self, state, model):
         names = {p.name for p in self.parts}

@@ -50,6 +50,7 @@ from ..scenarios import Batch, Task, TaskStream, batches
 from ..seeds import derived_generator
 from ..strategies import Context, Step, Strategy
 from ..strategies.base import LOCAL, step_losses
+from ..strategies.state import Position, check_state
 from .augment import crop_flip
 from .checkpoint import (
     CheckpointError, check_progress, load_checkpoint, load_model_state, load_optimizer_state, optimizer_tensors,
@@ -389,6 +390,10 @@ class Learner:
         check_progress(where, P, self.stream, self.strategy, self.settings)
         load_model_state(self.model, split_prefix(tensors, "model"), where)
         state = {k: v.to(self.device) for k, v in split_prefix(tensors, "strategy").items()}
+        problem = check_state(state, self.strategy.state_spec(self.ctx, Position(P["task"], P["step"] > 0)))
+        if problem is not None:  # the state the strategy declares it keeps at this point of the stream
+            raise CheckpointError(f"{where}: the state of {self.strategy.name} does not match what it keeps after "
+                                  f"{plural(P['task'], 'task')}{' and ' + plural(P['step'], 'step') if P['step'] else ''}: {problem}")
         try:
             self.strategy.load_state_dict(state, self.model)
         except (ValueError, KeyError, TypeError, RuntimeError, IndexError) as e:
@@ -469,6 +474,10 @@ class Learner:
     def _require_task(self, what: str) -> None:
         if not self._in_task:
             raise UsageError(f"{what}() belongs inside a task: call start_task(i) first (or loop over cl.tasks())")
+
+
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}{'s' * (n != 1)}"
 
 
 def check_run(model: nn.Module, stream: TaskStream, strategy: Strategy, settings: TrainSettings | None = None) -> None:

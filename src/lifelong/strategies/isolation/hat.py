@@ -39,6 +39,7 @@ from torch import Tensor
 
 from ...settings import Settings, setting
 from ..base import Context, Step, tensor_bytes
+from ..state import Group, Position, like
 from .base import Isolation, capacity, check_keys, count, head_masks, unit_shares
 from .layers import UnitGates, hidden_units
 
@@ -184,6 +185,13 @@ class HAT(Isolation):
         out = {f"embedding.{l}": e.detach() for l, e in enumerate(self.embedding)}
         out.update({f"cumulative.{l}": c for l, c in enumerate(self.cumulative)})
         return out
+
+    def state_spec(self, ctx: Context, at: Position) -> list[Group]:
+        """Each hidden layer's task embeddings (tasks, units) and the units earlier tasks use, from the first step on."""
+        T, units = self.n_tasks(ctx), self.layers(ctx).units
+        tensors = {**{f"embedding.{l}": ((T, u), None) for l, u in enumerate(units)},
+                   **{f"cumulative.{l}": ((u,), torch.bool) for l, u in enumerate(units)}}
+        return [Group("hat's task embeddings and the units earlier tasks use", tensors, at.trained)]
 
     def load_state_dict(self, state: dict[str, Tensor], model) -> None:
         check_keys(self.name, state, ("embedding.", "cumulative."))

@@ -31,6 +31,7 @@ from torch.func import functional_call
 from ...scenarios import batches
 from ...settings import Settings, setting
 from ..base import Context, Step, cross_entropy, tensor_bytes
+from ..state import Group, Position, like
 from .base import Isolation, capacity, check_keys, count, head_masks, mask_grads, per_task
 
 FREE = 255
@@ -155,6 +156,11 @@ class PackNet(Isolation):
         if self.owner:
             out["tasks_done"] = torch.tensor(self.tasks_done, dtype=torch.int64)
         return out
+
+    def state_spec(self, ctx: Context, at: Position) -> list[Group]:
+        """Which task owns each weight of the hidden layers (uint8) and the count of tasks done, from the first step on."""
+        owner = {f"owner.{k}": (tuple(w.shape), torch.uint8) for k, w in self._weights(ctx).items()}
+        return [Group("packnet's owner of every weight", {**owner, "tasks_done": ((), torch.int64)}, at.trained)]
 
     def load_state_dict(self, state: dict[str, Tensor], model) -> None:
         check_keys(self.name, state, ("owner.", "tasks_done"))

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..base import Context, Step, tensor_bytes
+from ..state import Group, Position, like
 from .base import Isolation, capacity, check_keys, count, numbered, per_task
 from .layers import Layers
 
@@ -116,6 +117,17 @@ class Progressive(Isolation):
             out.update({f"column.{j}.{k}": v for k, v in col.items()})
         out.update({f"lateral.{k}.{j}.{l}": v.detach() for (k, j, l), v in sorted(self.laterals.items())})
         return out
+
+    def state_spec(self, ctx: Context, at: Position) -> list[Group]:
+        """The initial parameters from the first step on; each frozen column (one per task before the one
+        training, frozen when the next task starts) and the lateral weights into each later column."""
+        own, layers = self._own(ctx), self.layers(ctx)
+        n = at.done if at.started else max(at.done - 1, 0)
+        laterals = {f"lateral.{k}.{j}.{l}": (tuple(layers.layer(l).weight.shape), layers.layer(l).weight.dtype)
+                    for k in range(1, n + 1) for j in range(k) for l in range(1, len(layers.parametric))}
+        return [like(own, "init.", "the initial parameters each column starts from", at.trained),
+                *(like(own, f"column.{j}.", f"the frozen column of task {j}", True) for j in range(n)),
+                Group("the lateral connections from earlier columns", laterals)]
 
     def load_state_dict(self, state: dict[str, Tensor], model) -> None:
         check_keys(self.name, state, ("init.", "column.", "lateral."))

@@ -18,6 +18,7 @@ from torch import Tensor
 from torch.func import functional_call
 
 from ..base import Context, tensor_bytes
+from ..state import Group, Position, like
 from .base import Isolation, capacity, check_keys, count, numbered, per_task
 
 
@@ -57,6 +58,14 @@ class Separate(Isolation):
         for t, net in enumerate(self.nets):
             out.update({f"net.{t}.{k}": v for k, v in net.items()})
         return out
+
+    def state_spec(self, ctx: Context, at: Position) -> list[Group]:
+        """The initial weights from the first step on; the network of each task before the one training
+        (kept when the next task starts)."""
+        state = ctx.model.state_dict()
+        n = at.done if at.started else max(at.done - 1, 0)
+        return [like(state, "init.", "the initial weights each task's network starts from", at.trained),
+                *(like(state, f"net.{t}.", f"the network of task {t}", True) for t in range(n))]
 
     def load_state_dict(self, state: dict[str, Tensor], model) -> None:
         check_keys(self.name, state, ("init.", "net."))

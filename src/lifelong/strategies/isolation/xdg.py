@@ -23,6 +23,7 @@ from torch import Tensor
 
 from ...settings import Settings, setting
 from ..base import Context, Step, tensor_bytes
+from ..state import Group, Position, like
 from .base import Isolation, capacity, check_keys, count, unit_shares
 from .layers import UnitGates, hidden_units
 
@@ -82,6 +83,12 @@ class XdG(Isolation):
 
     def state_dict(self) -> dict[str, Tensor]:
         return {f"gate.{l}": g for l, g in enumerate(self.gate)}
+
+    def state_spec(self, ctx: Context, at: Position) -> list[Group]:
+        """The gates (tasks, units) of each hidden layer, drawn at the first step."""
+        T = self.n_tasks(ctx)
+        return [Group("xdg's unit gates of every task", {f"gate.{l}": ((T, u), torch.bool)
+                                                        for l, u in enumerate(self.layers(ctx).units)}, at.trained)]
 
     def load_state_dict(self, state: dict[str, Tensor], model) -> None:
         check_keys(self.name, state, ("gate.",))

@@ -32,6 +32,7 @@ from ...penalties import (
 )
 from ...settings import Settings, setting
 from ..base import Context, Strategy
+from ..state import Group, Position, like, trainable
 
 
 def model_of(where: Context | nn.Module) -> nn.Module:
@@ -46,11 +47,6 @@ def model_of(where: Context | nn.Module) -> nn.Module:
             model = model._orig_mod
         else:
             return model
-
-
-def trainable(model: nn.Module) -> dict[str, Tensor]:
-    """The parameters an optimizer moves: ``{name: p}`` for ``p.requires_grad``."""
-    return {n: p for n, p in model.named_parameters() if p.requires_grad}
 
 
 def anchor_of(model: nn.Module, names: Iterable[str]) -> dict[str, Tensor]:
@@ -84,6 +80,9 @@ class Regularizer(Strategy):
     Settings = LambdaSettings
     importance_symbol = "Omega"  # how divergence messages name Ω (EWC: F, the Fisher)
     _buffers: tuple[str, ...] = ()
+    #: when each buffer is kept (its ``state_spec``): "task" while a task is under way, "trained" from the
+    #: first step on, "done" from the end of the first task on (default "task")
+    _buffer_when: dict[str, str] = {}
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -143,6 +142,17 @@ class Regularizer(Strategy):
         for key in self._buffers:
             out.update({f"{key}.{n}": t for n, t in getattr(self, key).items()})
         return out
+
+    def state_spec(self, ctx: Context, at: Position) -> list[Group]:
+        """The penalty's offset always; its importance and anchor (one per trained parameter) once a task
+        is done; each buffer (parameter-shaped) when ``_buffer_when`` says."""
+        params = trainable(model_of(ctx.model))
+        kept = {"task": at.started, "trained": at.trained, "done": at.done > 0}
+        return [Group("the penalty's constant", {"penalty.offset": ((), torch.float64)}),
+                like(params, "penalty.importance.", "the penalty's importance of the tasks learned", at.done > 0),
+                like(params, "penalty.anchor.", "the penalty's anchor, the parameters after the tasks learned", at.done > 0),
+                *(like(params, f"{key}.", f"{self.name}'s running {key}", kept[self._buffer_when.get(key, "task")])
+                  for key in self._buffers)]
 
     def load_state_dict(self, state: dict[str, Tensor], model: nn.Module) -> None:
         """Take the state, after checking that every tensor names a parameter of ``model`` with its shape

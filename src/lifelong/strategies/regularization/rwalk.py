@@ -63,6 +63,7 @@ from ...importance.path import (
 from ...penalties import empty_state, merge_sum
 from ...settings import Settings, setting
 from ..base import Context, Step
+from ..state import Group
 from .base import lam_setting, model_of, trainable
 from .si import PathStrategy
 
@@ -87,6 +88,7 @@ class RWalk(PathStrategy):
     name = "rwalk"
     Settings = RWalkSettings
     _buffers = ("fisher", "score", "task_score", "interval_sq", "interval_omega", "interval_start")
+    _buffer_when = {"fisher": "trained", "score": "done"}  # across tasks; the others within one
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -148,6 +150,9 @@ class RWalk(PathStrategy):
 
     def state_dict(self) -> dict[str, Tensor]:
         return {**super().state_dict(), "interval_steps": torch.tensor(self.interval_steps, dtype=torch.int64)}
+
+    def state_spec(self, ctx, at):
+        return [*super().state_spec(ctx, at), Group("rwalk's step count", {"interval_steps": ((), torch.int64)})]
 
     def load_state_dict(self, state: dict[str, Tensor], model: nn.Module) -> None:
         state = dict(state)

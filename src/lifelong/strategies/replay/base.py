@@ -24,6 +24,7 @@ from torch import Tensor, nn
 from ...scenarios import Batch, join, memory_rows
 from ...settings import Settings, setting
 from ..base import Context, Step, Strategy, cross_entropy
+from ..state import Group, Position
 from .buffer import POLICIES, Buffer
 
 MAX_MEMORY = 100_000_000
@@ -106,6 +107,21 @@ class Replay(Strategy):
     def state_dict(self) -> dict[str, Tensor]:
         return {f"memory.{k}": v for k, v in self.buffer.state_dict().items()}
 
+    def memory_kept(self, at: Position) -> bool:
+        """Whether the memory holds samples at ``at``: a reservoir from the first step on, a memory chosen
+        at each task's end once a task is done."""
+        return at.trained if self.buffer.policy == "reservoir" else at.done > 0
+
+    def state_spec(self, ctx: Context, at: Position) -> list[Group]:
+        """The count of samples offered (``memory.seen``) always; the stored inputs, targets, task ids (and
+        DER's logits) with as many rows each, at most the budget, once :meth:`memory_kept`."""
+        rows = {"memory.x": ((None, *ctx.stream.input_shape), None), "memory.y": ((None,), torch.int64),
+                "memory.task": ((None,), torch.int64)}
+        if self.buffer.keep_logits:
+            rows["memory.logits"] = ((None, ctx.heads.n_outputs), None)
+        return [Group("the count of samples offered to the memory", {"memory.seen": ((), torch.int64)}),
+                Group(f"{self.name}'s replay memory", rows, self.memory_kept(at), rows=self.buffer.capacity)]
+
     def load_state_dict(self, state: dict[str, Tensor], model: nn.Module) -> None:
         unknown = sorted(k for k in state if not k.startswith("memory."))
         if unknown:
@@ -178,6 +194,15 @@ class Teacher:
         if self.model is not None:
             return {f"teacher.{k}": v for k, v in self.model.state_dict().items()}
         return {f"teacher.{k}": v for k, v in (self._pending or {}).items()}
+
+    @staticmethod
+    def spec(ctx: Context, at: Position) -> Group:
+        """The previous model (the model's tensors under ``teacher.``), taken when a task after the first
+        starts: kept in the middle of any task but the first, and at every boundary after the second."""
+        from ..state import like
+
+        return like(ctx.model.state_dict(), "teacher.", "the previous model, the teacher",
+                    at.done >= 2 or (at.done >= 1 and at.started))
 
     def load(self, state: dict[str, Tensor], model: nn.Module) -> None:
         """Take a saved teacher, after checking that its tensors are ``model``'s (names, shapes, dtypes)."""

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 
 from ..base import split_state
+from ..state import Group, like
 from .base import MemorySettings, Replay, policy_setting
 
 
@@ -58,6 +59,13 @@ class GDumb(Replay):
         if self.init is not None:
             state.update({f"init.{k}": v for k, v in self.init.items()})
         return state
+
+    def memory_kept(self, at):
+        return at.trained  # chosen when each task starts
+
+    def state_spec(self, ctx, at):
+        init = like(ctx.model.state_dict(), "init.", "gdumb's initial weights (each task trains from them)", at.trained)
+        return [*super().state_spec(ctx, at), init]
 
     def load_state_dict(self, state, model):
         memory, init = split_state(state, "memory.", "init.")

@@ -29,6 +29,7 @@ from torch import Tensor, nn
 from ...errors import UsageError
 from ...scenarios import Task, batches
 from ..base import split_state
+from ..state import Group, like
 from .base import MemorySettings, Replay, Teacher, memory_setting, policy_setting
 
 
@@ -173,6 +174,12 @@ class ICaRL(Replay):
         if self.means is not None:
             state.update({"nme.means": self.means, "nme.has_mean": self.has_mean})
         return state
+
+    def state_spec(self, ctx, at):
+        classes, width = ctx.heads.n_outputs, last_linear(ctx.model).in_features
+        nme = Group("icarl's class means", {"nme.means": ((classes, width), None), "nme.has_mean": ((classes,), torch.bool)},
+                    at.done > 0)
+        return [*super().state_spec(ctx, at), self.teacher.spec(ctx, at), nme]
 
     def load_state_dict(self, state, model):
         memory, teacher, nme = split_state(state, "memory.", "teacher.", "nme.")

@@ -108,6 +108,9 @@ class LwF(Strategy):
     def state_dict(self):
         return self.teacher.state_dict()
 
+    def state_spec(self, ctx, at):
+        return [self.teacher.spec(ctx, at)]
+
     def load_state_dict(self, state, model):
         (teacher,) = split_state(state, "teacher.")
         self.teacher.load(teacher, model)
