@@ -31,7 +31,7 @@ from torch.func import functional_call
 from ...scenarios import batches
 from ...settings import Settings, setting
 from ..base import Context, Step, cross_entropy, tensor_bytes
-from ..state import Group, Position, like
+from ..state import Group, Position
 from .base import Isolation, capacity, check_keys, count, head_masks, mask_grads, per_task
 
 FREE = 255

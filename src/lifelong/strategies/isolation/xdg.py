@@ -23,7 +23,7 @@ from torch import Tensor
 
 from ...settings import Settings, setting
 from ..base import Context, Step, tensor_bytes
-from ..state import Group, Position, like
+from ..state import Group, Position
 from .base import Isolation, capacity, check_keys, count, unit_shares
 from .layers import UnitGates, hidden_units
 

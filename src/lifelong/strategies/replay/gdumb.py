@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 
 from ..base import split_state
-from ..state import Group, like
+from ..state import like
 from .base import MemorySettings, Replay, policy_setting
 
 

@@ -29,7 +29,7 @@ from torch import Tensor, nn
 from ...errors import UsageError
 from ...scenarios import Task, batches
 from ..base import split_state
-from ..state import Group, like
+from ..state import Group
 from .base import MemorySettings, Replay, Teacher, memory_setting, policy_setting
 
 
