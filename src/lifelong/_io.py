@@ -63,7 +63,7 @@ def open_own(path: str | os.PathLike, flags: int, mode: int = 0o644) -> int:
     nofollow = getattr(os, "O_NOFOLLOW", 0)
     try:
         fd = os.open(path, flags | nofollow, mode)
-    except OSError as e:
+    except OSError:
         if os.path.islink(path):
             raise NotOwnFile(f"{path} is a symbolic link (to {os.readlink(path)}); a run never writes through one: "
                              "remove it") from None
