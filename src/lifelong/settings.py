@@ -76,6 +76,22 @@ def setting(
 
 _NO_META = {"help": "", "check": None, "must": "", "choices": None, "maximum": None, "flag": None, "aliases": ()}
 
+#: float32 keeps a term of a sum that is at most this many times smaller than another (24-bit mantissa):
+#: a loss weight or a temperature beyond it makes one term vanish next to the others, silently.
+FLOAT32_SPAN = 2.0 ** 24
+
+
+def strength_setting(default: float, *, help: str, flag: str | None = None, zero: bool = True,
+                     what: str = "weight") -> Any:
+    """A loss weight (or a temperature): 0 (the term off, when ``zero``) or within 2^±24 of 1, where float32
+    still adds it to the other terms; marked ``strength`` (divergence messages name it)."""
+    lo, hi = 1 / FLOAT32_SPAN, FLOAT32_SPAN
+    f = setting(default, flag=flag, help=help, check=lambda v: (zero and v == 0) or lo <= v <= hi,
+                must=f"be {'0 or ' if zero else ''}between {lo:.2g} and {hi:.2g} (2^-24 and 2^24: further out, the "
+                     f"{what} makes a loss term vanish next to the others in float32)")
+    f.metadata["lifelong"]["strength"] = True
+    return f
+
 
 def meta(f: dataclasses.Field) -> dict:
     """A field's declaration (:func:`setting`'s keywords)."""

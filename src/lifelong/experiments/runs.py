@@ -83,7 +83,7 @@ def run(cfg: RunConfig, *, overwrite: bool = False, write: bool = True) -> RunRe
     cfg = cfg.with_data(stream.info.get("data"))  # the run id covers the very data it trains on
     check_fits(cfg.model.parameter_count(stream.input_shape, stream.n_outputs), device)
     strategy = registry.build(cfg.strategy)
-    check_run(seeded_model(cfg, stream), stream, strategy, cfg.train)  # before any file
+    check_run(seeded_model(cfg, stream), stream, strategy, cfg.train, device)  # before any file
     if cfg.runtime.log == "tensorboard":
         from ..train.events import check_tensorboard
 

@@ -159,6 +159,21 @@ class Task:
         return pixels * sum(len(s) for s in (self.train, self.test, self.val) if s is not None)
 
 
+def _check_targets(stream: "TaskStream", task: "Task", split: str, s: DataSplit) -> None:
+    """A split's targets are one integer per sample, each an output unit of the stream."""
+    y = s.targets
+    where = f"task {task.name!r}'s {split} targets"
+    if not isinstance(y, Tensor) or y.dim() != 1 or y.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8):
+        what = f"{y.dtype} {tuple(y.shape)}" if isinstance(y, Tensor) else type(y).__name__
+        raise UsageError(f"{where} are {what}: they must be one integer class per sample (int64, shape (N,))")
+    if len(s.images) != len(y):
+        raise UsageError(f"{where}: {len(y)} for {len(s.images)} inputs; give one target per input")
+    lo, hi = int(y.min()), int(y.max())
+    if lo < 0 or hi >= stream.n_outputs:
+        raise UsageError(f"{where} run from {lo} to {hi}, but the stream has output units 0..{stream.n_outputs - 1}: "
+                         "give targets within them (or more output units, n_outputs)")
+
+
 @dataclass(frozen=True)
 class TaskStream:
     """An ordered list of tasks plus what a model needs to know to learn them."""
@@ -178,9 +193,18 @@ class TaskStream:
         if self.class_units != "all" and self.scenario != "class":
             raise UsageError(f"class_units={self.class_units!r} applies to the class scenario, not {self.scenario}",
                              params=("class_units",))
+        if not self.tasks:
+            raise UsageError(f"the stream {self.name!r} has no tasks: give it at least one")
+        if isinstance(self.n_outputs, bool) or not isinstance(self.n_outputs, int) or self.n_outputs < 1:
+            raise UsageError(f"the stream {self.name!r} has {self.n_outputs!r} output units: it needs at least one")
+        if math.prod(self.input_shape) < 1:
+            raise UsageError(f"the stream {self.name!r} has inputs of shape {tuple(self.input_shape)}: 0 features per "
+                             "sample, nothing to learn from; give each sample at least one feature")
         for t in self.tasks:
             for split in ("train", "test", "val"):
                 s = getattr(t, split)
+                if s is not None and len(s):
+                    _check_targets(self, t, split, s)
                 if s is not None and len(s) == 0:
                     n = len(t.train) + (len(t.val) if t.val is not None else 0)
                     hint = ("lower `val_fraction`" if split == "train" else "raise `val_fraction`" if split == "val"

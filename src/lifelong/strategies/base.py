@@ -55,7 +55,7 @@ from ..errors import UsageError
 from ..models.heads import Heads
 from ..scenarios import Batch, Task, TaskStream, batches
 from .state import Group, Position
-from ..settings import Settings
+from ..settings import Settings, meta
 
 #: The hooks, in the order the driver calls them for one task (the step hooks, from prepare_batch to
 #: after_step, once per step); evaluation calls ``predict`` for every test batch. The hook-order test
@@ -224,6 +224,11 @@ class Strategy:
         """Before anything trains or is written: raise UsageError if this strategy cannot work with
         ``ctx.model`` on ``ctx.stream`` (iCaRL needs a Linear output layer). Not a training hook."""
 
+    def memory_bound(self, ctx: Context) -> int:
+        """The most bytes of samples the strategy can keep on ``ctx.stream`` (a replay memory), checked
+        against the machine's memory before anything is written. 0 by default."""
+        return 0
+
     def before_task(self, ctx: Context) -> None:
         """A task starts (``ctx.task``, ``ctx.task_index``); not called again when a task resumes."""
 
@@ -309,6 +314,12 @@ class Strategy:
         """The likely cause of a divergence, in words naming Python parameters, and those parameters."""
         lr = getattr(ctx.settings, "lr", None)
         now = f" (now {lr:g})" if isinstance(lr, (int, float)) else ""
+        strong = [(f.name, getattr(self.settings, f.name)) for f in dataclasses.fields(self.settings)
+                  if meta(f).get("strength") and "temperature" not in f.name and getattr(self.settings, f.name) > 1]
+        if strong:  # a loss term weighted up scales its gradient (and the step) as much as the learning rate
+            names = " or ".join(f"`{n}` (now {v:g})" for n, v in strong)
+            return (f"the step is probably too large for this model: lower `lr`{now}, or {names}, which scales "
+                    f"{'its' if len(strong) == 1 else 'their'} loss term's gradient", ("lr", *(n for n, _ in strong)))
         return f"the learning rate is probably too large for this model: lower `lr`{now}", ("lr",)
 
     def __repr__(self) -> str:

@@ -86,6 +86,9 @@ class Compose(Strategy):
         for p in self.parts:
             p.check_stream(ctx)
 
+    def memory_bound(self, ctx):
+        return sum(p.memory_bound(ctx) for p in self.parts)
+
     def before_task(self, ctx):
         for p in self.parts:
             p.before_task(ctx)

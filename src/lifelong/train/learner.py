@@ -56,7 +56,7 @@ from .checkpoint import (
     CheckpointError, check_progress, load_checkpoint, load_model_state, load_optimizer_state, optimizer_tensors,
     save_checkpoint, split_prefix, upgrade, with_prefix,
 )
-from .device import resolve_device
+from .device import memory_bytes, resolve_device
 from .loop import TrainSettings, make_optimizer, steps_per_task
 
 TIMINGS = ("train_seconds", "after_task_seconds", "eval_seconds")
@@ -83,9 +83,9 @@ class Learner:
             raise UsageError(f"settings must be a TrainSettings, got {type(settings).__name__}", params=("settings",))
         if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
             raise UsageError(f"seed must be an integer in 0..2**63-1, got {seed!r}", params=("seed",))
-        check_run(model, stream, strategy, settings)  # the model fits the stream, the strategy accepts both
-        self.dist = dist if dist is not None else LOCAL
         self.device = resolve_device(device)
+        check_run(model, stream, strategy, settings, self.device)  # the model fits the stream, the strategy accepts both
+        self.dist = dist if dist is not None else LOCAL
         self.settings, self.seed, self.strategy = settings, seed, strategy
         self.model = model.to(self.device)
         self.stream = stream.to(self.device)
@@ -480,13 +480,20 @@ def plural(n: int, word: str) -> str:
     return f"{n} {word}{'s' * (n != 1)}"
 
 
-def check_run(model: nn.Module, stream: TaskStream, strategy: Strategy, settings: TrainSettings | None = None) -> None:
+def check_run(model: nn.Module, stream: TaskStream, strategy: Strategy, settings: TrainSettings | None = None,
+              device: torch.device | None = None) -> None:
     """What a Learner checks before it trains, on the CPU and without side effects: the model takes the
-    stream's inputs and has its output units, and the strategy accepts the stream and the model
-    (``check_stream``). A UsageError otherwise; callers run it before they write anything."""
+    stream's inputs and has its output units, the strategy accepts the stream and the model
+    (``check_stream``), and the samples it may keep fit in the memory of ``device`` (default: the
+    model's). A UsageError otherwise; callers run it before they write anything."""
     ctx = Context(model, Heads.of(stream), stream=stream, settings=settings or TrainSettings())
     _check_fits_stream(ctx)
     strategy.check_stream(ctx)
+    device = device or next((p.device for p in model.parameters()), torch.device("cpu"))
+    need, have = strategy.memory_bound(ctx), memory_bytes(device)
+    if have is not None and need > have:
+        raise UsageError(f"{strategy.name}'s memory could hold {need / 1e9:,.1f} GB of samples on this stream, more than "
+                         f"the {have / 1e9:,.1f} GB of {device}: lower `memory`", params=("memory",), owner=strategy.name)
 
 
 @torch.no_grad()

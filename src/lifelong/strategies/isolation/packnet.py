@@ -30,6 +30,7 @@ from torch.func import functional_call
 
 from ...scenarios import batches
 from ...settings import Settings, setting
+from ...errors import UsageError
 from ..base import Context, Step, cross_entropy, tensor_bytes
 from ..state import Group, Position
 from .base import Isolation, capacity, check_keys, count, head_masks, mask_grads, per_task
@@ -156,6 +157,21 @@ class PackNet(Isolation):
         if self.owner:
             out["tasks_done"] = torch.tensor(self.tasks_done, dtype=torch.int64)
         return out
+
+    def check_stream(self, ctx: Context) -> None:
+        """Every task keeps at least one weight of every hidden layer (else it trains and then remembers nothing)."""
+        super().check_stream(ctx)
+        T, s = self.n_tasks(ctx), self.settings
+        for k, w in self._weights(ctx).items():
+            free = w.numel()
+            for t in range(T):
+                fraction = s.prune if s.prune_schedule == "fixed" else 1 - 1 / max(1, T - t)
+                release = int(fraction * free + 0.5)
+                if free - release < 1:
+                    raise UsageError(f"packnet: `prune={s.prune:g}` ({s.prune_schedule}) leaves task {t} none of the "
+                                     f"{w.numel()} weights of layer {k!r}: it would learn nothing it keeps; lower `prune`"
+                                     " or widen the layer (`hidden`)", params=("prune", "hidden"), owner=self.name)
+                free = release
 
     def state_spec(self, ctx: Context, at: Position) -> list[Group]:
         """Which task owns each weight of the hidden layers (uint8) and the count of tasks done, from the first step on."""

@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 
 from ...settings import Settings, setting
+from ...errors import UsageError
 from ..base import Context, Step, tensor_bytes
 from ..state import Group, Position
 from .base import Isolation, capacity, check_keys, count, unit_shares
@@ -83,6 +84,15 @@ class XdG(Isolation):
 
     def state_dict(self) -> dict[str, Tensor]:
         return {f"gate.{l}": g for l, g in enumerate(self.gate)}
+
+    def check_stream(self, ctx: Context) -> None:
+        super().check_stream(ctx)
+        f = self.settings.gate_fraction
+        for l, u in enumerate(self.layers(ctx).units):
+            if u - round(f * u) < 1:
+                raise UsageError(f"xdg: `gate_fraction={f:g}` gates off all {u} units of hidden layer {l} for every task, "
+                                 f"leaving nothing to learn: lower `gate_fraction` below {(u - 0.5) / u:.3g} or widen "
+                                 "the layer (`hidden`)", params=("gate_fraction", "hidden"), owner=self.name)
 
     def state_spec(self, ctx: Context, at: Position) -> list[Group]:
         """The gates (tasks, units) of each hidden layer, drawn at the first step."""

@@ -16,11 +16,13 @@ current task began, saved under ``teacher.`` so that a resumed task distils from
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
+from ...errors import UsageError
 from ...scenarios import Batch, join, memory_rows
 from ...settings import Settings, setting
 from ..base import Context, Step, Strategy, cross_entropy
@@ -106,6 +108,31 @@ class Replay(Strategy):
     # ---- state ---------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Tensor]:
         return {f"memory.{k}": v for k, v in self.buffer.state_dict().items()}
+
+    def check_stream(self, ctx: Context) -> None:
+        """A memory chosen per class or per task keeps at least one sample of each at the stream's end
+        (a budget split into zero-sized shares is plain fine-tuning under another name)."""
+        b = self.buffer
+        if b.policy == "reservoir" or b.per_class:
+            return
+        stream = ctx.stream
+        if b.policy == "task":
+            keys, what = len(stream), "tasks"
+        else:
+            keys, what = sum(len(torch.unique(t.train.targets)) for t in stream), "classes"
+        if b.capacity // keys < 1:
+            raise UsageError(f"{self.name}: `memory={b.capacity}` split between the stream's {keys} {what} "
+                             f"(policy {b.policy!r}) keeps no sample of each: give `memory` at least {keys}",
+                             params=("memory",), owner=self.name)
+
+    def memory_bound(self, ctx: Context) -> int:
+        """The most bytes the memory can hold on this stream: its budget, or the stream's training samples
+        if fewer, times one sample's input, target, task id (and DER's logits)."""
+        stream, b = ctx.stream, self.buffer
+        total = sum(len(t.train.targets) for t in stream)
+        rows = min(b.capacity, total) if not b.per_class else min(b.per_class * ctx.heads.n_outputs * len(stream), total)
+        per = 4 * math.prod(stream.input_shape) + 16 + (4 * ctx.heads.n_outputs if b.keep_logits else 0)
+        return rows * per
 
     def memory_kept(self, at: Position) -> bool:
         """Whether the memory holds samples at ``at``: a reservoir from the first step on, a memory chosen

@@ -46,8 +46,9 @@ def reservoir_slots(seen: int, n: int, capacity: int, generator: torch.Generator
     j = torch.where(g < capacity, g.long(), j)
     take = j < capacity
     src, slot = take.nonzero().squeeze(1), j[take]
-    last = torch.full((capacity,), -1, dtype=torch.long).scatter_reduce(0, slot, src, "amax")
-    keep = last[slot] == src
+    uniq, which = torch.unique(slot, return_inverse=True)  # (memory in the batch's size, not the budget's)
+    last = torch.full((len(uniq),), -1, dtype=torch.long).scatter_reduce(0, which, src, "amax")
+    keep = last[which] == src
     return src[keep], slot[keep]
 
 
@@ -124,21 +125,29 @@ class Buffer:
         return Task(index, "memory", split, split, None, (), AsIs())  # type: ignore[arg-type]
 
     # ---- writing -----------------------------------------------------------------------------------
-    def _allocate(self, like: Batch, n_outputs: int | None) -> None:
-        if self.x is not None:
+    def _allocate(self, like: Batch, n_outputs: int | None, rows: int) -> None:
+        """Room for ``rows`` samples: grown by doubling up to the budget, never allocated at the budget
+        up front (a budget larger than the stream costs only what is stored)."""
+        have = 0 if self.x is None else self.x.shape[0]
+        if rows <= have:
             return
-        M, device = self.capacity, like.x.device
-        self.x = like.x.new_zeros((M, *like.x.shape[1:]))
-        self.y = torch.zeros(M, dtype=torch.long, device=device)
-        self.task = torch.zeros(M, dtype=torch.long, device=device)
+        M, device = min(self.capacity, max(rows, 2 * have, 64)), like.x.device
+        grown = [like.x.new_zeros((M, *like.x.shape[1:])), torch.zeros(M, dtype=torch.long, device=device),
+                 torch.zeros(M, dtype=torch.long, device=device)]
         if self.keep_logits:
-            self.logits = like.x.new_zeros((M, n_outputs))
+            grown.append(like.x.new_zeros((M, n_outputs if self.logits is None else self.logits.shape[1])))
+        for new, old in zip(grown, (self.x, self.y, self.task, self.logits)):
+            if old is not None:
+                new[:have] = old[:have]
+        self.x, self.y, self.task = grown[:3]
+        if self.keep_logits:
+            self.logits = grown[3]
 
     def add_reservoir(self, batch: Batch, generator: torch.Generator, logits: Tensor | None = None) -> None:
         """Offer every sample of ``batch`` (with its ``logits`` for DER) to the reservoir."""
         n = len(batch.y)
-        self._allocate(batch, None if logits is None else logits.shape[1])
         src, slot = reservoir_slots(self.seen, n, self.capacity, generator)
+        self._allocate(batch, None if logits is None else logits.shape[1], min(self.capacity, self.seen + n))
         self.seen += n
         if len(src):
             src, slot = src.to(self.x.device), slot.to(self.x.device)
@@ -210,14 +219,9 @@ class Buffer:
         lg = state.get("logits")
         if self.keep_logits != (lg is not None) or (lg is not None and (lg.dim() != 2 or lg.shape[0] != f)):
             raise ValueError("memory logits must be stored with DER (one row per stored input) and only then")
-        if self.policy == "reservoir":  # preallocated at the budget, as when it was filled
-            self.x = x.new_zeros((self.capacity, *x.shape[1:]))
-            self.x[:f] = x
-            self.y, self.task = (torch.zeros(self.capacity, dtype=torch.long, device=x.device) for _ in range(2))
-            self.y[:f], self.task[:f] = y, t
-            if lg is not None:
-                self.logits = lg.new_zeros((self.capacity, lg.shape[1]))
-                self.logits[:f] = lg
+        if self.policy == "reservoir":  # copies: the reservoir writes into them (and grows them)
+            self.x, self.y, self.task = x.clone(), y.clone(), t.clone()
+            self.logits = None if lg is None else lg.clone()
         else:
             self.x, self.y, self.task, self.logits = x, y, t, lg
         self.filled = f

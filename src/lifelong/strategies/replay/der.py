@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch.nn.functional as F
 
 from ...scenarios import join, memory_rows
-from ...settings import setting
+from ...settings import setting, strength_setting
 from .base import MemorySettings, Replay
 from .buffer import Buffer
 from .er import replay_batch_setting
@@ -28,8 +28,7 @@ from .er import replay_batch_setting
 
 @dataclass(frozen=True)
 class DERSettings(MemorySettings):
-    alpha: float = setting(0.3, check=lambda v: v >= 0, must="be >= 0", maximum=1e30,
-                           help="weight of the logit-matching term (DER's α)")
+    alpha: float = strength_setting(0.3, help="weight of the logit-matching term (DER's α)")
     replay_batch: int = replay_batch_setting()
 
     def check(self) -> None:
@@ -40,8 +39,7 @@ class DERSettings(MemorySettings):
 
 @dataclass(frozen=True)
 class DERppSettings(DERSettings):
-    beta: float = setting(0.5, flag="beta", check=lambda v: v >= 0, must="be >= 0", maximum=1e30,
-                          help="weight of DER++'s cross-entropy on memory labels (β)")
+    beta: float = strength_setting(0.5, flag="beta", help="weight of DER++'s cross-entropy on memory labels (β)")
 
 
 class DER(Replay):

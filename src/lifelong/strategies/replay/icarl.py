@@ -93,6 +93,7 @@ class ICaRL(Replay):
         self._old: tuple[int, Tensor] | None = None  # (task index, its distilled units)
 
     def check_stream(self, ctx):
+        super().check_stream(ctx)
         last_linear(ctx.model)  # its input is the feature vector of the nearest-mean classifier
 
     loss_terms = ("task",)

@@ -29,17 +29,16 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ...models.heads import masked_logits
-from ...settings import Settings, setting
+from ...settings import Settings, setting, strength_setting
 from ..base import Context, Strategy, cross_entropy, split_state
 from .base import Teacher
 
 
 @dataclass(frozen=True)
 class LwFSettings(Settings):
-    alpha: float = setting(1.0, check=lambda v: v >= 0, must="be >= 0", maximum=1e30,
-                           help="weight of the distillation term (LwF's λ_o)")
-    temperature: float = setting(2.0, flag="temperature", check=lambda v: v > 0, must="be > 0", maximum=1e6,
-                                 help="distillation temperature T")
+    alpha: float = strength_setting(1.0, help="weight of the distillation term (LwF's λ_o)")
+    temperature: float = strength_setting(2.0, flag="temperature", zero=False, what="temperature (gradients scale as 1/T)",
+                                          help="distillation temperature T")
     lwf_weighting: str = setting("sum", flag="lwf-weighting", choices=("sum", "tasks"),
                              help="sum: CE + alpha * distillation; tasks: 1/t CE + (1 - 1/t) distillation "
                                   "(van de Ven et al.; alpha unused)")
