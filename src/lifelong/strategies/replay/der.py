@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch.nn.functional as F
 
 from ...scenarios import join, memory_rows
-from ...settings import setting, strength_setting
+from ...settings import strength_setting
 from .base import MemorySettings, Replay
 from .buffer import Buffer
 from .er import replay_batch_setting
