@@ -119,3 +119,47 @@ def test_readme_lightning_snippet_runs_verbatim_and_ewc_forgets_less_than_fine_t
     ewc, naive = ewc_and_fine_tuning(readme_block("lightning"))
     assert ewc.accuracy_matrix.shape == (3, 2) and ewc.accuracy_matrix[1, 0] > 0.8
     assert ewc.summary()["forgetting"] < naive.summary()["forgetting"] - 0.01  # here 0.058 against 0.076
+
+
+def plain_accumulating(name, k):
+    """A plain loop that accumulates k batches per optimizer step (each loss / k, as Lightning does)."""
+    s = stream()
+    cl = Learner(model(), build(name), s)
+    for task, data in zip(cl.tasks(), task_batches(s)):
+        opt = torch.optim.SGD(cl.parameters(), lr=0.05, momentum=0.9)
+        cl.optimizer = opt
+        opt.zero_grad()
+        for i, (x, y) in enumerate(data):
+            b = cl.batch(x, y)
+            (cl.loss(b) / k).backward()
+            if (i + 1) % k == 0 or i + 1 == len(data):
+                cl.before_step(b)
+                opt.step()
+                cl.after_step(b)
+                opt.zero_grad()
+    return cl
+
+
+@pytest.mark.parametrize("name", ["si", "er", "derpp", "ewc"])
+def test_gradient_accumulation_steps_the_strategy_once_per_optimizer_step_over_every_batch(name):
+    """accumulate_grad_batches=4: the step hooks run once per optimizer step (SI crashed when they ran per
+    batch) and see all 4 batches (a reservoir is offered every sample), as a plain accumulating loop."""
+    s = stream()
+    cl = Learner(model(), build(name), s)
+    callback = LifelongCallback(cl)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for data in task_batches(s):
+            trainer = L.Trainer(max_epochs=1, accelerator="cpu", devices=1, deterministic=True, logger=False,
+                                enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                                callbacks=[callback], accumulate_grad_batches=4)
+            trainer.fit(Module(cl), torch.utils.data.DataLoader(data, batch_size=None))
+        ref = plain_accumulating(name, 4)
+    finally:
+        torch.set_num_threads(threads)
+    steps = [-(-len(d) // 4) for d in task_batches(s)]
+    assert cl.steps_per_task == ref.steps_per_task == steps
+    assert cl.accuracy_matrix.tolist() == ref.accuracy_matrix.tolist()
+    if name in ("er", "derpp"):
+        assert cl.strategy.buffer.seen == sum(len(t.train) for t in s) * 2  # every sample of both epochs offered

@@ -189,3 +189,89 @@ def test_a_learner_is_not_saved_where_it_could_not_continue_exactly():
         cl.state_dict()  # mid-task without the user's optimizer: its state could not be saved
     with pytest.raises(UsageError, match="takes the batch that batch"):
         cl.loss(next(cl.batches())._replace(y=torch.zeros(1)))
+
+
+# ---- the API's boundary: hostile input is one UsageError naming the argument -----------------------------------
+
+
+@pytest.mark.parametrize("scenario", ["task", "class"])
+@pytest.mark.parametrize("make, param, words", [
+    (lambda x, y: (x, y.float() + 0.5), "y", "integer class ids"),  # fractional labels
+    (lambda x, y: (x, y.float()), "y", "integer class ids"),  # float labels, even whole ones
+    (lambda x, y: (x, y + 100), "y", "not an output unit"),
+    (lambda x, y: (x, -y - 1), "y", "not an output unit"),
+    (lambda x, y: (x, y[:-1]), "x", "one target per input"),
+    (lambda x, y: (x[:, :, :5], y), "x", "784"),
+    (lambda x, y: (x.tolist(), y), "x", "must be a tensor"),
+])
+def test_your_batches_are_checked_at_the_boundary(scenario, make, param, words):
+    s = tiny_stream(scenario)
+    cl = Learner(model_for(s), ER(memory=50), s)
+    cl.start_task(0)
+    x, y, _, _ = next(iter(batches([s[0]], "train", batch_size=8)))
+    with pytest.raises(UsageError, match=words) as e:
+        cl.batch(*make(x, y))
+    assert param in e.value.params and "\n" not in str(e.value)
+    assert cl.last_batch is None  # nothing was prepared: the step can start again
+    cl.batch(x, y)
+
+
+@pytest.mark.parametrize("task, words", [(-1, "tasks learned so far"), (1, "tasks learned so far"),
+                                         (0.5, "must be integers"), (True, "task index")])
+def test_task_ids_must_name_tasks_learned_so_far(task, words):
+    s = tiny_stream("task")
+    cl = Learner(model_for(s), Naive(), s)
+    cl.start_task(0)
+    x, y, _, _ = next(iter(batches([s[0]], "train", batch_size=8)))
+    with pytest.raises(UsageError, match=words) as e:
+        cl.batch(x, y, torch.tensor([task] * 8) if isinstance(task, float) else task)
+    assert "task" in e.value.params
+
+
+def test_a_label_of_another_tasks_head_is_refused_in_the_task_scenario():
+    s = tiny_stream("task")
+    cl = Learner(model_for(s), Naive(), s)
+    cl.start_task(0)
+    x, y, _, _ = next(iter(batches([s[1]], "train", batch_size=8)))  # task 1's units (2, 3)
+    with pytest.raises(UsageError, match=r"its units: \[0, 1\]"):
+        cl.batch(x, y)
+
+
+def test_one_strategy_object_serves_one_model():
+    s = tiny_stream()
+    ewc = EWC(lam=10.0)
+    first = model_for(s)
+    Learner(first, ewc, s)
+    Learner(first, ewc, s)  # the same model again is fine (a Learner made anew)
+    with pytest.raises(UsageError, match="already serves another model"):
+        Learner(model_for(s), ewc, s)
+    from lifelong.strategies import build as build_strategy
+
+    both = build_strategy("ewc+er")
+    Learner(first, both, s)
+    with pytest.raises(UsageError, match="already serves another model"):
+        Learner(model_for(s), both, s)
+    with pytest.raises(UsageError, match="already serves another model"):  # a part of it, on its own
+        Learner(model_for(s), both.parts[1], s)
+
+
+@pytest.mark.parametrize("name", ["hat", "packnet"])
+def test_a_strategy_that_needs_the_optimizer_says_so(name):
+    """HAT's embeddings are made when the first task starts (progressive laterals when each later one
+    does); PackNet retrains with the loop's optimizer: an optimizer not given, or built before
+    start_task, is one line."""
+    s = tiny_stream()
+    cl = Learner(model_for(s), build(name), s)
+    early = torch.optim.SGD(cl.parameters(), lr=0.1)
+    cl.start_task(0)
+    x, y, _, _ = next(iter(batches([s[0]], "train", batch_size=8)))
+    b = cl.batch(x, y)
+    cl.loss(b).backward()
+    with pytest.raises(UsageError, match="needs your optimizer"):
+        cl.before_step(b)
+    cl.optimizer = early
+    if name != "packnet":  # PackNet trains the model's parameters alone: any optimizer of them will do
+        with pytest.raises(UsageError, match="does not train"):
+            cl.before_step(b)
+    cl.optimizer = torch.optim.SGD(cl.parameters(), lr=0.1)
+    cl.before_step(b)

@@ -22,6 +22,7 @@ import hashlib
 import http.client
 import os
 import urllib.request
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -250,16 +251,15 @@ def _load(spec: DatasetSpec, paths: list[Path], source: Path) -> ImageDataset:
                                          for st in [f.stat()]))
     except OSError:
         key = None
-    if key is not None and key in _LOADED:
-        return _LOADED[key]
-    data = _read(spec, paths, source)
-    for a in (data.train_images, data.train_labels, data.test_images, data.test_labels):
-        a.flags.writeable = False  # shared by every reader of this process
-    if key is not None:
+    if key is None:
+        return _read(spec, paths, source)
+    if key not in _LOADED:
         while len(_LOADED) >= 2:
             _LOADED.pop(next(iter(_LOADED)))
-        _LOADED[key] = data
-    return data
+        _LOADED[key] = _read(spec, paths, source)
+    data = _LOADED[key]  # each caller gets its own arrays (a copy is much faster than reading the files)
+    return dataclasses.replace(data, **{k: getattr(data, k).copy() for k in
+                                        ("train_images", "train_labels", "test_images", "test_labels")})
 
 
 def _read(spec: DatasetSpec, paths: list[Path], source: Path) -> ImageDataset:

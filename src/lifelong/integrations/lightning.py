@@ -29,7 +29,8 @@ your ``training_step``           ``cl.batch`` (prepare_batch), ``cl.loss`` (forw
 ``on_before_optimizer_step`` runs after Lightning's backward (and its gradient accumulation) and
 before gradient clipping and the step, so ``gradient_clip_val`` clips the gradient with the penalty's
 in it, as clipping after a plain loop's ``cl.before_step`` would. Gradient accumulation over k batches
-calls the step hooks once per optimizer step with the last batch.
+calls the step hooks once per optimizer step, over the k batches joined (what a replay memory stores
+covers all of them).
 """
 
 from __future__ import annotations
@@ -64,10 +65,14 @@ class LifelongCallback(pl.Callback):
 
     def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
         self.learner.before_step(self._batch("on_before_optimizer_step"))
+        self._stepped = True
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if self.learner.last_batch is not None:
+        # once per optimizer step: with accumulate_grad_batches=k, after the k-th batch only (the Learner
+        # gave the step hooks all k batches)
+        if getattr(self, "_stepped", False) and self.learner.last_batch is not None:
             self.learner.after_step(self.learner.last_batch)
+        self._stepped = False
 
     def on_fit_end(self, trainer, pl_module) -> None:
         self.learner.end_task()

@@ -16,7 +16,6 @@ import dataclasses
 import math
 from typing import Sequence
 
-import numpy as np
 import torch
 from torch import Tensor
 
@@ -44,8 +43,7 @@ def _holdout(n: int, val_fraction: float, seed: int) -> tuple[Tensor, Tensor | N
 
 
 def _as_tensors(train_images, train_labels, test_images, test_labels):
-    # numpy (copied: a loaded data set's arrays are shared and read-only) or torch in, torch out
-    conv = lambda a, dt: (torch.from_numpy(np.array(a)) if isinstance(a, np.ndarray) else torch.as_tensor(a)).to(dt)  # noqa: E731
+    conv = lambda a, dt: torch.as_tensor(a).to(dt)  # noqa: E731 - numpy or torch in, torch out
     return (
         conv(train_images, torch.uint8),
         conv(train_labels, torch.long),

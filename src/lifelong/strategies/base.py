@@ -204,6 +204,9 @@ class Strategy:
     composable = True
     #: True for a strategy that keeps a replay memory (a composite holds at most one)
     keeps_memory = False
+    #: why the strategy needs to know the loop's optimizer (``cl.optimizer``), or "" (it trains tensors of
+    #: its own, ``parameters()``, is reason enough and needs no entry)
+    needs_optimizer = ""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -218,6 +221,17 @@ class Strategy:
             except TypeError as e:
                 known = ", ".join(f.name for f in dataclasses.fields(self.Settings)) or "none"
                 raise UsageError(f"{self.name}: {_init_problem(e)} (settings: {known})") from None
+
+    def bind(self, model: nn.Module) -> None:
+        """Serve ``model`` alone: a strategy's state (a Fisher, a memory, masks) belongs to one model, so
+        a second model is a UsageError (make a new strategy object for it)."""
+        import weakref
+
+        owner = self.__dict__.get("_served")
+        if owner is not None and owner() is not None and owner() is not model:
+            raise UsageError(f"this {self.name} object already serves another model (its state is that model's); make "
+                             f"a new one for this Learner: {type(self).__name__}(...)", owner=self.name)
+        self._served = weakref.ref(model)
 
     # ---- the stream ------------------------------------------------------------------------------
     def check_stream(self, ctx: Context) -> None:

@@ -86,6 +86,11 @@ class Compose(Strategy):
         for p in self.parts:
             p.check_stream(ctx)
 
+    def bind(self, model):
+        for p in self.parts:
+            p.bind(model)
+        super().bind(model)
+
     def memory_bound(self, ctx):
         return sum(p.memory_bound(ctx) for p in self.parts)
 

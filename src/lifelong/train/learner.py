@@ -36,6 +36,7 @@ Your own batches work too (``cl.batch(x, y)`` from any DataLoader: they are the 
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any, Iterator, Sequence
 
@@ -46,7 +47,7 @@ from torch import Tensor, nn
 from ..errors import TrainingDiverged, UsageError
 from ..eval import evaluate, summarize, undefined_metrics
 from ..models.heads import Heads
-from ..scenarios import Batch, Task, TaskStream, batches
+from ..scenarios import Batch, Task, TaskStream, batches, join
 from ..seeds import derived_generator
 from ..strategies import Context, Step, Strategy
 from ..strategies.base import LOCAL, step_losses
@@ -85,6 +86,7 @@ class Learner:
             raise UsageError(f"seed must be an integer in 0..2**63-1, got {seed!r}", params=("seed",))
         self.device = resolve_device(device)
         check_run(model, stream, strategy, settings, self.device)  # the model fits the stream, the strategy accepts both
+        strategy.bind(model)  # one model per strategy object
         self.dist = dist if dist is not None else LOCAL
         self.settings, self.seed, self.strategy = settings, seed, strategy
         self.model = model.to(self.device)
@@ -99,6 +101,8 @@ class Learner:
         self.steps_per_task: list[int] = []
         self.timings: dict[str, list[float]] = {k: [] for k in TIMINGS}
         self.pending: Step | None = None  # the step under way
+        self._micro: list[Step] = []  # earlier batches of the step under way (gradient accumulation)
+        self._optimizer_checked: tuple | None = None  # (task, optimizer) whose parameters were checked
         self._in_task = False
         self._resume_step = 0  # a task restored mid-way resumes at this step, without before_task
         self._training: list[Task] | None = None  # the current task's training_tasks
@@ -153,7 +157,7 @@ class Learner:
         self.strategy.after_task(self.ctx)
         self.dist.sync_generator(self.ctx.generator)  # an MC Fisher drew labels for this process's share only
         t1 = time.perf_counter()
-        self._in_task, self.pending, self._epoch_state, self._partial_seconds = False, None, None, 0.0
+        self._in_task, self.pending, self._epoch_state, self._partial_seconds, self._micro = False, None, None, 0.0, []
         self.steps_per_task.append(self.ctx.task_step)
         self._measure()
         for key, value in zip(TIMINGS, (t0 - self._task_clock, t1 - t0, time.perf_counter() - t1)):
@@ -201,7 +205,7 @@ class Learner:
             skip = ctx.task_step % per_epoch
             self._epoch_state = self.order.get_state()  # this epoch's order is drawn from here
             for raw in batches(tasks, "train", batch_size=bs, shuffle=True, generator=self.order, skip=skip):
-                yield self.batch(raw)
+                yield self._prepare(raw)  # the stream's own data, checked when the stream was made
                 if ctx.task_step >= total:
                     return
 
@@ -212,12 +216,53 @@ class Learner:
         self._require_task("batch")
         ctx = self.ctx
         if isinstance(x, Batch):
-            b = x
-        else:
-            if y is None:
-                raise UsageError("batch(x, y): give the targets y with the inputs x")
-            x, y = x.to(self.device), torch.as_tensor(y, device=self.device).long()
-            b = Batch(x, y, self._task_ids(ctx.task_index if task is None else task, y.shape[0]))
+            x, y, task = x.x, x.y, x.task if task is None else task
+        if y is None:
+            raise UsageError("batch(x, y): give the targets y with the inputs x", params=("y",))
+        return self._prepare(self._checked(x, y, ctx.task_index if task is None else task))
+
+    def _checked(self, x, y, task) -> Batch:
+        """Your batch, checked at the boundary: tensors, one integer target per input, each a live output
+        unit of its sample's task, task ids of tasks learned so far, inputs of the stream's size."""
+        ctx, n_in = self.ctx, math.prod(self.stream.input_shape)
+        if not isinstance(x, Tensor):
+            raise UsageError(f"batch(x, y): x must be a tensor of inputs, got {type(x).__name__}", params=("x",))
+        y = torch.as_tensor(y)
+        if y.dtype.is_floating_point or y.dtype.is_complex or y.dtype == torch.bool:
+            raise UsageError(f"batch(x, y): y must hold integer class ids (int64), got {y.dtype}", params=("y",))
+        if y.dim() != 1 or x.dim() < 1 or x.shape[0] != y.shape[0]:
+            raise UsageError(f"batch(x, y): one target per input, got x {tuple(x.shape)} and y {tuple(y.shape)}",
+                             params=("x", "y"))
+        if x.shape[0] and x[0].numel() != n_in:
+            raise UsageError(f"batch(x, y): each input has {x[0].numel()} values, the stream's {n_in} "
+                             f"{tuple(self.stream.input_shape)}", params=("x",))
+        x, y = x.to(self.device), y.to(self.device).long()
+        t = self._task_ids(task, y.shape[0])
+        if t.shape != y.shape:
+            raise UsageError(f"batch(x, y, task): one task id per input, got {tuple(t.shape)} for {y.shape[0]}",
+                             params=("task",))
+        if y.numel():
+            lo, hi = int(t.min()), int(t.max())
+            if lo < 0 or hi > ctx.task_index:
+                raise UsageError(f"batch(x, y, task): task ids must be tasks learned so far, 0..{ctx.task_index}, got "
+                                 f"{lo if lo < 0 else hi}", params=("task",))
+            live = ctx.live(t)
+            ok = (y >= 0) & (y < ctx.heads.n_outputs)
+            if live is not None:
+                ok &= live.gather(1, y.clamp(0, ctx.heads.n_outputs - 1)[:, None]).squeeze(1)
+            if not bool(ok.all()):
+                bad = int(y[~ok][0])
+                units = ("0.." + str(ctx.heads.n_outputs - 1) if live is None
+                         else str(live[int((~ok).nonzero()[0])].nonzero().squeeze(1).tolist()))
+                raise UsageError(f"batch(x, y): target {bad} is not an output unit of its task (its units: {units}); "
+                                 "give targets as output units (TaskStream.from_tensors maps your labels to them)",
+                                 params=("y",))
+        return Batch(x, y, t)
+
+    def _prepare(self, b: Batch) -> Batch:
+        ctx = self.ctx
+        if self.pending is not None and self.pending.losses and not self.pending.aux.get("stepped"):
+            self._micro.append(self.pending)  # gradient accumulation: one optimizer step over several batches
         step = self.pending = Step(b.with_source(), ctx.step, ctx.task_step)
         step.batch = self.strategy.prepare_batch(ctx, step).with_source()
         return step.batch
@@ -243,7 +288,13 @@ class Learner:
         averaged over the processes, then ``after_backward`` (p.grad is the loss gradient alone),
         ``add_penalty_grad`` (p.grad += dΩ/dθ), ``before_step`` (projections, gradient masks)."""
         step = self._step_of(batch, "before_step")
+        if self._micro:  # the step hooks run once per optimizer step, over every batch it accumulated
+            step = self.pending = merged_step([*self._micro, step])
+            self._micro = []
+        step.aux["stepped"] = True
         ctx, s = self.ctx, self.strategy
+        if self._optimizer_checked != (ctx.task_index, id(ctx.optimizer)):
+            self._check_optimizer()
         if self.dist.world > 1:  # (listing the parameters costs tens of µs a step: only where it is needed)
             self.dist.average_gradients(self.parameters(), step.inputs.y.shape[0] if step.inputs is not None else 0)
         s.after_backward(ctx, step)
@@ -428,7 +479,7 @@ class Learner:
         self._resume_step = P["step"]
         self._partial_seconds = float(P["partial_train_seconds"])
         self._clock = time.perf_counter() - float(P["elapsed_seconds"])
-        self._in_task, self.pending = False, None
+        self._in_task, self.pending, self._micro = False, None, []
         self.ctx.task_index = P["task"] - (0 if mid else 1)
         self.ctx.task_step = P["step"]
         self.ctx.step = sum(self.steps_per_task) + P["step"]
@@ -457,23 +508,60 @@ class Learner:
         pre = self.ctx.task.preprocess
         return batch._replace(x=crop_flip(batch.x, self.augment_rng, fill=(0.0 - pre.mean) / pre.std))
 
+    def _check_optimizer(self) -> None:
+        """Once per task and optimizer: a strategy that trains tensors of its own (HAT's embeddings, progressive
+        columns' laterals) or reads the optimizer (PackNet) has it, and it trains every one of them."""
+        ctx, s = self.ctx, self.strategy
+        own = s.parameters()
+        if ctx.optimizer is None and (own or s.needs_optimizer):
+            why = s.needs_optimizer or "it trains tensors of its own beside the model's (cl.parameters())"
+            raise UsageError(f"{s.name} needs your optimizer: {why}; set cl.optimizer = opt, with opt built from "
+                             "cl.parameters() after start_task", owner=s.name)
+        if ctx.optimizer is not None and own:
+            trained = {id(p) for g in ctx.optimizer.param_groups for p in g["params"]}
+            if any(id(p) not in trained for p in own):
+                raise UsageError(f"the optimizer does not train {s.name}'s own tensors (made when the task starts): build "
+                                 "it from cl.parameters() after start_task(i), once per task", owner=s.name)
+        self._optimizer_checked = (ctx.task_index, id(ctx.optimizer))
+
     def _step_of(self, batch: Batch, what: str) -> Step:
         self._require_task(what)
         step = self.pending
-        if step is None or batch is not step.batch:
+        if step is None or (batch is not step.batch and batch is not step.aux.get("last_batch")):
             raise UsageError(f"{what}(batch) takes the batch that batch() or batches() gave for this step"
                              + ("" if step is None else ", not another"))
         return step
 
     def _task_ids(self, t: Tensor | int, n: int) -> Tensor:
         """(n,) int64 task ids on the device: one index for every sample, or the given ids."""
+        if isinstance(t, bool):
+            raise UsageError(f"batch(x, y, task): task must be a task index or one per input, got {t!r}", params=("task",))
         if isinstance(t, int):
             return torch.full((n,), t, dtype=torch.long, device=self.device)
-        return torch.as_tensor(t, device=self.device).long()
+        t = torch.as_tensor(t, device=self.device)
+        if t.dtype.is_floating_point or t.dtype == torch.bool:
+            raise UsageError(f"batch(x, y, task): task ids must be integers, got {t.dtype}", params=("task",))
+        return t.long()
 
     def _require_task(self, what: str) -> None:
         if not self._in_task:
             raise UsageError(f"{what}() belongs inside a task: call start_task(i) first (or loop over cl.tasks())")
+
+
+def merged_step(steps: list[Step]) -> Step:
+    """One step of several accumulated batches: their batches, inputs and (detached) logits joined, rows
+    grouped by source again (what a memory stores covers every batch); the losses of the last."""
+    last = steps[-1]
+
+    def grouped(batch: Batch, *others: Tensor) -> tuple:
+        order = torch.sort(batch.source, stable=True).indices
+        return (Batch(*(f[order] for f in batch)), *(o[order.to(o.device)] for o in others))
+
+    (batch,) = grouped(join(*(s.batch for s in steps)))
+    inputs, logits = last.inputs, last.logits
+    if all(s.inputs is not None and s.logits is not None for s in steps):
+        inputs, logits = grouped(join(*(s.inputs for s in steps)), torch.cat([s.logits.detach() for s in steps]))
+    return Step(batch, last.index, last.task_step, inputs, logits, last.losses, {"last_batch": last.batch})
 
 
 def plural(n: int, word: str) -> str:

@@ -65,6 +65,7 @@ class PackNet(Isolation):
     """Iterative pruning: each task owns the weights it kept; earlier tasks' weights are frozen."""
 
     name = "packnet"
+    needs_optimizer = "its retraining after each task uses your optimizer's type and settings"
     Settings = PackNetSettings
     needs_task_because = "each task computes with its own and earlier tasks' weights"
     composable = False
