@@ -64,6 +64,20 @@ class DataError(LifelongError):
     exit_code = 2
 
 
+class UserCodeError(LifelongError):
+    """Your own code (a ``stream`` function, a callback) raised: the message says where and what; its
+    traceback is the cause (the CLI shows it with ``--debug``)."""
+
+    exit_code = 1
+
+
+class DiskError(LifelongError):
+    """A file could not be written (a full disk, no permission): the message names the file and what
+    survived."""
+
+    exit_code = 1
+
+
 class TrainingDiverged(LifelongError):
     """The loss became NaN or infinite; the message names the likely cause."""
 

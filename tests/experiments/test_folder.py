@@ -568,3 +568,51 @@ def test_one_sweep_per_folder(tmp_path, capsys):
     assert code == 2 and "in use by another lifelong process" in err and err.count("\n") == 1
 
 
+
+
+# ---- errors of the machine and of your code: one line, and what survived -------------------------------------
+
+
+@pytest.mark.parametrize("where", ["checkpoint", "results"])
+def test_a_full_disk_is_one_line_naming_the_file_and_the_checkpoint_that_survived(tmp_path, monkeypatch, capsys, where):
+    """ENOSPC at a checkpoint write, or at the results: one line, exit 1, the last checkpoint intact,
+    and the resume afterwards gives the uninterrupted run's matrix."""
+    import errno
+
+    import lifelong.experiments.runs as runs_module
+    import lifelong.report as report_module
+
+    whole = main([*RUN, "--out", str(tmp_path / "whole")])
+    out = tmp_path / "cut"
+    real_save, real_write = runs_module.save_checkpoint, report_module.write_run_outputs
+    calls = []
+
+    def full(path, *args):
+        calls.append(path)
+        if where == "results" or len(calls) == 5:
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return real_save(path, *args)
+
+    if where == "checkpoint":
+        monkeypatch.setattr(runs_module, "save_checkpoint", full)
+    else:
+        monkeypatch.setattr(report_module, "write_run_outputs", full)
+    assert console_main([*RUN, "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "No space left on device" in err and "is intact" in err and "--resume" in err
+    assert str(out) in err
+    monkeypatch.setattr(runs_module, "save_checkpoint", real_save)
+    monkeypatch.setattr(report_module, "write_run_outputs", real_write)
+    resumes_exactly(out, whole)
+
+
+def test_an_os_error_anywhere_else_is_one_line_with_its_file(tmp_path, monkeypatch, capsys):
+    import lifelong.experiments.runs as runs_module
+
+    def refuse(*a, **k):
+        raise PermissionError(13, "Permission denied", str(tmp_path / "x" / "events.jsonl"))
+
+    monkeypatch.setattr(runs_module, "_event_log", refuse)
+    assert console_main([*SMALL, "--out", str(tmp_path / "x")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "events.jsonl: Permission denied" in err

@@ -246,3 +246,30 @@ def test_resume_refuses_a_data_file_whose_content_changed(tmp_path, monkeypatch)
     save_tasks_file(path, train[::-1], test[::-1])  # the same name, other content
     with pytest.raises(UsageError, match="data|sha256|changed"):
         main(["run", "--resume", str(tmp_path / "cut2"), "--no-progress", "--threads", "1"])
+
+
+def test_a_stream_function_that_fails_is_reported_as_yours(tmp_path, monkeypatch, capsys):
+    """--stream: an exception in your function is one line saying it is yours (its traceback under
+    --debug); an empty stream or targets beyond the output units are the library's one line."""
+    from lifelong.cli import console_main
+    from lifelong.errors import UserCodeError
+
+    (tmp_path / "hostile.py").write_text(
+        "import dataclasses, torch\nfrom lifelong import TaskStream\n"
+        "def boom(seed):\n    raise KeyError('the data went missing')\n"
+        "def empty():\n    return TaskStream('x', 'task', (), 2, (3,))\n"
+        "def beyond():\n    x = torch.rand(10, 3); y = torch.arange(10) % 2\n"
+        "    return dataclasses.replace(TaskStream.from_tensors([(x, y)], [(x, y)]), n_outputs=1)\n"
+        "def zero():\n    x = torch.rand(10, 0); y = torch.arange(10) % 2\n"
+        "    return TaskStream.from_tensors([(x, y)], [(x, y)])\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for fn, code, words in [("boom", 1, "hostile:boom raised KeyError: 'the data went missing' (in your function: "
+                                         "--debug shows its traceback)"),
+                            ("empty", 1, "no tasks"), ("beyond", 1, "output units 0..0"), ("zero", 1, "0 features")]:
+        assert console_main(["run", "--stream", f"hostile:{fn}", "--out", str(tmp_path / fn), *FAST]) == code
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and words in err, err
+        assert not (tmp_path / fn).exists()  # nothing written
+    with pytest.raises(UserCodeError) as e:
+        main(["run", "--stream", "hostile:boom", "--out", str(tmp_path / "y"), *FAST])
+    assert isinstance(e.value.__cause__, KeyError)  # their traceback, kept

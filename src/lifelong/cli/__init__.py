@@ -21,7 +21,7 @@ from __future__ import annotations
 import sys
 from typing import Any, Sequence
 
-from ..errors import LifelongError, UsageError
+from ..errors import LifelongError, UsageError, UserCodeError
 from . import compare as compare_cmd
 from . import reproduce as reproduce_cmd
 from . import run as run_cmd
@@ -62,7 +62,7 @@ def config_of(argv: Sequence[str]):
     try:
         return config_from({"progress": False, **given_values(parser.parse_args(argv))})
     except LifelongError as e:
-        raise _rendered(e, flags, argv) from None
+        raise _rendered(e, flags, argv) from e.__cause__  # (your code's error stays the cause)
 
 
 def main(argv: Sequence[str] | None = None) -> Any:
@@ -78,7 +78,7 @@ def main(argv: Sequence[str] | None = None) -> Any:
                              "`lifelong --help`)")
         return COMMANDS[args.command].main(args, argv)
     except LifelongError as e:
-        raise _rendered(e, flags, argv).with_traceback(e.__traceback__) from None
+        raise _rendered(e, flags, argv).with_traceback(e.__traceback__) from e.__cause__
 
 
 def _rendered(e: LifelongError, flags: dict, argv: Sequence[str]) -> LifelongError:
@@ -102,8 +102,16 @@ def console_main(argv: Sequence[str] | None = None) -> int:
         if debug:
             raise
         text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(e))  # one line, whatever it quotes
+        if isinstance(e, UserCodeError):
+            text = text.replace("the error's cause holds its traceback", "--debug shows its traceback")
         print(f"lifelong: error: {text}", file=sys.stderr)
         return e.exit_code
+    except OSError as e:  # the machine refused (a full disk, no permission): the file, and what it said
+        if debug:
+            raise
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"lifelong: error: {where}{e.strerror or e} (the files written before it are intact)", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("lifelong: interrupted", file=sys.stderr)
         return 130

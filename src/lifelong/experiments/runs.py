@@ -26,10 +26,10 @@ from typing import Any, Mapping
 import torch
 
 from .._io import atomic_write_json
-from ..errors import UsageError
+from ..errors import DiskError, UsageError
 from ..strategies import registry
 from ..train import Learner, RunResult, distributed, resolve_device, train_stream
-from ..train.checkpoint import CHECKPOINT_FILE, CheckpointError, load_checkpoint, save_checkpoint
+from ..train.checkpoint import CHECKPOINT_FILE, CheckpointError, load_checkpoint, read_header, save_checkpoint
 from ..train.device import check_fits, reset_peak_memory
 from ..train.learner import check_run
 from . import folder
@@ -147,7 +147,11 @@ def _train(cfg: ResolvedRun, stream, device, out: Path | None, record: dict | No
     ckpt = out / CHECKPOINT_FILE if out is not None else None
 
     def save(tensors, meta) -> None:
-        save_checkpoint(ckpt, tensors, _checkpoint_meta(record, meta))
+        try:
+            save_checkpoint(ckpt, tensors, _checkpoint_meta(record, meta))
+        except OSError as e:  # a full disk: the write was atomic, the previous checkpoint is whole
+            raise DiskError(f"cannot write {ckpt}: {e.strerror or e}; {_survived(ckpt)}: free some space, then "
+                            f"continue with `resume={out}`") from None
 
     log = _event_log(cfg, out, cl)
     try:
@@ -162,12 +166,27 @@ def _train(cfg: ResolvedRun, stream, device, out: Path | None, record: dict | No
         from ..report import write_run_outputs
 
         result.title = f"{cfg.stream.benchmark} ({cfg.stream.scenario}-incremental), {cfg.strategy_name}"
-        write_run_outputs(out, result.to_dict())
+        try:
+            write_run_outputs(out, result.to_dict())
+        except OSError as e:
+            raise DiskError(f"cannot write the results into {out}: {e.strerror or e} ({e.filename or 'a file'}); "
+                            f"{_survived(ckpt)}: free some space, then finish with `resume={out}`") from None
         result.run_dir = str(out)
         ckpt.unlink(missing_ok=True)  # results.json is complete: the checkpoint has served its purpose
     if d is not None:
         d.close()  # the other ranks wait here for the folder to be complete
     return result
+
+
+def _survived(ckpt: Path) -> str:
+    """What a failed write left: the last checkpoint's position, in words."""
+    try:
+        p = read_header(ckpt).get("progress") or {}
+    except (OSError, CheckpointError):
+        return "no checkpoint was written yet (config.json is intact)"
+    done, step = p.get("task"), p.get("step")
+    where = f"after {done} task(s)" + (f" and {step} step(s) of the next" if step else "")
+    return f"the last checkpoint ({where}) is intact"
 
 
 def follow(device: torch.device) -> RunResult:

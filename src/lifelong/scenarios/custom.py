@@ -41,7 +41,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..errors import UsageError
+from ..errors import LifelongError, UsageError, UserCodeError
 from .benchmarks import _holdout
 from .task import SCENARIOS, AsIs, Preprocess, DataSplit, Task, TaskStream
 
@@ -353,7 +353,14 @@ def stream_from_entry_point(spec: str, **offered: Any) -> TaskStream:
         kwargs = {k: v for k, v in offered.items() if takes_all or k in params}
     except (TypeError, ValueError):
         kwargs = {}
-    stream = f(**kwargs)
+    try:
+        stream = f(**kwargs)
+    except LifelongError as e:  # the library's own one-line error, raised inside their function
+        raise UserCodeError(f"{spec}: {e}") from e
+    except Exception as e:  # noqa: BLE001 - their code: say it is theirs, keep its traceback as the cause
+        text = str(e).splitlines()[0][:200] if str(e) else ""
+        raise UserCodeError(f"{spec} raised {type(e).__name__}{': ' + text if text else ''} (in your function: "
+                            "the error's cause holds its traceback)") from e
     if not isinstance(stream, TaskStream):
         raise UsageError(f"{spec} returned {type(stream).__name__}, not a TaskStream "
                          "(build one with lifelong.TaskStream.from_tensors)")
