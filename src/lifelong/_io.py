@@ -77,3 +77,26 @@ def open_own(path: str | os.PathLike, flags: int, mode: int = 0o644) -> int:
         os.close(fd)
         raise NotOwnFile(f"{path} {problem}; a run writes only to files it created: remove it")
     return fd
+
+
+MAX_JSON_DEPTH = 100  # lifelong's files nest a few levels; deeper is damage (or hostility), not data
+
+
+def loads(text: str | bytes) -> Any:
+    """``json.loads`` for files a user can hand us: nesting deeper than :data:`MAX_JSON_DEPTH` (which
+    would exhaust Python's recursion in the parser or in any reader after it) is a
+    ``json.JSONDecodeError`` like any other damage."""
+    try:
+        obj = json.loads(text)
+    except RecursionError:
+        raise json.JSONDecodeError("nested too deeply to read", "", 0) from None
+    stack = [(obj, 1)]
+    while stack:
+        o, depth = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            raise json.JSONDecodeError(f"nested more than {MAX_JSON_DEPTH} levels deep", "", 0)
+        if isinstance(o, dict):
+            stack.extend((v, depth + 1) for v in o.values())
+        elif isinstance(o, list):
+            stack.extend((v, depth + 1) for v in o)
+    return obj

@@ -201,3 +201,37 @@ def test_compare_leaves_forward_transfer_out_of_class_incremental_runs(tmp_path)
     assert "forward_transfer" not in table["metrics"] and any("undefined" in n for n in table["notes"])
     chosen = compare([tmp_path], write=False, quiet=True, metrics=["average_accuracy", "forward_transfer"])
     assert chosen["rows"][0]["values"]["forward_transfer"]["n"] == 0  # asked for: shown as n/a
+
+
+@pytest.mark.parametrize("edit, words", [
+    (lambda r: r["metrics"].update(average_accuracy=5.0), "not a rate"),  # shown as 284 % before
+    (lambda r: r["metrics"].update(average_accuracy=0.99), "the accuracy matrix gives"),  # possible, but not this run's
+    (lambda r: r["metrics"].update(backward_transfer=-3.0), "not a rate"),
+    (lambda r: r["metrics"].update(forgetting=float("nan")), "not a rate"),
+])
+def test_compare_leaves_out_results_whose_numbers_cannot_be_this_runs(tmp_path, edit, words):
+    """A results.json edited (or mixed up) so that its metrics are impossible, or are not what its own
+    accuracy matrix gives, is left out with a note; the table averages only the sound runs."""
+    from lifelong.report.files import results_problem
+
+    good = make_run(tmp_path, "good", matrix(0.9, 0.8))
+    bad = make_run(tmp_path, "bad", matrix(0.7, 0.6), seed=1)
+    results = json.loads((bad / "results.json").read_text())
+    edit(results)
+    (bad / "results.json").write_text(json.dumps(results))
+    assert words in results_problem(json.loads((bad / "results.json").read_text()))
+    table = compare([tmp_path], write=False, quiet=True)
+    row = table["rows"][0]["values"]["average_accuracy"]
+    assert row["n"] == 1 and row["mean"] == pytest.approx(summarize(matrix(0.9, 0.8))["average_accuracy"])
+    assert any("left out 1 unreadable" in n for n in table["notes"]) and good.exists()
+
+
+@pytest.mark.parametrize("name", ["results.json", "config.json"])
+def test_compare_survives_json_nested_deeper_than_python_reads(tmp_path, capsys, name):
+    make_run(tmp_path, "good", matrix(0.9, 0.8))
+    bad = make_run(tmp_path, "bad", matrix(0.7, 0.6), seed=1)
+    (bad / name).write_text("[" * 100_000 + "]" * 100_000)
+    assert console_main(["compare", str(tmp_path), "--out", str(tmp_path / "cmp")]) == 0
+    assert "left out 1 unreadable" in capsys.readouterr().out
+    (bad / name).write_text('{"a": ' * 500 + "1" + "}" * 500)  # within the parser's reach, past any reader's
+    assert console_main(["compare", str(tmp_path), "--out", str(tmp_path / "cmp")]) == 0

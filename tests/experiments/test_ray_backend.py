@@ -268,3 +268,24 @@ def test_an_address_nothing_answers_on_is_a_one_line_error_at_once(tmp_path):
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and f"--address 127.0.0.1:{port}: nothing answers there" in proc.stderr, proc.stderr
     assert proc.stderr.count("\n") == 1 and not (tmp_path / "s").exists()
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--address", "garbage"], "--address garbage is not a Ray address"),
+    (["--address", "http://x"], "is not a Ray address"),
+    (["--cpus-per-run", "0.00001"], "steps of 0.0001"),
+    (["--gpus-per-run", "0.123456"], "steps of 0.0001"),
+])
+def test_ray_options_ray_itself_would_refuse_are_one_line_before_ray_starts(tmp_path, capsys, args, words):
+    code = console_main(["sweep", "--strategies", "naive", "--backend", "ray", *args, "--data-dir", str(TINY),
+                         "--no-download", "--out", str(tmp_path / "s")])
+    err = capsys.readouterr().err
+    assert code == 2 and words in err and err.count("\n") == 1, err
+    assert not (tmp_path / "s").exists()
+
+
+def test_tune_refuses_zero_workers_like_sweep(tmp_path, capsys):
+    for cmd in (["tune", "--strategy", "ewc", "--grid", "1,10"], ["sweep", "--strategies", "naive"]):
+        assert console_main([*cmd, "--workers", "0", "--data-dir", str(TINY), "--no-download",
+                             "--out", str(tmp_path / cmd[0])]) == 2
+        assert "--workers must be >= 1" in capsys.readouterr().err

@@ -24,6 +24,7 @@ import typing
 from collections.abc import Sequence
 from typing import Any
 
+from .. import _io
 from ..errors import LifelongError, SettingError, UsageError
 from ..experiments.config import _PART_TYPES, RENAMES, RunConfig
 from ..settings import describe, meta, parse_text, unwrap
@@ -257,24 +258,22 @@ def strategies_in(argv: Sequence[str]) -> list[str]:
 
 
 def _saved_strategy(run_dir: str) -> list[str]:
-    import json
     from pathlib import Path
 
     from ..experiments.config import flat_record
 
     try:
-        name = flat_record(json.loads((Path(run_dir) / "config.json").read_text())).get("strategy")
+        name = flat_record(_io.loads((Path(run_dir) / "config.json").read_text())).get("strategy")
         return [registry.check_name(name)]
     except (OSError, ValueError, UsageError, AttributeError, TypeError):
         return []  # the resume itself says what is wrong with the folder
 
 
 def _spec_strategies(path: str) -> list[str]:
-    import json
     from pathlib import Path
 
     try:
-        spec = json.loads(Path(path).read_text())
+        spec = _io.loads(Path(path).read_text())
         names = [spec.get("base", {}).get("strategy", "naive")]
         for e in spec.get("grid", []):
             s = e.get("strategy")

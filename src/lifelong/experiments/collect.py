@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from .. import _io
 from ..errors import UsageError
 from ..report.files import results_problem
 from ..report.table import DEFAULT_METRICS, build_table, write_table
@@ -78,7 +79,7 @@ def find_runs(paths: Sequence[str | os.PathLike]) -> tuple[list[Path], list[str]
 
 def _validation_runs(sweep_dir: Path) -> set[Path]:
     try:
-        index = json.loads((sweep_dir / "sweep.json").read_text())
+        index = _io.loads((sweep_dir / "sweep.json").read_text())
         return {(sweep_dir / r["run_dir"]).resolve() for r in index.get("runs", ()) if r.get("phase") == "validation"}
     except (OSError, json.JSONDecodeError, TypeError, KeyError, AttributeError):
         return set()
@@ -86,8 +87,8 @@ def _validation_runs(sweep_dir: Path) -> set[Path]:
 
 def load_run(d: Path) -> dict | None:
     try:
-        config = json.loads((d / "config.json").read_text())
-        results = json.loads((d / "results.json").read_text())
+        config = _io.loads((d / "config.json").read_text())
+        results = _io.loads((d / "results.json").read_text())
     except (OSError, ValueError):  # unreadable, not UTF-8, not JSON
         return None
     if not isinstance(config, dict) or results_problem(results) is not None:

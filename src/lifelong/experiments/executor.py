@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
+from .. import _io
 from ..errors import LifelongError, UsageError
 from .config import ResolvedRun
 from .grid import label
@@ -86,8 +87,8 @@ def finished(job: Job) -> dict | None:
     """The results of a finished run of ``job`` in its folder (results.json and config.json both of this
     run), or None."""
     try:
-        results = json.loads((Path(job.cfg.runtime.out) / "results.json").read_text())
-        config = json.loads((Path(job.cfg.runtime.out) / "config.json").read_text())
+        results = _io.loads((Path(job.cfg.runtime.out) / "results.json").read_text())
+        config = _io.loads((Path(job.cfg.runtime.out) / "config.json").read_text())
     except (OSError, ValueError):
         return None
     if not (isinstance(results, dict) and isinstance(config, dict)):
@@ -102,7 +103,7 @@ def check_folders(jobs: Sequence[Job], overwrite: bool) -> None:
     for job in jobs:
         previous = Path(job.cfg.runtime.out) / "config.json"
         try:
-            old = json.loads(previous.read_text()).get("run_id")
+            old = _io.loads(previous.read_text()).get("run_id")
         except (OSError, json.JSONDecodeError, AttributeError):
             continue
         if old != job.id:
@@ -116,7 +117,7 @@ def write_selection(job: Job, results: dict | None = None) -> None:
     from ..report.files import to_jsonable, write_json
 
     path = Path(job.cfg.runtime.out) / "results.json"
-    results = results if results is not None else json.loads(path.read_text())
+    results = results if results is not None else _io.loads(path.read_text())
     if results.get("selection") != to_jsonable(job.selection):
         write_json(path, {**results, "selection": job.selection})
 

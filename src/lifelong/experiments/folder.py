@@ -23,6 +23,7 @@ import os
 from pathlib import Path
 from typing import Any, Iterator
 
+from .. import _io
 from .._io import NotOwnFile, atomic_write_json, open_own
 from ..errors import UsageError
 from ..train.checkpoint import CHECKPOINT_FILE, read_header
@@ -138,7 +139,7 @@ def clear(folder: Path) -> None:
 def read_json(path: Path, what: str) -> Any:
     """A JSON file's content, or a one-line UsageError saying the file is damaged."""
     try:
-        return json.loads(path.read_text())
+        return _io.loads(path.read_text())
     except FileNotFoundError:
         raise
     except (OSError, ValueError, UnicodeDecodeError) as e:

@@ -31,6 +31,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Callable
 
+from .. import _io
 from ..errors import UsageError, names
 from ..settings import depth, fmt as _fmt
 from ..strategies import registry
@@ -48,7 +49,7 @@ def load_spec(path: str | os.PathLike) -> dict:
     except OSError as e:
         raise UsageError(f"cannot read the sweep spec {path}: {e.strerror}") from None
     try:
-        spec = json.loads(text)
+        spec = _io.loads(text)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise UsageError(f"the sweep spec {path} is not valid JSON: {e}") from None
     return normalize_spec(spec, where=str(path))

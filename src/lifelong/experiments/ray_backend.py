@@ -66,6 +66,15 @@ def run_in_task(cfg, threads: int, cwd: str, env: dict) -> dict:
     return run_job(cfg, threads)
 
 
+def _address_form(address: str) -> bool:
+    """Whether ``address`` has a form Ray takes: auto, local, host:port or ray://host:port."""
+    import re
+
+    if address in ("auto", "local"):
+        return True
+    return bool(re.fullmatch(r"(ray://)?(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9._-]+):[0-9]{1,5}", address))
+
+
 def _check_reachable(address: str, timeout: float = 5.0) -> None:
     """A ``host:port`` (or ``ray://host:port``) that nothing answers on is a one-line error now, not
     minutes of Ray's own retries; ``auto`` and other forms are left to Ray."""
@@ -97,6 +106,11 @@ class RayBackend:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or v != v or v < 0 or v == float("inf"):
                 raise UsageError(f"`{name}` must be a number >= 0, got {v!r}")
+            if abs(v * 10_000 - round(v * 10_000)) > 1e-6 * max(1.0, v):
+                raise UsageError(f"`{name}={v:g}`: Ray reserves resources in steps of 0.0001; give a multiple of it")
+        if self.address is not None and not _address_form(self.address):
+            raise UsageError(f"`address={self.address}` is not a Ray address: give host:port (e.g. 10.0.0.5:6379), "
+                             "ray://host:port, or auto (the cluster 'ray start' made here)")
         if self.cpus_per_run == 0 and self.gpus_per_run == 0:
             raise UsageError("`cpus_per_run=0` with no `gpus_per_run` reserves nothing: give each run at least some CPU")
         if self.gpus_per_run > 1 and self.gpus_per_run != int(self.gpus_per_run):
@@ -123,6 +137,8 @@ class RayBackend:
                 # own (the last `ray start`, or another process's Ray); RAY_ADDRESS still names one to join
                 ray.init(address=self.address or os.environ.get("RAY_ADDRESS") or "local", include_dashboard=False,
                          log_to_driver=False, runtime_env={"env_vars": env} if self.address and env else None)
+            except ValueError as e:  # an address Ray cannot parse, after all
+                raise UsageError(f"`address={self.address}`: Ray refused it ({str(e).splitlines()[0][:200]})") from None
             except ConnectionError as e:
                 raise UsageError(f"`address={self.address}`: cannot reach a Ray cluster there ({e}); "
                                  "start one with 'ray start --head' or leave `address` out for a local Ray") from None

@@ -72,8 +72,6 @@ def sweep(
     spec = load_spec(spec) if isinstance(spec, (str, os.PathLike)) else normalize_spec(spec)
     if select is not None:
         spec["select"] = bool(select)
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise UsageError(f"`workers` must be >= 1, got {workers}")
     runner = backend_of(backend, workers, address, cpus_per_run, gpus_per_run)
     pts = points(spec)  # every config is validated before anything is created
     _check_data(pts)
@@ -107,6 +105,8 @@ def _prepare_and_run(spec, pts, out, workers: int, runner, overwrite: bool, quie
 
 def backend_of(name, workers: int, address, cpus_per_run, gpus_per_run):
     """The local pool or the Ray backend; each option only where it means something."""
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise UsageError(f"`workers` must be >= 1, got {workers}")
     if name == "local":
         given = [f"`{name}`" for name, v in (("address", address), ("cpus_per_run", cpus_per_run),
                                              ("gpus_per_run", gpus_per_run)) if v is not None]

@@ -46,6 +46,7 @@ def tune(
     :func:`~lifelong.experiments.sweep.sweep`)."""
     if not grid:
         raise UsageError("`grid` needs at least one value")
+    runner = backend_of(backend, workers, address, cpus_per_run, gpus_per_run)  # options first, then the data
     cfg = cfg.resolve()
     leaf_of(param, cfg.strategy_name, "`param`: ")  # a run key or a setting of the strategy
     if cfg.stream.val_fraction <= 0:
@@ -54,7 +55,6 @@ def tune(
     base = Path(cfg.runtime.out) if cfg.runtime.out else Path("runs") / f"tune-{cfg.run_id}-{param}"
     spec = {"base": {k: v for k, v in cfg.flat().items() if k != "out"}, "grid": [{param: values}],
             "seeds": [cfg.seed], "select": True, "tune": {"param": param}}
-    runner = backend_of(backend, workers, address, cpus_per_run, gpus_per_run)
     book = Index(spec, base, workers, quiet, runner)
     trials = []
     for value in values:  # all validated before anything runs

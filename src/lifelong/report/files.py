@@ -94,6 +94,31 @@ def results_problem(results: Any) -> str | None:
                 isinstance(k, str) and (v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)))
                 for k, v in m.items()):
             return f"{key} must be an object of numbers"
+        bad = next((k for k, v in m.items() if v is not None and not (math.isfinite(v) and -1.0 <= v <= 1.0)
+                    and k in RATES), None)
+        if bad is not None:
+            return f"{key}.{bad} is {m[bad]!r}, not a rate in [-1, 1]"
+    return _metrics_problem(results, A)
+
+
+#: metrics that are rates (accuracies and their differences): within [-1, 1]
+RATES = ("average_accuracy", "backward_transfer", "forward_transfer", "forgetting", "intransigence")
+
+
+def _metrics_problem(results: Mapping, A) -> str | None:
+    """The test metrics must be those of the accuracy matrix beside them (one source: the matrix): a
+    metric that differs was edited, or belongs to another run. A metric undefined for this matrix may
+    hold a number written by an older version."""
+    from lifelong.eval.metrics import summarize
+
+    scenario = results.get("scenario") if isinstance(results.get("scenario"), str) else None
+    try:
+        ours = summarize(A, scenario=scenario)
+    except (UsageError, ValueError):
+        return None
+    for k, v in results["metrics"].items():
+        if k in ours and ours[k] is not None and (v is None or abs(v - ours[k]) > 1e-6):
+            return f"metrics.{k} is {v!r} but the accuracy matrix gives {ours[k]:.6g}"
     return None
 
 

@@ -41,6 +41,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .. import _io
 from ..errors import LifelongError, UsageError, UserCodeError
 from .benchmarks import _holdout
 from .task import SCENARIOS, AsIs, Preprocess, DataSplit, Task, TaskStream
@@ -224,7 +225,7 @@ def read_tasks_file(path: Path) -> tuple[dict[str, Any], list[str] | None]:
                 arrays = {k: f.get_tensor(k) for k in f.keys()}
                 meta = f.metadata() or {}
             if "task_names" in meta:
-                names = json.loads(meta["task_names"])
+                names = _io.loads(meta["task_names"])
                 if not isinstance(names, list):
                     raise ValueError("metadata task_names is not a JSON list")
         else:

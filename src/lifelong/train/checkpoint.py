@@ -29,6 +29,7 @@ from typing import Any, Mapping
 import torch
 from torch import Tensor, nn
 
+from .. import _io
 from .._io import atomic_write_bytes
 from ..errors import UsageError
 
@@ -75,7 +76,7 @@ def read_header(path: str | Path) -> dict[str, Any]:
             n = int.from_bytes(f.read(8), "little")
             if n <= 0 or n > 100_000_000:
                 raise ValueError("bad header length")
-            meta = json.loads(json.loads(f.read(n))["__metadata__"][HEADER_KEY])
+            meta = _io.loads(_io.loads(f.read(n))["__metadata__"][HEADER_KEY])
     except FileNotFoundError:
         raise
     except (OSError, ValueError, KeyError, TypeError) as e:
@@ -100,7 +101,7 @@ def load_checkpoint(path: str | Path) -> tuple[dict[str, Tensor], dict[str, Any]
     try:
         tensors = load(data)
         header = _header(data)
-        meta = json.loads(header[HEADER_KEY])
+        meta = _io.loads(header[HEADER_KEY])
     except (SafetensorError, ValueError, KeyError, TypeError) as e:
         raise CheckpointError(
             f"checkpoint {path} is corrupt or not a lifelong checkpoint ({_first_line(e)}); "
@@ -138,7 +139,7 @@ def _header(data: bytes) -> dict:
     n = int.from_bytes(data[:8], "little")
     if n <= 0 or n > len(data) - 8:
         raise ValueError("bad header length")
-    return json.loads(data[8 : 8 + n])["__metadata__"]
+    return _io.loads(data[8 : 8 + n])["__metadata__"]
 
 
 def _first_line(e: Exception) -> str:

@@ -28,6 +28,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from .. import _io
+
 Log = Callable[[dict], None]
 EVENTS_FILE = "events.jsonl"
 LOGS = ("jsonl", "tensorboard", "none")
@@ -134,7 +136,7 @@ class Fanout:
 
 def read_events(path: str | Path) -> list[dict]:
     """The events of a log, with steps logged again after a resume replacing the earlier records."""
-    events = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+    events = [_io.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
     last: dict[int, int] = {}
     for k, e in enumerate(events):
         if e.get("event") == "step":
