@@ -616,3 +616,15 @@ def test_an_os_error_anywhere_else_is_one_line_with_its_file(tmp_path, monkeypat
     assert console_main([*SMALL, "--out", str(tmp_path / "x")]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "events.jsonl: Permission denied" in err
+
+
+def test_resume_never_ignores_an_out_or_overwrite_given_with_it(interrupted, tmp_path, capsys):
+    out, whole = interrupted
+    before = snapshot(out)
+    for extra, words in [(["--out", str(tmp_path / "elsewhere")], "--out"), (["--overwrite"], "--overwrite")]:
+        assert console_main(["run", "--resume", str(out), *extra]) == 2
+        err = capsys.readouterr().err
+        assert words in err and err.count("\n") == 1
+        assert snapshot(out) == before and not (tmp_path / "elsewhere").exists()
+    resumed = main(["run", "--resume", str(out), "--out", str(out), "--no-progress"])  # its own folder: fine
+    assert resumed.accuracy_matrix == whole.accuracy_matrix

@@ -118,3 +118,62 @@ def test_a_killed_two_rank_run_resumes_to_the_uninterrupted_matrix(tmp_path, two
     assert not (tmp_path / "cut" / "results.json").exists()
     resumed = main(["run", "--resume", str(tmp_path / "cut"), "--nproc", "2", "--no-progress", "--threads", "1"])
     assert resumed.accuracy_matrix == whole.accuracy_matrix
+
+
+def _spawned(pid: int) -> list[int]:
+    """The ranks a launcher started (its descendants running multiprocessing's spawn), in pid order."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            kids = [int(c) for c in Path(f"/proc/{p}/task/{p}/children").read_text().split()]
+        except OSError:
+            continue
+        todo += kids
+        out += [k for k in kids if b"spawn_main" in Path(f"/proc/{k}/cmdline").read_bytes()]
+    return sorted(out)
+
+
+def test_one_rank_killed_ends_every_rank_in_one_line_and_the_run_resumes(tmp_path, two_ranks):
+    """SIGKILL to one rank of a 2-rank run: the other stops, the command ends with one line naming
+    the rank and the signal (no gloo traceback, no hang), and the resume reaches the uninterrupted matrix."""
+    import signal
+    import time
+
+    from lifelong.train.checkpoint import CHECKPOINT_FILE
+
+    whole = two_ranks("ewc")
+    out = tmp_path / "cut"
+    proc = subprocess.Popen([sys.executable, "-m", "lifelong", *ARGS, "--strategy", "ewc", "--checkpoint-every", "10",
+                             "--nproc", "2", "--out", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    try:
+        deadline = time.time() + 120
+        while not (out / CHECKPOINT_FILE).exists() and time.time() < deadline and proc.poll() is None:
+            time.sleep(0.01)
+        ranks = _spawned(proc.pid)
+        assert len(ranks) == 2 and proc.poll() is None
+        os.kill(ranks[-1], signal.SIGKILL)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    lines = err.strip().splitlines()
+    assert proc.returncode == 1 and len(lines) == 1, err
+    assert "data-parallel rank" in lines[0] and "killed by SIGKILL" in lines[0] and "--resume" in lines[0]
+    assert _spawned(proc.pid) == []
+    resumed = main(["run", "--resume", str(out), "--nproc", "2", "--no-progress", "--threads", "1"])
+    assert resumed.accuracy_matrix == whole.accuracy_matrix
+
+
+def test_rank_0_ending_before_training_never_leaves_the_others_waiting(tmp_path, two_ranks, capsys):
+    """A finished run resumed with --nproc 2 reports its results; a folder rank 0 refuses is one line:
+    both end at once instead of the other rank waiting forever for rank 0."""
+    from lifelong.cli import console_main
+
+    finished = two_ranks("ewc")
+    again = main(["run", "--resume", finished.run_dir, "--nproc", "2", "--no-progress"])
+    assert again.accuracy_matrix == finished.accuracy_matrix
+    code = console_main([*ARGS, "--strategy", "si", "--nproc", "2", "--out", finished.run_dir])
+    err = capsys.readouterr().err
+    assert code == 2 and "holds another run" in err and err.count("\n") == 1

@@ -46,6 +46,8 @@ def main(args: argparse.Namespace, argv: list[str]) -> RunResult:
     given = given_values(args)
     if given.get("nproc", 1) != 1 and "WORLD_SIZE" not in os.environ:
         return launch(argv, given, args.resume)
+    if args.resume and args.overwrite:
+        raise UsageError("--resume continues a run and --overwrite starts one afresh: give one of them")
     if args.resume:
         if "progress" not in given:
             given["progress"] = sys.stderr.isatty()
@@ -75,13 +77,22 @@ def launch(argv: list[str], given: dict, resume: str | None) -> RunResult:
     config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=n, rdzv_backend="c10d", rdzv_endpoint="localhost:0",
                           run_id=str(uuid.uuid4()), max_restarts=0, monitor_interval=0.1, start_method="spawn",
                           logs_specs=DefaultLogsSpecs(log_dir=logs, redirects={r: Std.OUT for r in range(1, n)}))
+    import logging
+
+    # the launcher's logs of a failed rank (tracebacks, "terminating process"): our message is one line
+    quiet = [logging.getLogger(n) for n in ("torch.distributed.elastic", "torch.multiprocessing")]
+    levels = [q.level for q in quiet]
+    for q in quiet:
+        q.setLevel(logging.CRITICAL)
     try:
         outcomes = elastic_launch(config, rank_main)(argv)
     except Exception as e:  # noqa: BLE001 - a process died outright (killed, a crash): the launcher says which
-        raise LifelongError(f"a data-parallel process failed: {str(e).strip().splitlines()[-1][:300]}") from None
+        raise LifelongError(_failure(e, resume or given.get("out"))) from None
     finally:
         import shutil
 
+        for q, level in zip(quiet, levels):
+            q.setLevel(level)
         shutil.rmtree(logs, ignore_errors=True)
     errors = [o for r, o in sorted(outcomes.items()) if isinstance(o, dict) and "error" in o]
     if errors:
@@ -93,14 +104,39 @@ def launch(argv: list[str], given: dict, resume: str | None) -> RunResult:
     return result
 
 
+def _failure(e: Exception, folder: str | None) -> str:
+    """Which rank failed and why, from the launcher's error; every rank has been stopped by then."""
+    failures = getattr(e, "failures", None) or {}
+    if not failures:
+        return f"a data-parallel process failed: {str(e).strip().splitlines()[-1][:300]}"
+    rank, f = min(failures.items())
+    why = (f"killed by {f.signal_name()}" if f.exitcode is not None and f.exitcode < 0
+           else f"exit code {f.exitcode}")
+    more = f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""
+    tail = f"; continue from the last checkpoint with `resume={folder}`" if folder else ""
+    return f"data-parallel rank {rank} failed{more}: {why}; the other ranks were stopped{tail}"
+
+
 def rank_main(argv: list[str]) -> Any:
-    """One process of ``--nproc``: the command itself; an error a user caused comes back as a value."""
+    """One process of ``--nproc``: the command itself; an error comes back as a value, never a traceback.
+    Rank 0 ending before it announced the run (an error, a finished run's results) stops the others; a
+    rank that loses its peers (one was killed) says so in one line."""
+    from ..train import distributed
     from . import main as cli_main
 
+    rank = int(os.environ.get("RANK", "0"))
     try:
-        return cli_main(argv)
+        result = cli_main(argv)
+    except distributed.RankStopped:
+        return {"stopped": True}
     except LifelongError as e:
-        return {"error": type(e).__name__, "message": str(e)}
+        distributed.release_followers(str(e))
+        return {"error": type(e).__name__, "message": str(e), "rank": rank}
+    except (RuntimeError, ConnectionError) as e:  # gloo/nccl: a peer died mid-collective
+        return {"error": "LifelongError", "rank": rank,
+                "message": f"data-parallel rank {rank} lost its peers ({str(e).strip().splitlines()[0][:200]})"}
+    distributed.release_followers(None)
+    return result
 
 
 def _error_kinds():

@@ -194,7 +194,7 @@ def _differences(folder: Path, name: str) -> str:
     from .config import flat_record, not_method_keys
 
     ours, theirs = flat_record(ours), flat_record(theirs)
-    skip = not_method_keys() - {"seed"}
+    skip = (not_method_keys() - {"seed"}) | {"data"}  # (the run ids cover the data)
     keys = [k for k in sorted(set(ours) | set(theirs)) if k not in skip and ours.get(k) != theirs.get(k)]
     if not keys:
         return ""

@@ -272,6 +272,10 @@ def resume(run_dir: str | Path, options: Mapping[str, Any] | None = None, *, ove
         device = (options or {}).get("device") or flat_record(saved if isinstance(saved, dict) else {}).get("device")
         return follow(resolve_device(device or "auto"))
     run_dir = Path(run_dir)
+    out = (options or {}).get("out")
+    if out is not None and Path(out).resolve() != run_dir.resolve():
+        raise UsageError(f"`resume={run_dir}` continues the run in its own folder; `out={out}` would be another one: drop "
+                         "`out` (to continue a copy elsewhere, copy the folder and resume the copy)")
     if not (run_dir / "config.json").is_file():
         _read_record(run_dir, "resume")  # says what is missing
     with folder.locked(run_dir):

@@ -162,11 +162,33 @@ def follower() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1 and int(os.environ.get("RANK", "0")) != 0
 
 
+_announced = False  # whether rank 0 has told the other ranks what to do (once per process)
+
+
 def announce(d: Dist, payload):
-    """Rank 0 sends ``payload`` (a JSON-able object) to every rank; the others receive and return it."""
+    """Rank 0 sends ``payload`` (a JSON-able object) to every rank; the others receive and return it.
+    A payload ``{"stop": ...}`` tells them that rank 0 ended before training (an error, a finished run)."""
+    global _announced
     box = [payload if d.main else None]
     dist.broadcast_object_list(box, src=0)
+    _announced = _announced or d.main
+    if not d.main and isinstance(box[0], dict) and "stop" in box[0]:
+        raise RankStopped(box[0]["stop"])
     return box[0]
+
+
+class RankStopped(Exception):
+    """Raised in ranks > 0 when rank 0 ended before training: they stop too."""
+
+
+def release_followers(reason: str | None) -> None:
+    """Rank 0 ended (``reason``: its error, or None when it is done) before it announced the run: tell the
+    other ranks, which wait for that announcement, to stop instead of waiting forever."""
+    if _announced or follower() or int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return
+    d = from_env("cpu")
+    if d is not None:
+        announce(d, {"stop": reason})
 
 
 def rank_device(rank: int, device: torch.device) -> torch.device:
