@@ -273,3 +273,91 @@ def test_a_stream_function_that_fails_is_reported_as_yours(tmp_path, monkeypatch
     with pytest.raises(UserCodeError) as e:
         main(["run", "--stream", "hostile:boom", "--out", str(tmp_path / "y"), *FAST])
     assert isinstance(e.value.__cause__, KeyError)  # their traceback, kept
+
+
+# ---- the --stream fuzzer: whatever your function returns, a result or one line ------------------------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_DTYPES = {"uint8": torch.uint8, "float32": torch.float32, "float64": torch.float64, "int64": torch.int64,
+           "bool": torch.bool, "float16": torch.float16}
+
+
+@st.composite
+def hostile_streams(draw):
+    """What a --stream function might return: tensors of any shape and dtype, labels of any dtype and range,
+    tasks of any size, built with from_tensors or by hand (another n_outputs, input shape, no tasks)."""
+    tasks = draw(st.integers(0, 3))
+    features = draw(st.sampled_from([(0,), (1,), (5,), (2, 3), (4, 4), (1, 0)]))
+    xdt, ydt = draw(st.sampled_from(sorted(_DTYPES))), draw(st.sampled_from(sorted(_DTYPES)))
+    spec = []
+    for _ in range(tasks):
+        n_train, n_test = draw(st.integers(0, 12)), draw(st.integers(0, 6))
+        lo, hi = draw(st.sampled_from([(0, 2), (0, 1), (-1, 2), (0, 10**6), (2, 4)]))
+        spec.append((n_train, n_test, lo, hi))
+    how = draw(st.sampled_from(["from_tensors", "by_hand", "not_a_stream"]))
+    n_outputs = draw(st.sampled_from([0, 1, 2, 5]))
+    scenario = draw(st.sampled_from(["task", "domain", "class"]))
+    strategy = draw(st.sampled_from(["naive", "ewc", "er", "lwf", "derpp", "hat"]))
+    if draw(st.booleans()):  # half of them sound in all but one respect, so that results are checked too
+        sound = {"features": (5,), "x": "float32", "y": "int64", "how": "from_tensors",
+                 "tasks": [(8, 4, 2 * t, 2 * t + 2) for t in range(max(tasks, 1))]}
+        keep = draw(st.sampled_from(["features", "x", "y", "how", "tasks", None]))
+        features, xdt, ydt, how, spec = (sound[k] if k != keep else v for k, v in
+                                         zip(("features", "x", "y", "how", "tasks"), (features, xdt, ydt, how, spec)))
+    return {"features": features, "x": xdt, "y": ydt, "tasks": spec, "how": how, "n_outputs": n_outputs,
+            "scenario": scenario, "strategy": strategy, "seed": draw(st.integers(0, 3))}
+
+
+MAKE = '''
+import dataclasses, json, pathlib, torch
+from lifelong import TaskStream
+D = {"uint8": torch.uint8, "float32": torch.float32, "float64": torch.float64, "int64": torch.int64,
+     "bool": torch.bool, "float16": torch.float16}
+def make(scenario):
+    s = json.loads(pathlib.Path(__file__).with_name("spec.json").read_text())
+    g = torch.Generator().manual_seed(s["seed"])
+    def pair(n, lo, hi):
+        x = (torch.rand(n, *s["features"], generator=g) * 255).to(D[s["x"]])
+        y = torch.randint(lo, max(hi, lo + 1), (n,), generator=g).to(D[s["y"]])
+        return x, y
+    train = [pair(a, lo, hi) for a, b, lo, hi in s["tasks"]]
+    test = [pair(b, lo, hi) for a, b, lo, hi in s["tasks"]]
+    if s["how"] == "not_a_stream":
+        return train
+    if s["how"] == "from_tensors":
+        return TaskStream.from_tensors(train, test, scenario=scenario)
+    from lifelong.scenarios.task import DataSplit, Task
+    tasks = tuple(Task(i, f"t{i}", DataSplit(x, y), DataSplit(xt, yt), None, (0, 1), None)
+                  for i, ((x, y), (xt, yt)) in enumerate(zip(train, test)))
+    return TaskStream("hand", scenario, tasks, s["n_outputs"], tuple(s["features"]))
+'''
+
+
+@settings(max_examples=int(__import__("os").environ.get("FUZZ_EXAMPLES", 60)), deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(hostile_streams())
+def test_fuzz_hostile_stream_functions_give_a_result_or_one_line(tmp_path_factory, monkeypatch, capsys, spec):
+    d = tmp_path_factory.mktemp("fuzzstream")
+    (d / "fuzzstream_mod.py").write_text(MAKE)
+    (d / "spec.json").write_text(json.dumps(spec))
+    monkeypatch.syspath_prepend(str(d))
+    import importlib
+    import sys
+
+    sys.modules.pop("fuzzstream_mod", None)
+    importlib.invalidate_caches()
+    code = console_main(["run", "--stream", "fuzzstream_mod:make", "--scenario", spec["scenario"], "--strategy",
+                         spec["strategy"], "--out", str(d / "run"), "--iterations", "2", "--hidden", "4", "--threads",
+                         "1", "--no-progress"])
+    out, err = capsys.readouterr()
+    from hypothesis import event
+
+    event(f"exit {code}")
+    if code == 0:
+        results = json.loads((d / "run" / "results.json").read_text())
+        assert all(0.0 <= a <= 1.0 for row in results["accuracy_matrix"] for a in row)
+    else:
+        assert code in (1, 2) and err.count("\n") == 1 and err.startswith("lifelong: error: "), err
+        assert not (d / "run" / "results.json").exists()

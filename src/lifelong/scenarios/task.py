@@ -200,9 +200,17 @@ class TaskStream:
         if math.prod(self.input_shape) < 1:
             raise UsageError(f"the stream {self.name!r} has inputs of shape {tuple(self.input_shape)}: 0 features per "
                              "sample, nothing to learn from; give each sample at least one feature")
-        for t in self.tasks:
+        for i, t in enumerate(self.tasks):
+            if not isinstance(t, Task) or t.index != i or not callable(t.preprocess):
+                what = (type(t).__name__ if not isinstance(t, Task) else f"index {t.index}" if t.index != i
+                        else "no preprocess function")
+                raise UsageError(f"the stream {self.name!r}'s task {i} is not a Task in its place ({what}): build the "
+                                 "stream with TaskStream.from_tensors")
             for split in ("train", "test", "val"):
                 s = getattr(t, split)
+                if s is not None and (not isinstance(s, DataSplit) or not isinstance(s.images, Tensor)):
+                    raise UsageError(f"task {t.name!r}'s {split} split is not a DataSplit of tensors: build the stream "
+                                     "with TaskStream.from_tensors")
                 if s is not None and len(s):
                     _check_targets(self, t, split, s)
                 if s is not None and len(s) == 0:
