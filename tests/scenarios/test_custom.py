@@ -361,3 +361,45 @@ def test_fuzz_hostile_stream_functions_give_a_result_or_one_line(tmp_path_factor
     else:
         assert code in (1, 2) and err.count("\n") == 1 and err.startswith("lifelong: error: "), err
         assert not (d / "run" / "results.json").exists()
+
+
+@st.composite
+def hostile_files(draw):
+    """An .npz of tasks as someone else might have written it: keys missing, extra or misnumbered, arrays
+    of any dtype and shape (0-d, empty, object, strings), labels out of any range."""
+    arrays = {}
+    T = draw(st.integers(0, 3))
+    for t in range(T):
+        for split in ("train", "test", "val"):
+            if split == "val" and not draw(st.booleans()):
+                continue
+            for kind in ("x", "y"):
+                if draw(st.integers(0, 9)) == 0:
+                    continue  # a key missing
+                n = draw(st.integers(0, 10))
+                shape = (n, *draw(st.sampled_from([(), (3,), (2, 2), (0,), (28, 28)]))) if kind == "x" else (n,)
+                dtype = draw(st.sampled_from(["uint8", "float32", "float64", "int64", "bool", "U3", "float16"]))
+                if kind == "y" and draw(st.booleans()):
+                    dtype = "int64"
+                a = np.arange(int(np.prod(shape))).reshape(shape) % draw(st.sampled_from([2, 3, 300]))
+                arrays[f"{split}_{kind}_{t}"] = a.astype(dtype)
+    if draw(st.booleans()):
+        arrays[draw(st.sampled_from(["train_x_7", "extra", "task_names", "train_x_-1"]))] = np.zeros(
+            draw(st.sampled_from([(), (2,), (T,)])))
+    return arrays
+
+
+@settings(max_examples=int(__import__("os").environ.get("FUZZ_EXAMPLES", 60)), deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(hostile_files(), st.sampled_from(["task", "domain", "class"]), st.sampled_from(["naive", "er", "ewc"]))
+def test_fuzz_hostile_data_files_give_a_result_or_one_line(tmp_path_factory, capsys, arrays, scenario, strategy):
+    d = tmp_path_factory.mktemp("fuzzdata")
+    np.savez(d / "tasks.npz", **arrays)
+    code = console_main(["run", "--data", str(d / "tasks.npz"), "--scenario", scenario, "--strategy", strategy,
+                         "--out", str(d / "run"), "--iterations", "2", "--hidden", "4", "--threads", "1", "--no-progress"])
+    out, err = capsys.readouterr()
+    if code == 0:
+        results = json.loads((d / "run" / "results.json").read_text())
+        assert all(0.0 <= a <= 1.0 for row in results["accuracy_matrix"] for a in row)
+    else:
+        assert code in (1, 2) and err.count("\n") == 1 and err.startswith("lifelong: error: "), err
