@@ -370,8 +370,8 @@ def hostile_files(draw):
     arrays = {}
     T = draw(st.integers(0, 3))
     for t in range(T):
-        for split in ("train", "test", "val"):
-            if split == "val" and not draw(st.booleans()):
+        for part in ("train", "test", "val"):
+            if part == "val" and not draw(st.booleans()):
                 continue
             for kind in ("x", "y"):
                 if draw(st.integers(0, 9)) == 0:
@@ -382,7 +382,7 @@ def hostile_files(draw):
                 if kind == "y" and draw(st.booleans()):
                     dtype = "int64"
                 a = np.arange(int(np.prod(shape))).reshape(shape) % draw(st.sampled_from([2, 3, 300]))
-                arrays[f"{split}_{kind}_{t}"] = a.astype(dtype)
+                arrays[f"{part}_{kind}_{t}"] = a.astype(dtype)
     if draw(st.booleans()):
         arrays[draw(st.sampled_from(["train_x_7", "extra", "task_names", "train_x_-1"]))] = np.zeros(
             draw(st.sampled_from([(), (2,), (T,)])))
