@@ -141,6 +141,7 @@ def test_the_same_command_again_never_touches_a_finished_run(tmp_path, capsys):
     out = tmp_path / "r"
     first = main([*SMALL, "--out", str(out)])
     before = snapshot(out)
+    capsys.readouterr()
     assert console_main([*SMALL, "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert "finished" in err and "--resume" in err and "--overwrite" in err and err.count("\n") == 1
@@ -296,6 +297,7 @@ def test_the_checkpoint_of_another_run_is_refused_naming_the_keys(tmp_path, inte
     finally:
         runs_module.save_checkpoint = real
     shutil.copy(other / CHECKPOINT_FILE, out / CHECKPOINT_FILE)
+    capsys.readouterr()
     assert console_main(["run", "--resume", str(out)]) == 2
     err = capsys.readouterr().err
     assert "checkpoint.safetensors belongs to run" in err and "lr: 0.001 / 0.01" in err and err.count("\n") == 1
@@ -597,7 +599,8 @@ def test_a_full_disk_is_one_line_naming_the_file_and_the_checkpoint_that_survive
         monkeypatch.setattr(runs_module, "save_checkpoint", full)
     else:
         monkeypatch.setattr(report_module, "write_run_outputs", full)
-    assert console_main([*RUN, "--out", str(out)]) == 1
+    capsys.readouterr()
+    assert console_main([*RUN, "--quiet", "--out", str(out)]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "No space left on device" in err and "is intact" in err and "--resume" in err
     assert str(out) in err

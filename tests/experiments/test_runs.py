@@ -261,3 +261,22 @@ def test_folders_of_lifelong_0_2_compare_as_the_same_runs_as_new_ones(tmp_path):
     assert new.accuracy_matrix == old["accuracy_matrix"]  # (ids differ: 0.2's did not cover the data)
     table = compare([tmp_path], write=False, quiet=True)
     assert len(table["rows"]) == 1 and table["rows"][0]["values"]["average_accuracy"]["n"] == 1
+
+
+def test_without_a_terminal_a_run_prints_a_line_per_task_and_checkpoint_and_quiet_silences_it(tmp_path, capsys):
+    """Output to a log file or a batch job: one line per task (steps, seconds, the accuracy row so far)
+    and one per checkpoint; --quiet prints only the result."""
+    args = ["run", "--benchmark", "split-mnist", "--tasks", "2", "--iterations", "4", "--checkpoint-every", "3",
+            "--data-dir", str(TINY), "--no-download", "--hidden", "8", "--threads", "1"]
+    res = main([*args, "--out", str(tmp_path / "a")])  # capsys: stderr is not a terminal
+    err = capsys.readouterr().err.splitlines()
+    tasks = [x for x in err if x.startswith("task ")]
+    assert [x.split(":")[0] for x in tasks] == ["task 1/2 classes 0-1", "task 2/2 classes 2-3"]
+    R = res.accuracy_matrix
+    assert tasks[1].endswith(f"accuracy % [{100 * R[2][0]:.1f} {100 * R[2][1]:.1f}]") and "4 steps" in tasks[1]
+    assert tasks[0].endswith(f"[{100 * R[1][0]:.1f} -]")
+    checkpoints = [x for x in err if x.startswith("checkpoint ")]
+    assert checkpoints == [f"checkpoint ({w}) -> {tmp_path / 'a' / 'checkpoint.safetensors'}"
+                           for w in ("task 1, step 3", "after task 1", "task 2, step 3", "after task 2")]
+    main([*args, "--quiet", "--out", str(tmp_path / "b")])
+    assert capsys.readouterr().err == ""

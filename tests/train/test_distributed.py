@@ -137,7 +137,7 @@ def test_one_rank_killed_ends_every_rank_in_one_line_and_the_run_resumes(tmp_pat
     whole = two_ranks("ewc")
     out = tmp_path / "cut"
     proc = subprocess.Popen([sys.executable, "-m", "lifelong", *ARGS, "--strategy", "ewc", "--checkpoint-every", "10",
-                             "--nproc", "2", "--out", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                             "--nproc", "2", "--quiet", "--out", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             text=True, start_new_session=True)
     try:
         deadline = time.time() + 120

@@ -54,7 +54,7 @@ PARTS = ("stream", "model", "train", "runtime")
 RENAMES = {("model", "name"): "model", ("stream", "entry_point"): "stream"}
 # Fields that do not change the numbers a run produces (up to floating-point rounding across devices
 # and thread counts): left out of the run id.
-NOT_IN_ID = ("nproc", "log", "data_file", "data_dir", "download", "threads", "device", "out", "progress",
+NOT_IN_ID = ("nproc", "log", "data_file", "data_dir", "download", "threads", "device", "out", "progress", "quiet",
              "checkpoint_every", "check_every")
 # Fields added after runs were made: left out of the run id while at this value, so older runs keep their ids.
 ADDED_IN_ID = {"train_samples": None, "shuffle_classes": False, "augment": "none", "optimizer_state": "reset",
@@ -88,7 +88,9 @@ class Runtime(Settings):
                                               "then the download)")
     download: bool = setting(True, help="download the data set when it is not found locally")
     out: str | None = setting(None, help="run folder (default: runs/<run id>)")
-    progress: bool = setting(False, help="show a progress bar")
+    progress: bool = setting(False, help="show a progress bar (the default on a terminal); without one a run prints a "
+                                         "line per task and per checkpoint")
+    quiet: bool = setting(False, help="print nothing while training: no progress bar, no per-task lines")
     nproc: int = setting(1, check=lambda v: 1 <= v <= 256, must="be in 1..256",
                          help="train this one run in N data-parallel processes (gloo on CPU, nccl on CUDA; the same as "
                               "torchrun --nproc-per-node N -m lifelong run ...)")

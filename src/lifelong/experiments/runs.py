@@ -146,14 +146,24 @@ def _train(cfg: ResolvedRun, stream, device, out: Path | None, record: dict | No
             cl.load_state_dict(resume)
     ckpt = out / CHECKPOINT_FILE if out is not None else None
 
+    say = _say if not (cfg.runtime.progress or cfg.runtime.quiet) and (d is None or d.main) else None
+
     def save(tensors, meta) -> None:
         try:
             save_checkpoint(ckpt, tensors, _checkpoint_meta(record, meta))
         except OSError as e:  # a full disk: the write was atomic, the previous checkpoint is whole
             raise DiskError(f"cannot write {ckpt}: {e.strerror or e}; {_survived(ckpt)}: free some space, then "
                             f"continue with `resume={out}`") from None
+        if say is not None:
+            p = meta.get("progress") or {}
+            where = f"task {p.get('task', 0) + 1}, step {p['step']}" if p.get("step") else f"after task {p.get('task')}"
+            say(f"checkpoint ({where}) -> {ckpt}")
 
     log = _event_log(cfg, out, cl)
+    if say is not None:  # no progress bar (no terminal, or --no-progress): a line per task
+        from ..train.events import Fanout
+
+        log = Fanout([x for x in (log, _task_lines(say, cl)) if x is not None])
     try:
         result = train_stream(cl, checkpoint=save if ckpt is not None else None, checkpoint_every=cfg.runtime.checkpoint_every,
                               progress=cfg.runtime.progress, log=log, resumed=resume is not None)
@@ -176,6 +186,26 @@ def _train(cfg: ResolvedRun, stream, device, out: Path | None, record: dict | No
     if d is not None:
         d.close()  # the other ranks wait here for the folder to be complete
     return result
+
+
+def _say(text: str) -> None:
+    import sys
+
+    print(text, file=sys.stderr, flush=True)
+
+
+def _task_lines(say, cl: Learner):
+    """An event log that prints, for each task, its steps, seconds and the accuracy row so far."""
+    T = len(cl.stream)
+
+    def on(event: dict) -> None:
+        if event.get("event") == "task":
+            t = event["task"]
+            row = " ".join(f"{100 * a:.1f}" if j <= t else "-" for j, a in enumerate(event["accuracy"]))
+            say(f"task {t + 1}/{T} {event.get('name', '')!s}: {event['steps']} steps, "
+                f"{event.get('train_seconds', 0.0):.3g} s; accuracy % [{row}]")
+
+    return on
 
 
 def _survived(ckpt: Path) -> str:
