@@ -235,3 +235,35 @@ def test_compare_survives_json_nested_deeper_than_python_reads(tmp_path, capsys,
     assert "left out 1 unreadable" in capsys.readouterr().out
     (bad / name).write_text('{"a": ' * 500 + "1" + "}" * 500)  # within the parser's reach, past any reader's
     assert console_main(["compare", str(tmp_path), "--out", str(tmp_path / "cmp")]) == 0
+
+
+def test_labels_name_what_varies_and_the_terminal_table_fits_120_columns(tmp_path):
+    """Composites are labelled by their parts' settings that differ (never "memory=none" for a setting
+    they do not have), one method of a strategy by its name alone, data files by file name; labels too
+    long for 120 columns are numbered with a legend below."""
+    from lifelong.report.table import format_text
+
+    fp = lambda name: {"file": name, "sha256": name * 8}  # noqa: E731
+    make_run(tmp_path, "a", matrix(0.9, 0.8), strategy="ewc+er", **{"ewc.lam": 100.0, "er.memory": 500,
+                                                                     "lam": None, "memory": None})
+    make_run(tmp_path, "b", matrix(0.9, 0.7), strategy="ewc+er", **{"ewc.lam": 10.0, "er.memory": 500,
+                                                                     "lam": None, "memory": None})
+    make_run(tmp_path, "c", matrix(0.8, 0.8), strategy="er", memory=500, lam=None)
+    make_run(tmp_path, "d", matrix(0.8, 0.8), strategy="naive", lam=None, data=fp("tasks-a.npz"))
+    table = compare([tmp_path], write=False, quiet=True)
+    labels = sorted(r["label"] for r in table["rows"])
+    assert "ewc+er (ewc.lam=10)" in labels and "ewc+er (ewc.lam=100)" in labels and "er" in labels
+    assert not any("=none" in lab or "sha256" in lab for lab in labels), labels
+    assert all(len(line) <= 120 for line in table["text"].splitlines())
+    rows = [dict(r, label="x" * 200 + str(k)) for k, r in enumerate(table["rows"])]
+    text = format_text({**table, "rows": rows})
+    assert all(len(line) <= 120 for line in text.splitlines()) and "[1] " + "x" * 20 in text
+
+
+def test_data_fingerprints_are_labelled_by_file_name():
+    from lifelong.experiments.collect import _fmt
+
+    assert _fmt({"file": "tasks-a.npz", "sha256": "f" * 64}) == "tasks-a.npz"
+    assert _fmt({"stream": "mymod:make", "sha256": "f" * 64}) == "mymod:make"
+    assert _fmt({"dataset": "mnist", "md5": {"a": "1234567890"}, "canonical": True}) == "mnist"
+    assert _fmt({"dataset": "mnist", "md5": {"a": "1234567890"}, "canonical": False}) == "mnist (files 12345678)"

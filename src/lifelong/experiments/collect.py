@@ -27,7 +27,7 @@ from .. import _io
 from ..errors import UsageError
 from ..report.files import results_problem
 from ..report.table import DEFAULT_METRICS, build_table, write_table
-from .config import applies_to, flat_record, not_method_keys
+from .config import applies_to, flat_record, not_method_keys, run_field
 
 __all__ = ["DEFAULT_METRICS", "compare", "find_runs", "load_run", "methods_of"]
 
@@ -103,6 +103,11 @@ def load_run(d: Path) -> dict | None:
 
 
 def _fmt(v: Any) -> str:
+    if isinstance(v, dict) and ("file" in v or "stream" in v or "dataset" in v):  # a data fingerprint
+        if "file" in v or "stream" in v:
+            return str(v.get("file") or v.get("stream"))
+        md5 = "".join(sorted(str(x) for x in (v.get("md5") or {}).values()))
+        return str(v["dataset"]) + ("" if v.get("canonical") else f" (files {md5[:8]})")
     if isinstance(v, float):
         return f"{v:g}"
     if isinstance(v, list):
@@ -152,10 +157,18 @@ def label_methods(groups: list[dict]) -> bool:
         keys: list[str] = []
         for g in members:
             keys += [k for k in g["config"] if k not in keys and k not in ("strategy", "benchmark", "scenario")]
-        differing = [k for k in keys if len({json.dumps(g["config"].get(k), sort_keys=True) for g in members}) > 1]
+        def varies(k: str, among: list[dict]) -> bool:
+            return len({json.dumps(h["config"].get(k), sort_keys=True) for h in among}) > 1
+
+        differing = [k for k in keys if varies(k, members)]
         for g in members:
             g["all_params"] = {k: g["config"].get(k) for k in differing}
-            g["params"] = {k: v for k, v in g["all_params"].items() if _applies(k, g["strategy"])}
+            # what tells this method from the others shown: a run setting (lr, data, ...) that varies in the
+            # block, or a setting of its strategy that varies between the methods of that strategy (the
+            # strategy's name tells it from the others; a setting it does not have is never "=none")
+            same = [h for h in members if h["strategy"] == g["strategy"]]
+            g["params"] = {k: v for k, v in g["all_params"].items() if _applies(k, g["strategy"]) and (
+                run_field(k) is not None or (v is not None and varies(k, same)))}
         for g in members:
             twins = [h for h in members if h["strategy"] == g["strategy"] and h["params"] == g["params"]]
             if len(twins) > 1:  # the filter made two labels equal: show everything for them

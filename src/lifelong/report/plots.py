@@ -197,7 +197,6 @@ def plot_accuracy_matrix(
     return _save(fig, path)
 
 
-@_plain_text
 def plot_comparison(
     curves: Mapping[str, ArrayLike],
     path: str | os.PathLike,
@@ -211,6 +210,20 @@ def plot_comparison(
     :func:`~lifelong.eval.metrics.average_accuracy_curve` (shape ``(T,)``; runs may differ in T).
     ``task_names`` labels the x ticks (default ``1..T``). Returns ``path``.
     """
+    return _save(comparison_figure(curves, task_names=task_names, title=title), path)
+
+
+def _legend_outside(fig: Figure, ax, n: int, **kw) -> None:
+    """The legend right of the axes (never over the data), one column up to 14 entries, two beyond;
+    the figure grows to hold it (constrained layout keeps it inside)."""
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, frameon=False,
+              ncols=1 if n <= 14 else 2, **kw)
+
+
+@_plain_text
+def comparison_figure(curves: Mapping[str, ArrayLike], *, task_names: Sequence[str] | None = None,
+                      title: str | None = None) -> Figure:
+    """The figure of :func:`plot_comparison` (tests measure its text)."""
     if not curves:
         raise UsageError("plot_comparison needs at least one curve; got an empty mapping")
     checked: dict[str, np.ndarray] = {}
@@ -227,12 +240,17 @@ def plot_comparison(
         names = [str(i) for i in range(1, T + 1)]
     else:
         names = _check_task_names(task_names, T)
-    fig = Figure(figsize=(max(5.5, 2.5 + 0.35 * T), 3.8), layout="constrained")
+    n = len(checked)
+    width = max(len(_short(lab, 48)) for lab in checked) + 8  # legend characters
+    fig = Figure(figsize=(max(5.5, 2.5 + 0.35 * T) + 0.07 * width * (1 if n <= 14 else 2),
+                          max(3.8, 1.6 + 0.2 * min(n, 14))), layout="constrained")
     ax = fig.subplots()
-    colors = _task_colors(len(checked))
-    for (label, y), color in zip(checked.items(), colors):
-        ax.plot(np.arange(1, y.size + 1), y, marker="o", ms=3.5, lw=1.6, color=color,
-                label=f"{label} ({y[-1]:.1%})")
+    from matplotlib import colormaps
+
+    cmap = colormaps["tab20" if n > 10 else "tab10"]  # 20 methods stay 20 colours
+    for k, (label, y) in enumerate(checked.items()):
+        ax.plot(np.arange(1, y.size + 1), y, marker="o", ms=3.5, lw=1.6, color=cmap(k % cmap.N),
+                label=f"{_short(label, 48)} ({y[-1]:.1%})")
     ax.set_xticks(np.arange(1, T + 1), [_short(n) for n in names])
     longest = max(len(n) for n in names)
     if longest > 6 or (T > 8 and longest > 3):
@@ -246,29 +264,51 @@ def plot_comparison(
     ax.spines[["top", "right"]].set_visible(False)
     ax.set_xlabel("after training task")
     ax.set_ylabel("average accuracy over seen tasks")
-    ax.legend(title="run (final)", fontsize=8, title_fontsize=8, frameon=False)
+    _legend_outside(fig, ax, n, title="run (final)", fontsize=8, title_fontsize=8)
     ax.set_title(title or "Average accuracy along the stream")
-    return _save(fig, path)
+    return fig
 
 
-@_plain_text
 def plot_accuracy_vs_memory(points: Mapping[str, tuple[float, float]], path: str | os.PathLike) -> Path:
     """Final average accuracy against the extra memory a method keeps (bytes, log scale), one labelled
     point per method: methods of equal memory can be read off side by side. Returns ``path``."""
+    return _save(accuracy_vs_memory_figure(points), path)
+
+
+def _mb(x: float, _pos=None) -> str:
+    """A tick of the memory axis as a plain number (mathtext is off: labels are data)."""
+    return "0" if x == 0 else f"{x:g}"
+
+
+@_plain_text
+def accuracy_vs_memory_figure(points: Mapping[str, tuple[float, float]]) -> Figure:
+    """The figure of :func:`plot_accuracy_vs_memory` (tests measure its text)."""
+    from matplotlib import colormaps
+    from matplotlib.ticker import FuncFormatter, SymmetricalLogLocator
+
     if not points:
         raise UsageError("plot_accuracy_vs_memory needs at least one (memory, accuracy) point")
-    fig = Figure(figsize=(6.0, 4.0), layout="constrained")
+    n = len(points)
+    width = max(len(_short(str(lab), 48)) for lab in points)
+    fig = Figure(figsize=(5.0 + 0.07 * width * (1 if n <= 14 else 2), max(4.0, 1.6 + 0.2 * min(n, 14))),
+                 layout="constrained")
     ax = fig.subplots()
-    for label, (mem, acc) in points.items():
+    cmap = colormaps["tab20" if n > 10 else "tab10"]
+    for k, (label, (mem, acc)) in enumerate(points.items()):
         x = float(mem) / 1e6
-        ax.scatter([x], [100.0 * acc], s=30, label=_short(str(label), 60))
+        ax.scatter([x], [100.0 * acc], s=30, color=cmap(k % cmap.N), label=_short(str(label), 48))
     ax.set_xscale("symlog", linthresh=0.01)  # 0 bytes (fine-tuning) stays on the axis
-    ax.legend(fontsize=7, loc="best")
+    most = max(float(mem) / 1e6 for mem, _ in points.values())
+    ax.set_xlim(-0.004, max(0.1, most * 3))  # from just left of 0 to a decade past the largest
+    ax.xaxis.set_major_locator(SymmetricalLogLocator(linthresh=0.01, base=10))
+    ax.xaxis.set_major_formatter(FuncFormatter(_mb))  # "0.01", "1", "100": not $10^{-2}$ spelled out
+    ax.xaxis.set_minor_formatter(FuncFormatter(lambda x, pos=None: ""))
+    _legend_outside(fig, ax, n, fontsize=7)
     ax.set_xlabel("extra memory after the last task (MB, log scale above 0.01)")
     ax.set_ylabel("final average accuracy (%)")
     ax.set_title("Accuracy against the memory each method keeps")
     ax.grid(True, alpha=0.3)
-    return _save(fig, path)
+    return fig
 
 
 @_plain_text

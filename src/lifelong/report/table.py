@@ -32,10 +32,11 @@ naive           85.00 ± 7.07  2
 from __future__ import annotations
 
 import csv
-import json
 import io
+import json
 import math
 import statistics
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -174,15 +175,30 @@ def _cells(table: dict) -> tuple[list[str], list[list[str]]]:
     return header, body
 
 
-def format_text(table: dict) -> str:
-    """The table as aligned text for a terminal: method left-aligned, numbers right-aligned."""
+TEXT_WIDTH = 120  # a terminal table fits in this many columns
+
+
+def format_text(table: dict, width: int = TEXT_WIDTH) -> str:
+    """The table as aligned text for a terminal: method left-aligned, numbers right-aligned, within
+    ``width`` columns: labels too long for it are numbered ([1], [2], ...) and spelled out below."""
     header, body = _cells(table)
+    rest = sum(max(len(row[i]) for row in [header, *body]) + 2 for i in range(1, len(header)))
+    room = max(width - rest, 12)
+    legend = []
+    if any(len(r[0]) > room for r in body):
+        for k, r in enumerate(body, 1):
+            legend.append(f"[{k}] {r[0]}")
+            short = f"[{k}] {r[0]}"
+            r[0] = short if len(short) <= room else short[: room - 1] + "…"
     widths = [max(len(row[i]) for row in [header, *body]) for i in range(len(header))]
 
     def line(row: list[str]) -> str:
         return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))).rstrip()
 
-    return "\n".join([line(header), line(["-" * w for w in widths]), *(line(r) for r in body)])
+    lines = [line(header), line(["-" * w for w in widths]), *(line(r) for r in body)]
+    if legend:
+        lines += ["", *(textwrap.fill(x, width, subsequent_indent="    ") for x in legend)]
+    return "\n".join(lines)
 
 
 def format_markdown(table: dict) -> str:

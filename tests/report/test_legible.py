@@ -1,0 +1,77 @@
+"""compare's plots stay legible from 1 to 20 methods: every text element lies inside the figure, no
+two tick labels overlap, the legend is outside the axes, and a log axis shows plain numbers; the
+terminal table fits in 120 columns and labels name what varies (issue: compare a researcher can read)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+from lifelong.report.plots import accuracy_vs_memory_figure, comparison_figure
+
+LONG = "derpp+lwf (derpp.alpha=0.3, derpp.beta=0.5, lwf.temperature=2, lr=0.001, hidden=400,400)"
+
+
+def _labels(n: int, long: bool) -> list[str]:
+    return [f"{LONG} #{k}" if long and k % 2 else f"method {k}" for k in range(n)]
+
+
+def _texts_inside_and_apart(fig) -> None:
+    FigureCanvasAgg(fig)
+    renderer = fig.canvas.get_renderer()
+    fig.draw(renderer)
+    box = fig.bbox
+    hidden = set()  # tick labels of ticks outside the view limits are not drawn
+    for ax in fig.axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            lo, hi = sorted(axis.get_view_interval())
+            for tick in [*axis.get_major_ticks(), *axis.get_minor_ticks()]:
+                if not lo - 1e-9 <= tick.get_loc() <= hi + 1e-9:
+                    hidden |= {id(tick.label1), id(tick.label2)}
+    texts = [t for t in fig.findobj(lambda a: hasattr(a, "get_text") and hasattr(a, "get_window_extent"))
+             if t.get_visible() and t.get_text() and id(t) not in hidden]
+    assert texts
+    for t in texts:
+        e = t.get_window_extent(renderer)
+        assert e.x0 >= box.x0 - 1 and e.x1 <= box.x1 + 1 and e.y0 >= box.y0 - 1 and e.y1 <= box.y1 + 1, t.get_text()
+        assert "$" not in t.get_text() and "mathdefault" not in t.get_text()
+    for ax in fig.axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            labels = [t for t in axis.get_ticklabels() if t.get_visible() and t.get_text() and id(t) not in hidden]
+            for a, b in zip(labels, labels[1:]):
+                angle = np.deg2rad(a.get_rotation() % 180)
+                if angle == 0:
+                    assert not a.get_window_extent(renderer).overlaps(b.get_window_extent(renderer)), a.get_text()
+                else:  # parallel slanted lines of text: their distance across must hold one line's height
+                    step = abs(np.subtract(a.get_transform().transform(a.get_position()),
+                                           b.get_transform().transform(b.get_position()))).max()
+                    height = a.get_fontsize() * fig.dpi / 72
+                    assert step * np.sin(angle) >= height, (a.get_text(), step, height)
+        legend = ax.get_legend()
+        if legend is not None:  # beside the data, never over it
+            assert not legend.get_window_extent(renderer).overlaps(ax.get_window_extent(renderer))
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 20])
+@pytest.mark.parametrize("long", [False, True])
+def test_the_comparison_plot_is_legible(n, long):
+    rng = np.random.default_rng(n)
+    curves = {lab: np.sort(rng.random(10))[::-1] for lab in _labels(n, long)}
+    fig = comparison_figure(curves, task_names=[f"task {k} of the stream" for k in range(10)], title="t")
+    _texts_inside_and_apart(fig)
+    assert fig.get_figwidth() <= 16 and fig.get_figheight() <= 8
+
+
+@pytest.mark.parametrize("n", [1, 7, 20])
+def test_the_memory_plot_is_legible_with_plain_log_ticks(n):
+    points = {lab: (10 ** (k % 7), 0.5 + 0.02 * k) for k, lab in enumerate(_labels(n, True))}
+    points[f"naive {n}"] = (0, 0.4)
+    fig = accuracy_vs_memory_figure(points)
+    _texts_inside_and_apart(fig)
+    FigureCanvasAgg(fig)
+    fig.draw(fig.canvas.get_renderer())
+    lo, hi = fig.axes[0].get_xlim()
+    shown = [t.get_text() for t in fig.axes[0].xaxis.get_major_ticks() and fig.axes[0].xaxis.get_ticklabels()
+             if t.get_text() and lo <= t.get_position()[0] <= hi]
+    assert "0" in shown and all(s.replace(".", "").replace("-", "").isdigit() for s in shown), shown
