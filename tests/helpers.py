@@ -53,11 +53,18 @@ def user_loop(cl, lr: float = 1e-3, optimizer=torch.optim.Adam) -> list[list[flo
     return cl.accuracy_matrix.tolist()
 
 
-def readme_block(name: str, path: Path = README) -> str:
-    """The code block between ``<!-- name:start -->`` and ``<!-- name:end -->`` of a Markdown file."""
-    m = re.search(rf"<!-- {name}:start -->\s*```python\n(.*?)```\s*<!-- {name}:end -->", path.read_text(), re.S)
-    assert m, f"{path.name} lost its {name} block"
-    return m.group(1)
+def readme_block(name: str, path: Path | None = None) -> str:
+    """The code block between ``<!-- name:start -->`` and ``<!-- name:end -->`` of a Markdown file: ``path``,
+    else the one page of the README and docs/ that holds it (the same block on two pages must be the same)."""
+    pages = [path] if path is not None else [README, *sorted((ROOT / "docs").rglob("*.md"))]
+    found = {}
+    for page in pages:
+        m = re.search(rf"<!-- {name}:start -->\s*```python\n(.*?)```\s*<!-- {name}:end -->", page.read_text(), re.S)
+        if m:
+            found[page.name] = m.group(1)
+    assert found, f"no page holds the {name} block any more"
+    assert len(set(found.values())) == 1, f"the {name} block differs between {sorted(found)}"
+    return next(iter(found.values()))
 
 
 def run_block(code: str, data, path: Path = README) -> dict:

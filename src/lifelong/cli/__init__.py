@@ -34,17 +34,24 @@ COMMANDS = {"run": run_cmd, "tune": tune_cmd, "sweep": sweep_cmd, "compare": com
 __all__ = ["build_parser", "config_of", "console_main", "main"]
 
 
+#: the documentation page of each command (a test checks that each exists)
+DOCS = {"lifelong": "docs/cli.md", "run": "docs/getting-started.md", "tune": "docs/results.md",
+        "sweep": "docs/distributed.md", "compare": "docs/distributed.md", "reproduce": "docs/reproductions.md"}
+
+
 def build_parser(strategies: Sequence[str] = ("naive",)) -> tuple[Parser, dict]:
     """The parser of every command, with the settings of ``strategies`` as options; and the flag of each
     (part, field), which error messages use."""
-    parser = Parser(prog="lifelong", description="Continual learning without catastrophic forgetting.")
+    parser = Parser(prog="lifelong", description="Continual learning without catastrophic forgetting.",
+                    epilog=f"Documentation: {DOCS['lifelong']} (and `lifelong COMMAND --help`).")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     parser.strategies = tuple(strategies)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     flags: dict = {}
     for cmd in COMMANDS.values():
         flags.update(cmd.add_parser(sub, strategies) or {})
-    for command in sub.choices.values():  # the commands' own options (--overwrite, --resume, --workers, ...)
+    for name, command in sub.choices.items():  # the commands' own options (--overwrite, --resume, --workers, ...)
+        command.epilog = f"Documentation: {DOCS.get(name, DOCS['lifelong'])}."
         command.strategies = tuple(strategies)
         for action in command._actions:
             if action.option_strings and action.dest != "help":

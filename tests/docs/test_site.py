@@ -1,0 +1,68 @@
+"""The documentation site: it builds in strict mode (a broken link, anchor or reference fails), the CLI
+reference is what the parser prints now, `--help` names pages that exist, the README stays a README
+(short, every strategy in its table), and every Python block of every page at least compiles (the
+named ones run in the tests that own them)."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from tests.helpers import README, ROOT
+
+PAGES = [README, *sorted((ROOT / "docs").rglob("*.md"))]
+
+
+def test_the_site_builds_in_strict_mode(tmp_path):
+    pytest.importorskip("mkdocs")
+    r = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-q", "-d", str(tmp_path / "site")],
+                       cwd=ROOT, capture_output=True, text=True, env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
+                       timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert (tmp_path / "site" / "api" / "index.html").read_text().count("lifelong.Learner") > 0
+
+
+def test_every_docs_page_is_in_the_navigation():
+    nav = (ROOT / "mkdocs.yml").read_text()
+    for page in (ROOT / "docs").glob("*.md"):
+        assert f" {page.name}" in nav, f"{page.name} is not in mkdocs.yml's nav"
+
+
+def test_the_cli_reference_is_what_the_parser_prints():
+    r = subprocess.run([sys.executable, str(ROOT / "scripts" / "cli_reference.py"), "--check"], capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+
+
+def test_help_names_pages_that_exist():
+    from lifelong.cli import DOCS, build_parser
+
+    parser, _ = build_parser(("naive",))
+    texts = [parser.format_help(), *(c.format_help() for c in parser._subparsers._group_actions[0].choices.values())]
+    named = {p for t in texts for p in re.findall(r"docs/[\w/.-]+\.md", t)}
+    assert named >= set(DOCS.values()) and named
+    assert all((ROOT / p).is_file() for p in named), sorted(p for p in named if not (ROOT / p).is_file())
+
+
+def test_the_readme_is_short_and_lists_every_strategy():
+    from lifelong.strategies import registry
+
+    text = README.read_text()
+    assert len(text.splitlines()) <= 200
+    table = {m.group(1): m.group(2) for m in re.finditer(r"^\| \[`([\w-]+)`\]\([^)]*\) \|[^|]*\|[^|]*\| (.*) \|$",
+                                                           text, re.M)}
+    assert set(table) == set(registry.STRATEGIES), sorted(set(table) ^ set(registry.STRATEGIES))
+    for name, settings in table.items():  # the settings it names are the strategy's
+        fields = {f.name for f in dataclasses.fields(registry.STRATEGIES[name].Settings)}
+        assert set(re.findall(r"`(\w+)`", settings)) <= fields, (name, settings)
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
+def test_every_python_block_compiles(page):
+    for k, code in enumerate(re.findall(r"```python\n(.*?)```", page.read_text(), re.S)):
+        compile(code, f"{page.name} block {k + 1}", "exec")
