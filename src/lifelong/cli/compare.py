@@ -17,6 +17,9 @@ def add_parser(sub, strategies) -> None:
     p.add_argument("--memory", action="store_true",
                    help="add each method's extra memory after the last task (MB: importances, anchors, replay samples, "
                         "a teacher model) and plot accuracy against it (compare-memory.png)")
+    p.add_argument("--html", action="store_true",
+                   help="also write compare.html: the table, the plots and every run's config on one page that "
+                        "opens in a browser from the file")
     p.add_argument("--metrics", type=names_list, default=None,
                    help="comma-separated metrics of results.json: names in 'metrics' (average_accuracy, "
                         "backward_transfer, forward_transfer, forgetting, ...) or dotted paths such as "
@@ -27,4 +30,4 @@ def add_parser(sub, strategies) -> None:
 def main(args: argparse.Namespace, argv: list[str]) -> dict:
     from ..experiments.collect import compare
 
-    return compare(args.paths, out=args.out, metrics=args.metrics, memory=args.memory)
+    return compare(args.paths, out=args.out, metrics=args.metrics, memory=args.memory, html=args.html)

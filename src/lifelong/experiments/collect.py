@@ -196,6 +196,7 @@ def compare(
     write: bool = True,
     quiet: bool = False,
     memory: bool = False,
+    html: bool = False,
 ) -> dict:
     """Aggregate the run folders under ``paths`` into one methods × metrics table (see the module doc and
     :func:`lifelong.report.table.build_table`).
@@ -204,7 +205,8 @@ def compare(
     last task) and write ``compare-memory.png``, accuracy against that memory. ``metrics``: names in
     results.json's ``metrics`` or dotted paths (``val_metrics.average_accuracy``); default
     :data:`DEFAULT_METRICS`. Prints the table unless ``quiet``; writes ``compare.md``, ``compare.csv`` and
-    ``compare.png`` into ``out`` (default: the first path) unless ``write`` is False. Returns the table
+    ``compare.png`` into ``out`` (default: the first path) unless ``write`` is False; ``html`` adds
+    ``compare.html``, one self-contained page (:mod:`lifelong.report.html`). Returns the table
     (``{"metrics", "percent", "rows", "notes", "text", "markdown", "files"}``).
     """
     dirs, notes = find_runs(paths)
@@ -226,7 +228,12 @@ def compare(
     table = build_table(groups, metrics, notes, memory=memory)
     table["files"] = {}
     if write:
-        table["files"] = write_table(table, groups, Path(out) if out is not None else Path(paths[0]))
+        where = Path(out) if out is not None else Path(paths[0])
+        table["files"] = write_table(table, groups, where)
+        if html:  # one page: the table, the plots, every run's config and folder
+            from ..report.html import write_html
+
+            table["files"]["html"] = write_html(table, groups, table["files"], where)
     if not quiet:
         print(table["text"])
         for note in table["notes"]:
