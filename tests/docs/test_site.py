@@ -66,3 +66,12 @@ def test_the_readme_is_short_and_lists_every_strategy():
 def test_every_python_block_compiles(page):
     for k, code in enumerate(re.findall(r"```python\n(.*?)```", page.read_text(), re.S)):
         compile(code, f"{page.name} block {k + 1}", "exec")
+
+
+def test_one_version_string_named_by_the_changelog():
+    import lifelong
+
+    text = (ROOT / "CHANGELOG.md").read_text()
+    first = re.search(r"^## (\S+)", text, re.M).group(1)
+    assert first == lifelong.__version__
+    assert "version =" not in (ROOT / "pyproject.toml").read_text().split("[tool.setuptools.dynamic]")[0]
