@@ -75,3 +75,16 @@ def test_one_version_string_named_by_the_changelog():
     first = re.search(r"^## (\S+)", text, re.M).group(1)
     assert first == lifelong.__version__
     assert "version =" not in (ROOT / "pyproject.toml").read_text().split("[tool.setuptools.dynamic]")[0]
+
+
+def test_the_recorded_numbers_on_the_pages_are_those_of_their_records():
+    """The README's and docs/results.md's results table, the EWC example line and the gap sentence are
+    rendered from the committed results.json of their runs (scripts/recorded_numbers.py)."""
+    r = subprocess.run([sys.executable, str(ROOT / "scripts" / "recorded_numbers.py"), "--check"], capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    import json
+
+    ewc = json.loads((ROOT / "docs" / "data" / "permuted-mnist" / "ewc.json").read_text())
+    assert f"{100 * ewc['metrics']['average_accuracy']:.2f}%" in README.read_text()
+    assert ewc["run_id"] in README.read_text()

@@ -148,14 +148,17 @@ def _error_kinds():
 def print_summary(result: RunResult) -> None:
     if result.rank:  # a data-parallel run's other ranks: rank 0 reports
         return
+    print(summary_line(result))
+
+
+def summary_line(result: RunResult) -> str:
+    """The line a run ends with (the docs' example lines are made by this function from recorded runs)."""
     m = result.metrics or {}
 
     def fmt(key: str, sign: str = "+") -> str:
         v = m.get(key)
         return "n/a" if not isinstance(v, (int, float)) or isinstance(v, bool) or v != v else f"{100 * v:{sign}.2f}"
 
-    print(
-        f"{result.run_id}: average accuracy {fmt('average_accuracy', '')}%  "
-        f"BWT {fmt('backward_transfer')}  FWT {fmt('forward_transfer')}  "
-        f"forgetting {fmt('forgetting')}  -> {result.run_dir or '(not written)'}"
-    )
+    return (f"{result.run_id}: average accuracy {fmt('average_accuracy', '')}%  "
+            f"BWT {fmt('backward_transfer')}  FWT {fmt('forward_transfer')}  "
+            f"forgetting {fmt('forgetting')}  -> {result.run_dir or '(not written)'}")
