@@ -88,3 +88,28 @@ def test_the_recorded_numbers_on_the_pages_are_those_of_their_records():
     ewc = json.loads((ROOT / "docs" / "data" / "permuted-mnist" / "ewc.json").read_text())
     assert f"{100 * ewc['metrics']['average_accuracy']:.2f}%" in README.read_text()
     assert ewc["run_id"] in README.read_text()
+
+
+def test_every_ratio_on_the_benchmarks_page_is_in_a_recorded_benchmark():
+    """A speed ratio (``1.093×``) the page shows must be a value, at the decimals shown, of a benchmark
+    JSON committed in benchmarks/results/: a ratio typed by hand, or left over from an older run, fails."""
+    import json
+
+    values = []
+
+    def walk(o):
+        if isinstance(o, dict):
+            for v in o.values():
+                walk(v)
+        elif isinstance(o, list):
+            for v in o:
+                walk(v)
+        elif isinstance(o, (int, float)) and not isinstance(o, bool):
+            values.append(float(o))
+
+    for p in (ROOT / "benchmarks" / "results").glob("*.json"):
+        walk(json.loads(p.read_text()))
+    shown = re.findall(r"(\d+\.\d+)×", (ROOT / "docs" / "benchmarks.md").read_text())
+    assert len(shown) > 20
+    unsourced = [n for n in shown if not any(abs(round(v, len(n.split(".")[1])) - float(n)) < 1e-9 for v in values)]
+    assert not unsourced, unsourced
