@@ -15,10 +15,7 @@ from tests.helpers import README, ROOT, TINY, ewc_and_fine_tuning, readme_block,
 
 
 def quickstart_code() -> str:
-    text = README.read_text()
-    m = re.search(r"<!-- quickstart:start -->\s*```python\n(.*?)```\s*<!-- quickstart:end -->", text, re.S)
-    assert m, "README.md lost its quickstart block"
-    return m.group(1)
+    return readme_block("quickstart")
 
 
 def tensors(task, split, repeat=1):

@@ -113,3 +113,16 @@ def test_every_ratio_on_the_benchmarks_page_is_in_a_recorded_benchmark():
     assert len(shown) > 20
     unsourced = [n for n in shown if not any(abs(round(v, len(n.split(".")[1])) - float(n)) < 1e-9 for v in values)]
     assert not unsourced, unsourced
+
+
+def test_every_python_block_is_named_and_run_by_a_test():
+    """Each ```python block of a page sits between ``<!-- NAME:start -->`` markers, and some test reads
+    that block by its name (``readme_block("NAME")``, or extending's own reader): none is shown unrun."""
+    tests_text = "\n".join(p.read_text() for p in (ROOT / "tests").rglob("*.py"))
+    for page in PAGES:
+        text = page.read_text()
+        blocks = len(re.findall(r"^```python$", text, re.M))
+        named = re.findall(r"<!-- ([\w-]+):start -->\s*```python\n", text)
+        assert len(named) == blocks, f"{page.name}: {blocks - len(named)} python block(s) without a name"
+        for name in named:
+            assert re.search(rf"""["']{re.escape(name)}["']""", tests_text), f"{page.name}: no test runs the {name} block"
