@@ -75,3 +75,18 @@ def test_the_memory_plot_is_legible_with_plain_log_ticks(n):
     shown = [t.get_text() for t in fig.axes[0].xaxis.get_major_ticks() and fig.axes[0].xaxis.get_ticklabels()
              if t.get_text() and lo <= t.get_position()[0] <= hi]
     assert "0" in shown and all(s.replace(".", "").replace("-", "").isdigit() for s in shown), shown
+
+
+@pytest.mark.parametrize("per_panel", [1, 11, 20])
+def test_several_scenarios_get_one_panel_each_and_stay_legible(per_panel):
+    """A sweep over three scenarios (Hsu et al.'s table: 11 methods each) draws one panel per
+    benchmark/scenario, each with its own legend beneath, none cut off."""
+    rng = np.random.default_rng(per_panel)
+    curves, panels = {}, {}
+    for block in ("split-mnist/class", "split-mnist/domain", "split-mnist/task"):
+        for k in range(per_panel):
+            label = f"{block}: er (optimizer=adam, lr=0.001, memory={1100 * (k + 1)})"
+            curves[label], panels[label] = np.sort(rng.random(5))[::-1], block
+    fig = comparison_figure(curves, task_names=[f"classes {2 * k}-{2 * k + 1}" for k in range(5)], panels=panels)
+    assert len(fig.axes) == 3
+    _texts_inside_and_apart(fig)

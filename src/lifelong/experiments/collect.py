@@ -236,8 +236,10 @@ def compare(
             table["files"]["html"] = write_html(table, groups, table["files"], where)
     if not quiet:
         print(table["text"])
+        import textwrap
+
         for note in table["notes"]:
-            print(f"note: {note}")
+            print(textwrap.fill(f"note: {note}", 120, subsequent_indent="      "))
         if table["files"]:
             print(f"-> {', '.join(str(p) for p in table['files'].values())}")
     return table

@@ -35,6 +35,8 @@ class Job:
     outcome: dict = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if not self.cfg.runtime.quiet:  # the sweep prints a line per run: its runs print nothing of their own
+            self.cfg = self.cfg.replace(quiet=True)
         self.id = self.cfg.run_id
         self.config = self.cfg.to_record()
 

@@ -203,14 +203,54 @@ def plot_comparison(
     *,
     task_names: Sequence[str] | None = None,
     title: str | None = None,
+    panels: Mapping[str, str] | None = None,
 ) -> Path:
     """Average accuracy over seen tasks after each task, one line per run, on one axes.
 
     ``curves`` maps a run label (e.g. a method name) to its
     :func:`~lifelong.eval.metrics.average_accuracy_curve` (shape ``(T,)``; runs may differ in T).
-    ``task_names`` labels the x ticks (default ``1..T``). Returns ``path``.
+    ``task_names`` labels the x ticks (default ``1..T``). ``panels`` maps a label to its panel (one axes
+    per benchmark/scenario block; a label's ``"<panel>: "`` prefix is dropped there). Returns ``path``.
     """
-    return _save(comparison_figure(curves, task_names=task_names, title=title), path)
+    return _save(comparison_figure(curves, task_names=task_names, title=title, panels=panels), path)
+
+
+def _panel_figure(curves, panels, task_names, title) -> Figure:
+    from matplotlib import colormaps
+
+    names = sorted(set(panels.values()))
+    checked = {str(k): np.asarray(v, dtype=np.float64) for k, v in curves.items()}
+    for label, y in checked.items():
+        if y.ndim != 1 or y.size < 1 or not np.all(np.isfinite(y)) or y.min() < 0 or y.max() > 1:
+            raise UsageError(f"curve {label!r} must be a 1-D array of accuracies in [0, 1] (one per task)")
+    T = max(y.size for y in checked.values())
+    ticks = _check_task_names(task_names, T) if task_names is not None else [str(i) for i in range(1, T + 1)]
+    most = max(sum(1 for lab in checked if panels.get(lab) == p) for p in names)
+    fig = Figure(figsize=(4.6 * len(names), 4.2 + 0.17 * most), layout="constrained")
+    subs = fig.subfigures(1, len(names), squeeze=False)[0]  # one per panel: its legend is laid out with it
+    for i, (sub, p) in enumerate(zip(subs, names)):
+        ax = sub.subplots()
+        mine = [(lab, y) for lab, y in checked.items() if panels.get(lab) == p]
+        cmap = colormaps["tab20" if len(mine) > 10 else "tab10"]
+        for k, (lab, y) in enumerate(mine):
+            shown = lab[len(p) + 2:] if lab.startswith(f"{p}: ") else lab
+            ax.plot(np.arange(1, y.size + 1), y, marker="o", ms=3, lw=1.4, color=cmap(k % cmap.N),
+                    label=f"{_short(shown, 44)} ({y[-1]:.1%})")
+        ax.set_xticks(np.arange(1, T + 1), [_short(n) for n in ticks])
+        for lab in ax.get_xticklabels():
+            lab.set_rotation(40)
+            lab.set_ha("right")
+            lab.set_rotation_mode("anchor")
+        ax.set_ylim(0, 1.02)
+        ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
+        ax.grid(color="0.92")
+        ax.set_title(p, fontsize=10)
+        ax.set_xlabel("after training task")
+        if i == 0:
+            ax.set_ylabel("average accuracy over seen tasks")
+        sub.legend(*ax.get_legend_handles_labels(), loc="outside lower center", fontsize=7, frameon=False, ncols=1)
+    fig.suptitle(title or "Average accuracy along the stream")
+    return fig
 
 
 def _legend_outside(fig: Figure, ax, n: int, **kw) -> None:
@@ -222,8 +262,11 @@ def _legend_outside(fig: Figure, ax, n: int, **kw) -> None:
 
 @_plain_text
 def comparison_figure(curves: Mapping[str, ArrayLike], *, task_names: Sequence[str] | None = None,
-                      title: str | None = None) -> Figure:
-    """The figure of :func:`plot_comparison` (tests measure its text)."""
+                      title: str | None = None, panels: Mapping[str, str] | None = None) -> Figure:
+    """The figure of :func:`plot_comparison` (tests measure its text); with ``panels``, one axes per panel
+    side by side, each with its legend beneath."""
+    if panels and len(set(panels.values())) > 1:
+        return _panel_figure(curves, panels, task_names, title)
     if not curves:
         raise UsageError("plot_comparison needs at least one curve; got an empty mapping")
     checked: dict[str, np.ndarray] = {}

@@ -176,12 +176,19 @@ def _cells(table: dict) -> tuple[list[str], list[list[str]]]:
 
 
 TEXT_WIDTH = 120  # a terminal table fits in this many columns
+# the terminal table's column names for the usual metrics (compare.md and compare.csv keep the full names)
+_SHORT = {"average_accuracy": "ACC", "backward_transfer": "BWT", "forward_transfer": "FWT",
+          "extra_memory_bytes": "memory", "intransigence": "intransig."}
 
 
 def format_text(table: dict, width: int = TEXT_WIDTH) -> str:
     """The table as aligned text for a terminal: method left-aligned, numbers right-aligned, within
     ``width`` columns: labels too long for it are numbered ([1], [2], ...) and spelled out below."""
     header, body = _cells(table)
+    short = [_SHORT.get(h.split(" (")[0], h.split(" (")[0]) + (" (" + h.split(" (")[1] if " (" in h else "")
+             for h in header]
+    named = [f"{s.split(' (')[0]} = {h.split(' (')[0]}" for s, h in zip(short, header) if s != h]
+    header = short
     rest = sum(max(len(row[i]) for row in [header, *body]) + 2 for i in range(1, len(header)))
     room = max(width - rest, 12)
     legend = []
@@ -196,6 +203,8 @@ def format_text(table: dict, width: int = TEXT_WIDTH) -> str:
         return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))).rstrip()
 
     lines = [line(header), line(["-" * w for w in widths]), *(line(r) for r in body)]
+    if named:
+        lines += ["", textwrap.fill("; ".join(named), width)]
     if legend:
         lines += ["", *(textwrap.fill(x, width, subsequent_indent="    ") for x in legend)]
     return "\n".join(lines)
@@ -275,6 +284,8 @@ def write_table(table: dict, groups: list[dict], out: Path) -> dict[str, Path]:
         files["memory_png"] = plot_accuracy_vs_memory(points, out / "compare-memory.png")
     curves, names = _mean_curves(groups, table["rows"])
     if curves:
+        blocks = {r["label"]: f"{r['benchmark']}/{r['scenario']}" for r in table["rows"]}
         files["png"] = plot_comparison(curves, out / "compare.png", task_names=names,
-                                       title="Average accuracy along the stream (mean over seeds)")
+                                       title="Average accuracy along the stream (mean over seeds)",
+                                       panels=blocks if len(set(blocks.values())) > 1 else None)
     return files
