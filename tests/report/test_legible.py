@@ -90,3 +90,14 @@ def test_several_scenarios_get_one_panel_each_and_stay_legible(per_panel):
     fig = comparison_figure(curves, task_names=[f"classes {2 * k}-{2 * k + 1}" for k in range(5)], panels=panels)
     assert len(fig.axes) == 3
     _texts_inside_and_apart(fig)
+
+
+def test_the_memory_plot_of_several_scenarios_has_one_panel_each():
+    points, panels = {}, {}
+    for block in ("split-mnist/class", "split-mnist/domain", "split-mnist/task"):
+        for k in range(11):
+            label = f"{block}: er (optimizer=adam, lr=0.001, memory={1100 * (k + 1)})"
+            points[label], panels[label] = (10 ** (k % 7) * 1000, 0.5 + 0.02 * k), block
+    fig = accuracy_vs_memory_figure(points, panels=panels)
+    assert len(fig.axes) == 3
+    _texts_inside_and_apart(fig)

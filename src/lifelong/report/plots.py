@@ -312,10 +312,12 @@ def comparison_figure(curves: Mapping[str, ArrayLike], *, task_names: Sequence[s
     return fig
 
 
-def plot_accuracy_vs_memory(points: Mapping[str, tuple[float, float]], path: str | os.PathLike) -> Path:
+def plot_accuracy_vs_memory(points: Mapping[str, tuple[float, float]], path: str | os.PathLike, *,
+                            panels: Mapping[str, str] | None = None) -> Path:
     """Final average accuracy against the extra memory a method keeps (bytes, log scale), one labelled
-    point per method: methods of equal memory can be read off side by side. Returns ``path``."""
-    return _save(accuracy_vs_memory_figure(points), path)
+    point per method: methods of equal memory can be read off side by side. ``panels`` as in
+    :func:`plot_comparison` (one axes per benchmark/scenario). Returns ``path``."""
+    return _save(accuracy_vs_memory_figure(points, panels=panels), path)
 
 
 def _mb(x: float, _pos=None) -> str:
@@ -323,34 +325,54 @@ def _mb(x: float, _pos=None) -> str:
     return "0" if x == 0 else f"{x:g}"
 
 
-@_plain_text
-def accuracy_vs_memory_figure(points: Mapping[str, tuple[float, float]]) -> Figure:
-    """The figure of :func:`plot_accuracy_vs_memory` (tests measure its text)."""
+def _memory_axes(ax, points: Mapping[str, tuple[float, float]], strip: str = "") -> None:
+    """One axes of accuracy against memory (symlog MB, plain tick labels), one coloured point per method."""
     from matplotlib import colormaps
     from matplotlib.ticker import FuncFormatter, SymmetricalLogLocator
 
-    if not points:
-        raise UsageError("plot_accuracy_vs_memory needs at least one (memory, accuracy) point")
-    n = len(points)
-    width = max(len(_short(str(lab), 48)) for lab in points)
-    fig = Figure(figsize=(5.0 + 0.07 * width * (1 if n <= 14 else 2), max(4.0, 1.6 + 0.2 * min(n, 14))),
-                 layout="constrained")
-    ax = fig.subplots()
-    cmap = colormaps["tab20" if n > 10 else "tab10"]
+    cmap = colormaps["tab20" if len(points) > 10 else "tab10"]
     for k, (label, (mem, acc)) in enumerate(points.items()):
-        x = float(mem) / 1e6
-        ax.scatter([x], [100.0 * acc], s=30, color=cmap(k % cmap.N), label=_short(str(label), 48))
+        shown = label[len(strip):] if strip and label.startswith(strip) else label
+        ax.scatter([float(mem) / 1e6], [100.0 * acc], s=30, color=cmap(k % cmap.N), label=_short(str(shown), 48))
     ax.set_xscale("symlog", linthresh=0.01)  # 0 bytes (fine-tuning) stays on the axis
     most = max(float(mem) / 1e6 for mem, _ in points.values())
     ax.set_xlim(-0.004, max(0.1, most * 3))  # from just left of 0 to a decade past the largest
     ax.xaxis.set_major_locator(SymmetricalLogLocator(linthresh=0.01, base=10))
     ax.xaxis.set_major_formatter(FuncFormatter(_mb))  # "0.01", "1", "100": not $10^{-2}$ spelled out
     ax.xaxis.set_minor_formatter(FuncFormatter(lambda x, pos=None: ""))
-    _legend_outside(fig, ax, n, fontsize=7)
-    ax.set_xlabel("extra memory after the last task (MB, log scale above 0.01)")
-    ax.set_ylabel("final average accuracy (%)")
-    ax.set_title("Accuracy against the memory each method keeps")
+    ax.set_xlabel("extra memory after the last task (MB, log above 0.01)")
     ax.grid(True, alpha=0.3)
+
+
+@_plain_text
+def accuracy_vs_memory_figure(points: Mapping[str, tuple[float, float]], *,
+                              panels: Mapping[str, str] | None = None) -> Figure:
+    """The figure of :func:`plot_accuracy_vs_memory` (tests measure its text)."""
+    if not points:
+        raise UsageError("plot_accuracy_vs_memory needs at least one (memory, accuracy) point")
+    title = "Accuracy against the memory each method keeps"
+    names = sorted(set(panels.values())) if panels else []
+    if len(names) > 1:
+        most = max(sum(1 for lab in points if panels.get(lab) == p) for p in names)
+        fig = Figure(figsize=(4.6 * len(names), 4.2 + 0.17 * most), layout="constrained")
+        for i, (sub, p) in enumerate(zip(fig.subfigures(1, len(names), squeeze=False)[0], names)):
+            ax = sub.subplots()
+            _memory_axes(ax, {lab: v for lab, v in points.items() if panels.get(lab) == p}, strip=f"{p}: ")
+            ax.set_title(p, fontsize=10)
+            if i == 0:
+                ax.set_ylabel("final average accuracy (%)")
+            sub.legend(*ax.get_legend_handles_labels(), loc="outside lower center", fontsize=7, frameon=False)
+        fig.suptitle(title)
+        return fig
+    n = len(points)
+    width = max(len(_short(str(lab), 48)) for lab in points)
+    fig = Figure(figsize=(5.0 + 0.07 * width * (1 if n <= 14 else 2), max(4.0, 1.6 + 0.2 * min(n, 14))),
+                 layout="constrained")
+    ax = fig.subplots()
+    _memory_axes(ax, points)
+    _legend_outside(fig, ax, n, fontsize=7)
+    ax.set_ylabel("final average accuracy (%)")
+    ax.set_title(title, fontsize=10)
     return fig
 
 

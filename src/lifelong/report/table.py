@@ -281,7 +281,9 @@ def write_table(table: dict, groups: list[dict], out: Path) -> dict[str, Path]:
     if points:
         from .plots import plot_accuracy_vs_memory
 
-        files["memory_png"] = plot_accuracy_vs_memory(points, out / "compare-memory.png")
+        blocks = {r["label"]: f"{r['benchmark']}/{r['scenario']}" for r in table["rows"]}
+        files["memory_png"] = plot_accuracy_vs_memory(points, out / "compare-memory.png",
+                                                      panels=blocks if len(set(blocks.values())) > 1 else None)
     curves, names = _mean_curves(groups, table["rows"])
     if curves:
         blocks = {r["label"]: f"{r['benchmark']}/{r['scenario']}" for r in table["rows"]}
