@@ -74,7 +74,8 @@ def test_text_markdown_and_csv(runs, tmp_path):
     out = tmp_path / "report"
     table = compare([runs], out=out, metrics=["average_accuracy", "backward_transfer"], quiet=True)
     text = table["text"].splitlines()
-    assert text[0].split() == ["method", "average_accuracy", "(%)", "backward_transfer", "(%)", "n"]
+    assert text[0].split() == ["method", "ACC", "(%)", "BWT", "(%)", "n"]  # short names, with a key below
+    assert "ACC = average_accuracy; BWT = backward_transfer" in table["text"]
     assert text[2].split() == ["ewc", "(lam=10)", "75.00", "-10.00", "1"]  # one seed: the mean alone
     assert text[4].split() == ["naive", "70.00", "±", "8.66", "-10.00", "±", "0.00", "3"]
     assert len({len(line) for line in text[:2]}) == 1  # aligned columns

@@ -24,9 +24,11 @@ Example
 >>> row["label"], row["n"], round(row["values"]["average_accuracy"]["mean"], 6)
 ('naive', 2, 0.85)
 >>> print(table["text"])
-method  average_accuracy (%)  n
-------  --------------------  -
-naive           85.00 ± 7.07  2
+method       ACC (%)  n
+------  ------------  -
+naive   85.00 ± 7.07  2
+<BLANKLINE>
+ACC = average_accuracy
 """
 
 from __future__ import annotations
