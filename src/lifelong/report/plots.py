@@ -215,37 +215,56 @@ def plot_comparison(
     return _save(comparison_figure(curves, task_names=task_names, title=title, panels=panels), path)
 
 
-def _panel_figure(curves, panels, task_names, title) -> Figure:
+def _checked_curves(curves: Mapping[str, ArrayLike]) -> dict[str, np.ndarray]:
+    """Each curve as a float64 array of accuracies in [0, 1], or a UsageError naming the bad one."""
+    if not curves:
+        raise UsageError("plot_comparison needs at least one curve; got an empty mapping")
+    checked: dict[str, np.ndarray] = {}
+    for label, c in curves.items():
+        y = np.asarray(c, dtype=np.float64)
+        if y.ndim != 1 or y.size < 1 or not np.all(np.isfinite(y)) or y.min() < 0 or y.max() > 1:
+            raise UsageError(
+                f"curve {label!r} must be a 1-D array of accuracies in [0, 1] (one per task); "
+                f"got shape {y.shape}"
+            )
+        checked[str(label)] = y
+    return checked
+
+
+def _curves_axes(ax, curves: Mapping[str, np.ndarray], ticks: Sequence[str], *, strip: str = "", width: int = 48,
+                 ms: float = 3.5, lw: float = 1.6, slant: bool = True) -> None:
+    """One axes of average-accuracy curves: a colour per run (tab20 past 10), its final value in its
+    label (``strip`` dropped from the front), task names on x (slanted when ``slant``), percent on y."""
     from matplotlib import colormaps
 
-    names = sorted(set(panels.values()))
-    checked = {str(k): np.asarray(v, dtype=np.float64) for k, v in curves.items()}
-    for label, y in checked.items():
-        if y.ndim != 1 or y.size < 1 or not np.all(np.isfinite(y)) or y.min() < 0 or y.max() > 1:
-            raise UsageError(f"curve {label!r} must be a 1-D array of accuracies in [0, 1] (one per task)")
-    T = max(y.size for y in checked.values())
-    ticks = _check_task_names(task_names, T) if task_names is not None else [str(i) for i in range(1, T + 1)]
-    most = max(sum(1 for lab in checked if panels.get(lab) == p) for p in names)
-    fig = Figure(figsize=(4.6 * len(names), 4.2 + 0.17 * most), layout="constrained")
-    subs = fig.subfigures(1, len(names), squeeze=False)[0]  # one per panel: its legend is laid out with it
-    for i, (sub, p) in enumerate(zip(subs, names)):
-        ax = sub.subplots()
-        mine = [(lab, y) for lab, y in checked.items() if panels.get(lab) == p]
-        cmap = colormaps["tab20" if len(mine) > 10 else "tab10"]
-        for k, (lab, y) in enumerate(mine):
-            shown = lab[len(p) + 2:] if lab.startswith(f"{p}: ") else lab
-            ax.plot(np.arange(1, y.size + 1), y, marker="o", ms=3, lw=1.4, color=cmap(k % cmap.N),
-                    label=f"{_short(shown, 44)} ({y[-1]:.1%})")
-        ax.set_xticks(np.arange(1, T + 1), [_short(n) for n in ticks])
+    cmap = colormaps["tab20" if len(curves) > 10 else "tab10"]  # 20 methods stay 20 colours
+    for k, (label, y) in enumerate(curves.items()):
+        shown = label[len(strip):] if strip and label.startswith(strip) else label
+        ax.plot(np.arange(1, y.size + 1), y, marker="o", ms=ms, lw=lw, color=cmap(k % cmap.N),
+                label=f"{_short(shown, width)} ({y[-1]:.1%})")
+    ax.set_xticks(np.arange(1, len(ticks) + 1), [_short(n) for n in ticks])
+    if slant:
         for lab in ax.get_xticklabels():
             lab.set_rotation(40)
             lab.set_ha("right")
             lab.set_rotation_mode("anchor")
-        ax.set_ylim(0, 1.02)
-        ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
-        ax.grid(color="0.92")
+    ax.set_ylim(0, 1.02)
+    ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
+    ax.grid(color="0.92")
+    ax.set_xlabel("after training task")
+
+
+def _panel_figure(checked: dict[str, np.ndarray], panels: Mapping[str, str], ticks: Sequence[str], title) -> Figure:
+    """One axes per panel side by side, each in its own subfigure so that its legend, beneath it, is laid
+    out with it."""
+    names = sorted(set(panels.values()))
+    most = max(sum(1 for lab in checked if panels.get(lab) == p) for p in names)
+    fig = Figure(figsize=(4.6 * len(names), 4.2 + 0.17 * most), layout="constrained")
+    for i, (sub, p) in enumerate(zip(fig.subfigures(1, len(names), squeeze=False)[0], names)):
+        ax = sub.subplots()
+        _curves_axes(ax, {lab: y for lab, y in checked.items() if panels.get(lab) == p}, ticks, strip=f"{p}: ",
+                     width=44, ms=3, lw=1.4)
         ax.set_title(p, fontsize=10)
-        ax.set_xlabel("after training task")
         if i == 0:
             ax.set_ylabel("average accuracy over seen tasks")
         sub.legend(*ax.get_legend_handles_labels(), loc="outside lower center", fontsize=7, frameon=False, ncols=1)
@@ -265,47 +284,19 @@ def comparison_figure(curves: Mapping[str, ArrayLike], *, task_names: Sequence[s
                       title: str | None = None, panels: Mapping[str, str] | None = None) -> Figure:
     """The figure of :func:`plot_comparison` (tests measure its text); with ``panels``, one axes per panel
     side by side, each with its legend beneath."""
-    if panels and len(set(panels.values())) > 1:
-        return _panel_figure(curves, panels, task_names, title)
-    if not curves:
-        raise UsageError("plot_comparison needs at least one curve; got an empty mapping")
-    checked: dict[str, np.ndarray] = {}
-    for label, c in curves.items():
-        y = np.asarray(c, dtype=np.float64)
-        if y.ndim != 1 or y.size < 1 or not np.all(np.isfinite(y)) or y.min() < 0 or y.max() > 1:
-            raise UsageError(
-                f"curve {label!r} must be a 1-D array of accuracies in [0, 1] (one per task); "
-                f"got shape {y.shape}"
-            )
-        checked[str(label)] = y
+    checked = _checked_curves(curves)
     T = max(y.size for y in checked.values())
-    if task_names is None:
-        names = [str(i) for i in range(1, T + 1)]
-    else:
-        names = _check_task_names(task_names, T)
+    names = [str(i) for i in range(1, T + 1)] if task_names is None else _check_task_names(task_names, T)
+    if panels and len(set(panels.values())) > 1:
+        return _panel_figure(checked, panels, names, title)
     n = len(checked)
     width = max(len(_short(lab, 48)) for lab in checked) + 8  # legend characters
     fig = Figure(figsize=(max(5.5, 2.5 + 0.35 * T) + 0.07 * width * (1 if n <= 14 else 2),
                           max(3.8, 1.6 + 0.2 * min(n, 14))), layout="constrained")
     ax = fig.subplots()
-    from matplotlib import colormaps
-
-    cmap = colormaps["tab20" if n > 10 else "tab10"]  # 20 methods stay 20 colours
-    for k, (label, y) in enumerate(checked.items()):
-        ax.plot(np.arange(1, y.size + 1), y, marker="o", ms=3.5, lw=1.6, color=cmap(k % cmap.N),
-                label=f"{_short(label, 48)} ({y[-1]:.1%})")
-    ax.set_xticks(np.arange(1, T + 1), [_short(n) for n in names])
     longest = max(len(n) for n in names)
-    if longest > 6 or (T > 8 and longest > 3):
-        for lab in ax.get_xticklabels():
-            lab.set_rotation(40)
-            lab.set_ha("right")
-            lab.set_rotation_mode("anchor")
-    ax.set_ylim(0, 1.02)
-    ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
-    ax.grid(color="0.92")
+    _curves_axes(ax, checked, names, slant=longest > 6 or (T > 8 and longest > 3))
     ax.spines[["top", "right"]].set_visible(False)
-    ax.set_xlabel("after training task")
     ax.set_ylabel("average accuracy over seen tasks")
     _legend_outside(fig, ax, n, title="run (final)", fontsize=8, title_fontsize=8)
     ax.set_title(title or "Average accuracy along the stream")
