@@ -56,6 +56,18 @@ class NotOwnFile(OSError):
     a device or pipe): writing would change something the run did not create."""
 
 
+def not_own(path: str | os.PathLike, st: os.stat_result) -> str | None:
+    """Why a run must not write to the file at ``path`` whose ``lstat``/``fstat`` is ``st`` (a symbolic
+    link, not a plain file, a hard link), in one line; None when it is a plain file with one name."""
+    import stat
+
+    if stat.S_ISLNK(st.st_mode):
+        return f"{path} is a symbolic link (to {os.readlink(path)}); a run never writes through one: remove it"
+    what = ("is not a plain file" if not stat.S_ISREG(st.st_mode)
+            else f"has {st.st_nlink} names (a hard link)" if st.st_nlink > 1 else None)
+    return None if what is None else f"{path} {what}; a run writes only to files it created: remove it"
+
+
 def open_own(path: str | os.PathLike, flags: int, mode: int = 0o644) -> int:
     """``os.open(path, flags)`` that never follows a symbolic link at ``path`` and refuses anything but a
     plain file with one name (a hard link's other name would be written too); returns the descriptor.
@@ -65,17 +77,12 @@ def open_own(path: str | os.PathLike, flags: int, mode: int = 0o644) -> int:
         fd = os.open(path, flags | nofollow, mode)
     except OSError:
         if os.path.islink(path):
-            raise NotOwnFile(f"{path} is a symbolic link (to {os.readlink(path)}); a run never writes through one: "
-                             "remove it") from None
+            raise NotOwnFile(not_own(path, os.lstat(path))) from None
         raise
-    import stat
-
-    st = os.fstat(fd)
-    problem = ("is not a plain file" if not stat.S_ISREG(st.st_mode)
-               else f"has {st.st_nlink} names (a hard link)" if st.st_nlink > 1 else None)
+    problem = not_own(path, os.fstat(fd))
     if problem is not None:
         os.close(fd)
-        raise NotOwnFile(f"{path} {problem}; a run writes only to files it created: remove it")
+        raise NotOwnFile(problem)
     return fd
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from .. import _io
-from .._io import NotOwnFile, atomic_write_json, open_own
+from .._io import NotOwnFile, atomic_write_json, not_own, open_own
 from ..errors import UsageError
 from ..train.checkpoint import CHECKPOINT_FILE, read_header
 
@@ -91,14 +91,11 @@ def check_own_files(folder: Path) -> None:
             continue
         except OSError as e:
             raise UsageError(f"cannot read the run folder {folder}: {e.strerror or e}") from None
-        if stat.S_ISLNK(st.st_mode):
-            raise UsageError(f"{p} is a symbolic link (to {os.readlink(p)}); a run never writes through one: remove it")
-        if name in RUN_DIRS:
+        if name in RUN_DIRS and not stat.S_ISLNK(st.st_mode):
             if not stat.S_ISDIR(st.st_mode):
                 raise UsageError(f"{p} is not a folder; a run writes its {name} files there: remove it")
-        elif not stat.S_ISREG(st.st_mode) or st.st_nlink > 1:
-            what = "is not a plain file" if not stat.S_ISREG(st.st_mode) else f"has {st.st_nlink} names (a hard link)"
-            raise UsageError(f"{p} {what}; a run writes only to files it created: remove it")
+        elif (problem := not_own(p, st)) is not None:
+            raise UsageError(problem)
 
 
 def _pid(path: Path) -> int | None:
