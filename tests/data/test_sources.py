@@ -287,3 +287,14 @@ def test_raw_md5_matches_local_full_copies(name):
     for f in FILES:
         actual = hashlib.md5(gzip.decompress((folder / f).read_bytes())).hexdigest()
         assert actual == DATASETS[name].raw_md5[f], f
+
+
+def test_a_data_set_is_read_once_each_caller_gets_its_own_arrays_and_copy_false_shares_them_read_only():
+    a = load_dataset("mnist", TINY["mnist"], download=False)
+    a.train_images[0, 0, 0] ^= 0xFF  # the caller's own copy: the next reader does not see it
+    b = load_dataset("mnist", TINY["mnist"], download=False)
+    assert b.train_images[0, 0, 0] != a.train_images[0, 0, 0] and b.train_images.flags.writeable
+    shared = load_dataset("mnist", TINY["mnist"], download=False, copy=False)
+    assert not shared.train_images.flags.writeable and shared.fingerprint() == b.fingerprint()
+    np.testing.assert_array_equal(shared.train_images, b.train_images)
+    assert load_dataset("mnist", TINY["mnist"], download=False, copy=False).train_images is shared.train_images

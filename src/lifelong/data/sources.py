@@ -242,9 +242,10 @@ def _what(spec: DatasetSpec) -> str:
 _LOADED: dict[tuple, ImageDataset] = {}  # the last data sets read, by their files' identity (read-only arrays)
 
 
-def _load(spec: DatasetSpec, paths: list[Path], source: Path) -> ImageDataset:
+def _load(spec: DatasetSpec, paths: list[Path], source: Path, copy: bool = True) -> ImageDataset:
     """The data set in ``paths``, read once per process while the files stay the same (path, inode, size and
-    modification time): a run id (which covers the data) and the run's stream then read it once."""
+    modification time): a run id (which covers the data) and the run's stream then read it once. Each
+    caller gets its own arrays unless ``copy`` is False (the cached ones, read-only)."""
     try:
         files = [f for p in paths for f in (sorted(q for q in p.rglob("*") if q.is_file()) if p.is_dir() else [p])]
         key = (spec.name, str(source), *((str(f), st.st_ino, st.st_size, st.st_mtime_ns) for f in files
@@ -257,7 +258,11 @@ def _load(spec: DatasetSpec, paths: list[Path], source: Path) -> ImageDataset:
         while len(_LOADED) >= 2:
             _LOADED.pop(next(iter(_LOADED)))
         _LOADED[key] = _read(spec, paths, source)
-    data = _LOADED[key]  # each caller gets its own arrays (a copy is much faster than reading the files)
+        for k in ("train_images", "train_labels", "test_images", "test_labels"):
+            getattr(_LOADED[key], k).flags.writeable = False  # shared: a caller that writes gets a copy
+    data = _LOADED[key]
+    if not copy:
+        return data
     return dataclasses.replace(data, **{k: getattr(data, k).copy() for k in
                                         ("train_images", "train_labels", "test_images", "test_labels")})
 
@@ -286,6 +291,7 @@ def load_dataset(
     download: bool = True,
     mirrors: list[str] | None = None,
     timeout: float = 30,
+    copy: bool = True,
 ) -> ImageDataset:
     """Load ``"mnist"`` or ``"fashion-mnist"`` from the first place that has all four IDX files.
 
@@ -293,7 +299,8 @@ def load_dataset(
     ``<cache>/<name>``; if none has them
     and ``download`` is true, downloads the missing files into ``<cache>/<name>`` from ``mirrors``
     (default: ``$LIFELONG_MIRROR`` if set, then the spec's mirrors), checking each md5. Raises
-    :class:`DataError` naming every place looked when nothing works.
+    :class:`DataError` naming every place looked when nothing works. ``copy=False`` returns the
+    process's cached arrays, read-only, without copying them (enough to read a fingerprint).
     """
     if name not in DATASETS:
         raise UsageError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}.")
@@ -315,7 +322,7 @@ def load_dataset(
     for label, folder in places:
         paths, note = _find_files(folder, spec) if folder is not None else (None, "")
         if paths is not None:
-            return _load(spec, paths, paths[0].parent)
+            return _load(spec, paths, paths[0].parent, copy)
         looked.append(label + note)
 
     if not download:
@@ -329,7 +336,7 @@ def load_dataset(
         if failure is None:
             paths, _ = _find_files(cache, spec)
             assert paths is not None
-            return _load(spec, paths, cache)
+            return _load(spec, paths, cache, copy)
         status = f"download failed: {failure}"
     raise DataError(
         f"{spec.title} not found (looked in: {', '.join(looked)}; {status}). Give `data_dir` a folder with the "

@@ -215,7 +215,7 @@ class StreamSpec(Settings):
             return s.build(seed, data_dir=data_dir, download=download).info["data"]
         from ..data import load_dataset
 
-        return load_dataset(s.dataset, data_dir, download=download).fingerprint()
+        return load_dataset(s.dataset, data_dir, download=download, copy=False).fingerprint()  # md5s only
 
     def build(self, seed: int = 0, *, data_dir: str | None = None, download: bool = True) -> TaskStream:
         """The stream this spec describes (resolved first), seeded by ``seed``; loads the data set from
