@@ -58,6 +58,7 @@ def setting(
     flag: str | None = None,
     aliases: Sequence[str] = (),
     default_factory: Callable[[], Any] | None = None,
+    strength: bool = False,
 ) -> Any:
     """A settings field: its default, ``help`` text, and the rule a value obeys: ``choices``, or
     ``check(value)`` with ``must`` saying it in words. Numbers must also be finite, and at most
@@ -66,15 +67,16 @@ def setting(
     ``flag``: the field's short name on the command line (``"lambda"`` for ``--lambda``), declared when
     every class that has a field of this name means the same by it; without one a strategy's field is
     reachable as ``--<strategy>.<field>`` (and by its own name where that is unambiguous). ``aliases``:
-    further short names."""
+    further short names. ``strength``: a loss weight (divergence messages name it)."""
     info = {"help": help, "check": check, "must": must, "choices": tuple(choices) if choices else None,
-            "maximum": maximum, "flag": flag, "aliases": tuple(aliases)}
+            "maximum": maximum, "flag": flag, "aliases": tuple(aliases), "strength": strength}
     if default_factory is not None:
         return dataclasses.field(default_factory=default_factory, metadata={"lifelong": info})
     return dataclasses.field(default=default, metadata={"lifelong": info})
 
 
-_NO_META = {"help": "", "check": None, "must": "", "choices": None, "maximum": None, "flag": None, "aliases": ()}
+_NO_META = {"help": "", "check": None, "must": "", "choices": None, "maximum": None, "flag": None, "aliases": (),
+            "strength": False}
 
 #: float32 keeps a term of a sum that is at most this many times smaller than another (24-bit mantissa):
 #: a loss weight or a temperature beyond it makes one term vanish next to the others, silently.
@@ -83,14 +85,13 @@ FLOAT32_SPAN = 2.0 ** 24
 
 def strength_setting(default: float, *, help: str, flag: str | None = None, zero: bool = True,
                      what: str = "weight") -> Any:
-    """A loss weight (or a temperature): 0 (the term off, when ``zero``) or within 2^±24 of 1, where float32
-    still adds it to the other terms; marked ``strength`` (divergence messages name it)."""
+    """A loss weight (or, with ``what``, a temperature): 0 (the term off, when ``zero``) or within 2^±24 of 1,
+    where float32 still adds it to the other terms. A weight is marked ``strength`` (divergence messages
+    name it beside the learning rate)."""
     lo, hi = 1 / FLOAT32_SPAN, FLOAT32_SPAN
-    f = setting(default, flag=flag, help=help, check=lambda v: (zero and v == 0) or lo <= v <= hi,
-                must=f"be {'0 or ' if zero else ''}between {lo:.2g} and {hi:.2g} (2^-24 and 2^24: further out, the "
-                     f"{what} makes a loss term vanish next to the others in float32)")
-    f.metadata["lifelong"]["strength"] = True
-    return f
+    return setting(default, flag=flag, help=help, check=lambda v: (zero and v == 0) or lo <= v <= hi,
+                   must=f"be {'0 or ' if zero else ''}between {lo:.2g} and {hi:.2g} (2^-24 and 2^24: further out, the "
+                        f"{what} makes a loss term vanish next to the others in float32)", strength=what == "weight")
 
 
 def meta(f: dataclasses.Field) -> dict:

@@ -54,6 +54,7 @@ class LifelongCallback(pl.Callback):
         if not isinstance(learner, Learner):
             raise UsageError("LifelongCallback takes a lifelong.Learner: LifelongCallback(Learner(model, EWC(100.0), stream))")
         self.learner = learner
+        self._stepped = False  # an optimizer step ran since the last after_step (gradient accumulation)
 
     def setup(self, trainer, pl_module, stage: str) -> None:
         if stage == "fit":
@@ -70,7 +71,7 @@ class LifelongCallback(pl.Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         # once per optimizer step: with accumulate_grad_batches=k, after the k-th batch only (the Learner
         # gave the step hooks all k batches)
-        if getattr(self, "_stepped", False) and self.learner.last_batch is not None:
+        if self._stepped and self.learner.last_batch is not None:
             self.learner.after_step(self.learner.last_batch)
         self._stepped = False
 

@@ -329,7 +329,7 @@ class Strategy:
         lr = getattr(ctx.settings, "lr", None)
         now = f" (now {lr:g})" if isinstance(lr, (int, float)) else ""
         strong = [(f.name, getattr(self.settings, f.name)) for f in dataclasses.fields(self.settings)
-                  if meta(f).get("strength") and "temperature" not in f.name and getattr(self.settings, f.name) > 1]
+                  if meta(f)["strength"] and getattr(self.settings, f.name) > 1]
         if strong:  # a loss term weighted up scales its gradient (and the step) as much as the learning rate
             names = " or ".join(f"`{n}` (now {v:g})" for n, v in strong)
             return (f"the step is probably too large for this model: lower `lr`{now}, or {names}, which scales "
