@@ -56,6 +56,9 @@ def find_runs(paths: Sequence[str | os.PathLike]) -> tuple[list[Path], list[str]
         if _is_run(p):
             runs[p.resolve()] = None
             continue
+        if p.is_file():
+            raise UsageError(f"{p} is a file, not a run folder or a lifelong record: give run folders, sweep folders "
+                             "or a record written by `lifelong compare PATHS --record FILE`")
         for folder, subdirs, files in os.walk(p):
             d = Path(folder)
             subdirs.sort()
@@ -95,7 +98,7 @@ def load_run(d: Path) -> dict | None:
         return None
     if config.get("run_id") != results.get("run_id"):
         return None  # the folder mixes two runs: its numbers are not this config's
-    return {"dir": d, "config": flat_record(config), "results": results,
+    return {"dir": d, "config": flat_record(config), "raw_config": config, "results": results,
             "id": config.get("run_id") or results.get("run_id") or str(d)}
 
 
@@ -197,6 +200,7 @@ def compare(
     quiet: bool = False,
     memory: bool = False,
     html: bool = False,
+    record: str | os.PathLike | None = None,
 ) -> dict:
     """Aggregate the run folders under ``paths`` into one methods × metrics table (see the module doc and
     :func:`lifelong.report.table.build_table`).
@@ -206,11 +210,22 @@ def compare(
     results.json's ``metrics`` or dotted paths (``val_metrics.average_accuracy``); default
     :data:`DEFAULT_METRICS`. Prints the table unless ``quiet``; writes ``compare.md``, ``compare.csv`` and
     ``compare.png`` into ``out`` (default: the first path) unless ``write`` is False; ``html`` adds
-    ``compare.html``, one self-contained page (:mod:`lifelong.report.html`). Returns the table
-    (``{"metrics", "percent", "rows", "notes", "text", "markdown", "files"}``).
+    ``compare.html``, one self-contained page (:mod:`lifelong.report.html`). A path may be a record
+    (:mod:`lifelong.experiments.record`): its runs are read from it. ``record``: also write the runs
+    compared into that record file. Returns the table (``{"metrics", "percent", "rows", "notes", "text",
+    "markdown", "files"}``).
     """
-    dirs, notes = find_runs(paths)
-    runs, broken = [], []
+    from .record import is_record, read_record, write_record
+
+    runs, broken, notes = [], [], []
+    records = [p for p in paths if Path(p).is_file() and is_record(p)]
+    for p in records:
+        got, why = read_record(p)
+        runs += got
+        notes += why
+    others = [p for p in paths if p not in records]
+    dirs, found_notes = find_runs(others) if others or not records else ([], [])
+    notes += found_notes
     for d in dirs:
         r = load_run(d)
         (runs if r is not None else broken).append(r if r is not None else d)
@@ -222,14 +237,17 @@ def compare(
         raise UsageError(f"no readable runs under {', '.join(map(str, paths))}: their results.json or config.json "
                          "are not valid JSON")
     groups = methods_of(runs)
+    if record is not None:
+        write_record([r for g in groups for r in g["runs"]], record)
     if label_methods(groups):
         notes.append("the runs span several benchmarks or scenarios: methods are grouped per benchmark/scenario "
                      "(label prefix); compare numbers within a group")
     table = build_table(groups, metrics, notes, memory=memory)
-    table["files"] = {}
+    table["files"] = {"record": Path(record)} if record is not None else {}
     if write:
-        where = Path(out) if out is not None else Path(paths[0])
-        table["files"] = write_table(table, groups, where)
+        first = Path(paths[0])
+        where = Path(out) if out is not None else first.parent if first.is_file() else first
+        table["files"] = {**write_table(table, groups, where), **table["files"]}
         if html:  # one page: the table, the plots, every run's config and folder
             from ..report.html import write_html
 

@@ -51,12 +51,18 @@ def _runs(table: Mapping[str, Any], groups: list[dict], out: Path) -> str:
     for row, g in zip(table["rows"], groups):
         items = []
         for r in g["runs"]:
+            config = html.escape(json.dumps(r["config"], indent=2, sort_keys=True, default=str))
+            if str(r["dir"]).startswith("record:"):  # read from a record file: no folder to link to
+                _, file, name = str(r["dir"]).split(":", 2)
+                items.append(f'<details><summary>seed {html.escape(str(r["config"].get("seed")))}: '
+                             f'{html.escape(name)} (in {html.escape(Path(file).name)})</summary>'
+                             f"<pre>{config}</pre></details>")
+                continue
             folder = Path(r["dir"])
             try:
                 href = folder.resolve().relative_to(out.resolve())
             except ValueError:
                 href = folder.resolve()
-            config = html.escape(json.dumps(r["config"], indent=2, sort_keys=True, default=str))
             items.append(f'<details><summary>seed {html.escape(str(r["config"].get("seed")))}: '
                          f'<a href="{html.escape(href.as_posix())}">{html.escape(folder.name)}</a></summary>'
                          f"<pre>{config}</pre></details>")

@@ -496,6 +496,18 @@ def test_recipe_rows_that_share_a_strategy_are_kept_apart_and_carry_their_own_ru
     by_id = {r["id"]: r for r in res["runs"]}
     assert len(by_id) == 6 and {r["config"]["train"]["optimizer"] for r in by_id.values()} == {"adam", "sgd"}
     assert "GEM (memory 1100)" in res["table"] and "Naive rehearsal-C (4400)" in res["table"]
+    # the same table from a record of the folder: each run found its row by its config alone
+    from lifelong.experiments.collect import compare
+    from lifelong.experiments.recipes import rows_of_runs
+    from lifelong.experiments.record import read_record
+
+    compare([tmp_path / "r"], write=False, quiet=True, record=tmp_path / "r.json")
+    runs, _ = read_record(tmp_path / "r.json")
+    found, other = rows_of_runs("hsu2018-split-mnist", runs, epochs=1, hidden=(16,))
+    assert not other and set(found) == {(m, "class") for m in rows} and all(len(rs) == 2 for rs in found.values())
+    assert all(rows[m]["ours_mean"] == pytest.approx(50 * sum(r["results"]["metrics"]["average_accuracy"]
+                                                              for r in found[(m, "class")])) for m in rows)
+    assert sorted(r["id"] for r in rows_of_runs("hsu2018-split-mnist", runs)[1]) == sorted(by_id)  # not rows without them
 
 
 def test_a_restored_memory_that_does_not_fit_the_model_is_refused():

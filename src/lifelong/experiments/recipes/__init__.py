@@ -21,6 +21,41 @@ from . import hsu2018, vandeven2022
 RECIPES = {hsu2018.NAME: hsu2018, vandeven2022.NAME: vandeven2022}
 
 
+def rows_of_runs(name: str, runs: Sequence[dict], **overrides) -> tuple[dict[tuple[str, str], list[dict]], list[dict]]:
+    """The recipe's table from any runs (folders or a record, as :mod:`lifelong.experiments.collect` reads
+    them): each run is a row of the recipe when its method (config without seed, run-only keys and data)
+    is that of the row's config in its scenario. Returns (row, scenario) -> its runs (one per seed, in
+    seed order) and the runs that are no row of the recipe (another setting or override). ``overrides``:
+    those given to :func:`reproduce` (the rows' configs are made with them)."""
+    from ..collect import methods_of
+    from ..config import flat_record
+
+    recipe = RECIPES[name]
+    groups = methods_of(list(runs))
+    skip = {"data"}
+
+    def key(cfg: dict) -> str:
+        import json
+
+        return json.dumps({k: v for k, v in cfg.items() if k not in skip}, sort_keys=True)
+
+    cells = {}
+    for row in recipe.PUBLISHED:
+        for scenario in recipe.SCENARIOS:
+            if scenario in recipe.PUBLISHED[row]:
+                probe = {"config": flat_record(recipe.config(row, scenario, 0, **overrides).to_record()), "dir": "", "id": ""}
+                cells[key(methods_of([probe])[0]["config"])] = (row, scenario)
+    found: dict[tuple[str, str], list[dict]] = {}
+    other = []
+    for g in groups:
+        cell = cells.get(key(g["config"]))
+        if cell is None:
+            other += g["runs"]
+            continue
+        found[cell] = g["runs"]
+    return found, other
+
+
 def reproduce(
     name: str,
     seeds: Sequence[int] = (0, 1, 2, 3, 4),
