@@ -395,24 +395,52 @@ def test_train_samples_keeps_a_seeded_subset_of_each_task_in_order_and_leaves_th
 # ---- GEM ------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("t, seed", [(1, 0), (2, 1), (3, 2), (4, 3), (4, 4)])
-def test_gem_dual_solution_satisfies_the_kkt_conditions_and_beats_random_feasible_points(t, seed):
+def _gem_problem(t: int, seed: int, collinear: bool = False):
+    gen = torch.Generator().manual_seed(seed)
+    G = torch.randn(t, 40, generator=gen, dtype=torch.float64)
+    if collinear and t > 1:  # memories whose gradients nearly coincide: P close to singular but for the ridge
+        G[1:] = G[:1] + 1e-4 * G[1:]
+    g = -G.sum(0) * torch.rand(1, generator=gen, dtype=torch.float64) + torch.randn(40, generator=gen, dtype=torch.float64)
+    return G @ G.T + 1e-3 * torch.eye(t, dtype=torch.float64), G @ g  # the dual's P (with GEM's ridge) and c
+
+
+@pytest.mark.parametrize("t", [1, 2, 3, 5, 8, 13, 20, 35, 50])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("collinear", [False, True])
+def test_gem_dual_solution_satisfies_the_kkt_conditions(t, seed, collinear):
     from lifelong.strategies.replay import gem_dual
 
-    gen = torch.Generator().manual_seed(seed)
-    G = torch.randn(t, 20, generator=gen, dtype=torch.float64)
-    g = -G.sum(0) + 0.3 * torch.randn(20, generator=gen, dtype=torch.float64)  # conflicts with the memories
-    P = G @ G.T + 1e-3 * torch.eye(t, dtype=torch.float64)
-    c = G @ g
-    v = gem_dual(P, c, 0.5)
+    P, c = _gem_problem(t, 1000 * t + seed, collinear)
+    margin = 0.5
+    v = gem_dual(P, c, margin)
     grad = P @ v + c  # of ½ vᵀPv + cᵀv
-    assert (v >= 0.5 - 1e-12).all()
-    assert (grad >= -1e-9).all()  # no descent direction into the feasible set
-    assert abs(float(((v - 0.5) * grad).sum())) < 1e-9  # complementary slackness
+    tol = 1e-9 * float(P.abs().max() + c.abs().max())
+    assert (v >= margin - 1e-12).all()  # primal feasibility
+    assert (grad >= -tol).all()  # dual feasibility: no descent direction into the feasible set
+    assert float(((v - margin) * grad).abs().max()) < tol * max(1.0, float(v.abs().max()))  # complementarity
+    gen = torch.Generator().manual_seed(seed)
     obj = lambda u: float(0.5 * u @ P @ u + c @ u)  # noqa: E731
-    for _ in range(200):
-        u = 0.5 + torch.rand(t, generator=gen, dtype=torch.float64) * 3
-        assert obj(v) <= obj(u) + 1e-12
+    for _ in range(50):  # and no random feasible point does better
+        u = margin + torch.rand(t, generator=gen, dtype=torch.float64) * 3
+        assert obj(v) <= obj(u) + 1e-9 * abs(obj(u))
+
+
+@pytest.mark.parametrize("t", range(1, 9))
+def test_gem_dual_equals_the_enumeration_of_every_active_set(t):
+    from lifelong.strategies.replay.agem import gem_dual, gem_dual_enumerate
+
+    for seed in range(12):
+        P, c = _gem_problem(t, 7 * seed + t, collinear=seed % 3 == 0)
+        for margin in (0.0, 0.5):
+            assert torch.allclose(gem_dual(P, c, margin), gem_dual_enumerate(P, c, margin), rtol=0, atol=1e-9)
+
+
+def test_the_nonnegative_qp_refuses_to_loop_forever():
+    from lifelong.strategies.replay.agem import nonnegative_qp
+
+    P, c = _gem_problem(6, 3)
+    with pytest.raises(RuntimeError, match="did not converge in 1 passes"):
+        nonnegative_qp(P, c - 10 * P.sum(1), max_iter=1)
 
 
 def test_gem_step_gradient_agrees_with_every_earlier_tasks_memory():

@@ -75,11 +75,57 @@ class GEMSettings(MemorySettings):
         check_concat(self)
 
 
+def nonnegative_qp(P: torch.Tensor, b: torch.Tensor, tol: float = 1e-12, max_iter: int | None = None) -> torch.Tensor:
+    """argmin_{w ≥ 0} ½ wᵀPw + bᵀw for a symmetric positive definite P (t × t, float64): a primal
+    active-set method (Lawson & Hanson's NNLS, 1974, ch. 23, on the quadratic instead of a least-squares
+    form). A free set F grows by the coordinate with the most negative gradient; w_F solves P_FF w_F =
+    −b_F, and when that leaves F's coordinates negative the step stops at the boundary and drops them.
+    Each pass costs one t × t solve; it ends at the unique KKT point (w ≥ 0, ∇ = Pw + b ≥ 0, wᵀ∇ = 0),
+    in a few passes per constraint in practice (``max_iter``, default 30·t + 100, bounds the passes)."""
+    t = P.shape[0]
+    limit = max_iter or 30 * t + 100
+    w = torch.zeros(t, dtype=P.dtype)
+    free = torch.zeros(t, dtype=torch.bool)
+    scale = float(P.diagonal().abs().max()) + float(b.abs().max())
+    for _ in range(limit):
+        grad = (P @ w + b).masked_fill(free, float("inf"))
+        j = int(torch.argmin(grad))
+        if free.all() or float(grad[j]) >= -tol * scale:  # KKT: no bound coordinate wants to move up
+            return w
+        free[j] = True
+        for _ in range(limit):
+            F = free.nonzero().squeeze(1)
+            z = torch.zeros(t, dtype=P.dtype)
+            z[F] = torch.linalg.solve(P[F][:, F], -b[F])
+            if bool((z[F] > 0).all()):
+                w = z
+                break
+            # step from w toward z until the first free coordinate reaches 0; it becomes bound
+            Q = F[z[F] <= 0]
+            ratios = torch.nan_to_num(w[Q] / (w[Q] - z[Q]), nan=0.0)
+            k = int(torch.argmin(ratios))
+            w = w + float(ratios[k]) * (z - w)
+            free[Q[k]] = False
+            free &= w > 0
+            w = w.masked_fill(~free, 0.0)
+        else:
+            break
+    raise RuntimeError(f"the non-negative QP of size {t} did not converge in {limit} passes: its matrix is too "
+                       "ill-conditioned")
+
+
 def gem_dual(P: torch.Tensor, c: torch.Tensor, margin: float) -> torch.Tensor:
     """The solution v of GEM's dual QP  min_v ½ vᵀPv + cᵀv  s.t.  v ≥ margin  (P symmetric positive
-    definite, t × t, float64 on the CPU), exactly: with w = v − margin it is the non-negative problem
-    min_w ½ wᵀPw + (P·margin + c)ᵀw, whose unique KKT point is found by trying every active set
-    (2^t of them; t, the number of earlier tasks, is small)."""
+    definite, t × t, float64 on the CPU): with w = v − margin it is the non-negative problem
+    min_w ½ wᵀPw + (P·margin + c)ᵀw, solved by :func:`nonnegative_qp` (polynomial per pass; the
+    reference code's quadprog solves the same problem)."""
+    t = P.shape[0]
+    b = P @ torch.full((t,), margin, dtype=P.dtype) + c
+    return nonnegative_qp(P, b) + margin
+
+
+def gem_dual_enumerate(P: torch.Tensor, c: torch.Tensor, margin: float) -> torch.Tensor:
+    """:func:`gem_dual` by trying every active set (2^t of them): the exact reference for small t."""
     t = P.shape[0]
     b = P @ torch.full((t,), margin, dtype=P.dtype) + c
     best, best_value = torch.zeros(t, dtype=P.dtype), 0.0  # w = 0 is feasible
