@@ -60,3 +60,63 @@ def test_unknown_keys_with_a_newline_still_make_one_line():
     with pytest.raises(UsageError) as info:
         settings_from_dict("ewc", {"x\ny": 1, "bogus": 2})
     assert "\n" not in str(info.value) and "unknown settings bogus, 'x\\ny'" in str(info.value)
+
+
+def _other_values(f, default):
+    """Valid-looking values of a field other than its default (its other choices, a flipped bool, a
+    changed number, a shorter tuple); the config decides whether each is valid."""
+    from lifelong.settings import meta
+
+    choices = meta(f)["choices"]
+    if choices:
+        return [c for c in choices if c != default]
+    if isinstance(default, bool):
+        return [not default]
+    if isinstance(default, int):
+        return [default + 1, 2]
+    if isinstance(default, float):
+        return [default * 2 + 0.25, 0.5]
+    if isinstance(default, (tuple, list)):
+        return [[100], [8, 8, 8], [[0, 1], [2, 3, 4]]]
+    return [0.5, 2, 1, "cpu", [0, 45], [[0, 1], [2, 3]], "x"]  # optional fields (None by default)
+
+
+# what a field needs beside it to apply (the reference config gets it too)
+_CONTEXT = {"momentum": {"optimizer": "sgd"}, "class_units": {"scenario": "class"}, "angles": {"benchmark": "rotated-mnist"}}
+
+
+def test_every_run_field_is_in_the_run_id_or_named_as_not_changing_results():
+    """One source for a run's identity: changing any field of the stream, the model or training changes
+    the method record the run id hashes, unless the field is listed in NOT_IN_ID (where it does not
+    change the numbers: threads, paths, logging). A new field added without a thought about the id fails
+    here instead of making two different experiments share one id."""
+    from dataclasses import fields
+
+    from lifelong.experiments.config import _PART_TYPES, NOT_IN_ID, RENAMES, RunConfig
+
+    base = dict(benchmark="split-mnist", strategy="ewc")
+    checked = []
+    for part, cls in _PART_TYPES.items():
+        for f in fields(cls):
+            key = RENAMES.get((part, f.name), f.name)
+            if key in ("benchmark", "data_file", "stream"):
+                continue  # the data: covered by the data fingerprint (test_runs, test_custom)
+            context = {**base, **_CONTEXT.get(key, {})}
+            ref = RunConfig.make(**context).resolve().method_record()
+            default = RunConfig.make(**context).resolve().flat().get(key)
+            changed = None
+            for value in _other_values(f, default):
+                try:
+                    changed = RunConfig.make(**context, **{key: value}).resolve().method_record()
+                except (UsageError, TypeError, ValueError):
+                    continue
+                break
+            if changed is None:
+                continue
+            checked.append(key)
+            if key in NOT_IN_ID:
+                assert changed == ref, key
+            else:
+                assert changed != ref, f"{part}.{f.name} does not change the run id: add it to the id or to NOT_IN_ID"
+    assert len(checked) >= 30 and {"init", "optimizer_state", "hidden", "angles", "momentum", "class_units",
+                                    "device", "threads", "out"} <= set(checked), checked

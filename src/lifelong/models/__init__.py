@@ -21,8 +21,11 @@ from ..settings import Settings, setting
 from .heads import Heads, masked_logits
 
 MODELS = ("mlp", "cnn", "resnet18")
+#: weight initializations (:func:`initialize`), named by what they draw
+INITS = ("torch", "xavier", "xavier-zero-bias", "truncated-normal")
 MAX_WIDTH = 10**7  # units in one hidden layer (a 784-wide input already makes that 31 GB of weights)
-__all__ = ["MODELS", "Heads", "ModelSpec", "build_model", "count_parameters", "masked_logits", "mlp", "small_cnn"]
+__all__ = ["INITS", "MODELS", "Heads", "ModelSpec", "build_model", "count_parameters", "initialize", "masked_logits", "mlp",
+           "small_cnn"]
 
 
 def mlp(in_features: int, hidden: Sequence[int] = (400, 400), n_outputs: int = 10) -> nn.Sequential:
@@ -48,16 +51,54 @@ def small_cnn(input_shape: Sequence[int] = (1, 28, 28), n_outputs: int = 10, cha
     return nn.Sequential(*layers)
 
 
-def build_model(name: str, input_shape: Sequence[int], n_outputs: int, hidden: Sequence[int] = (400, 400)) -> nn.Module:
-    """The model called ``name`` ("mlp", "cnn" or "resnet18", the reduced ResNet-18) for inputs of ``input_shape`` (C, H, W)."""
+def initialize(model: nn.Module, init: str, generator: torch.Generator) -> nn.Module:
+    """Draw the weights and biases of every ``nn.Linear`` and ``nn.Conv2d`` of ``model`` again, in place,
+    from ``generator`` (other layers, e.g. batch norm, keep theirs), as the reference codes do:
+
+    * ``torch``: leave PyTorch's default (Kaiming-uniform weights with a = √5, uniform biases in
+      ±1/√fan_in): the GEM and van de Ven et al. PyTorch codes;
+    * ``xavier``: Xavier/Glorot-uniform weights, U(±√(6 / (fan_in + fan_out))) (Glorot & Bengio 2010,
+      eq. 16), PyTorch's default biases;
+    * ``xavier-zero-bias``: Xavier-uniform weights and zero biases (Mammoth's ``xavier``, applied to its
+      MLPs);
+    * ``truncated-normal``: TensorFlow 1's ``truncated_normal_initializer(stddev=0.1)`` (a normal with
+      σ = 0.1 redrawn outside ±2σ) and biases 0.1 (the A-GEM/GEM TensorFlow code, ``model/model.py``).
+
+    Returns ``model``."""
+    if init not in INITS:
+        raise UsageError(f"unknown initialization {init!r}: choose one of {', '.join(INITS)}", params=("init",))
+    if init == "torch":
+        return model
+    with torch.no_grad():
+        for m in model.modules():
+            if not isinstance(m, (nn.Linear, nn.Conv2d)):
+                continue
+            if init in ("xavier", "xavier-zero-bias"):
+                nn.init.xavier_uniform_(m.weight, generator=generator)
+            else:
+                nn.init.trunc_normal_(m.weight, std=0.1, a=-0.2, b=0.2, generator=generator)
+            if m.bias is not None and init != "xavier":
+                m.bias.fill_(0.0 if init == "xavier-zero-bias" else 0.1)
+    return model
+
+
+def build_model(name: str, input_shape: Sequence[int], n_outputs: int, hidden: Sequence[int] = (400, 400),
+                init: str = "torch", generator: torch.Generator | None = None) -> nn.Module:
+    """The model called ``name`` ("mlp", "cnn" or "resnet18", the reduced ResNet-18) for inputs of
+    ``input_shape`` (C, H, W), its weights drawn as ``init`` says (:func:`initialize`; from
+    ``generator``, or the global random state when None)."""
     if name == "mlp":
-        return mlp(math.prod(input_shape), hidden, n_outputs)
-    if name == "cnn":
-        return small_cnn(input_shape, n_outputs)
-    if name == "resnet18":
+        model = mlp(math.prod(input_shape), hidden, n_outputs)
+    elif name == "cnn":
+        model = small_cnn(input_shape, n_outputs)
+    elif name == "resnet18":
         from .resnet import ReducedResNet18
 
-        return ReducedResNet18(input_shape[0], n_outputs)
+        model = ReducedResNet18(input_shape[0], n_outputs)
+    else:
+        model = None
+    if model is not None:
+        return initialize(model, init, generator if generator is not None else torch.default_generator)
     raise UsageError(f"unknown model {name!r}: choose one of {', '.join(MODELS)}", params=("model",))
 
 
@@ -75,6 +116,10 @@ class ModelSpec(Settings):
     hidden: tuple[int, ...] = setting((400, 400), check=lambda v: len(v) >= 1 and all(1 <= h <= MAX_WIDTH for h in v),
                                       must=f"be positive widths up to {MAX_WIDTH:,} like 400,400",
                                       help="MLP hidden widths")
+    init: str = setting("torch", choices=INITS,
+                        help="weight initialization: torch (PyTorch's default), xavier (Xavier-uniform weights), "
+                             "xavier-zero-bias (and zero biases: Mammoth), truncated-normal (σ 0.1 within 2σ, biases "
+                             "0.1: the A-GEM/GEM TensorFlow code)")
 
     def build(self, input_shape: Sequence[int], n_outputs: int, seed: int = 0) -> nn.Module:
         """The model, its weights drawn from ``seed`` without touching the global random state."""
@@ -83,7 +128,7 @@ class ModelSpec(Settings):
                              "use model='mlp'", params=("model",))
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(derived_generator(seed, "model").initial_seed())
-            return build_model(self.name, input_shape, n_outputs, self.hidden)
+            return build_model(self.name, input_shape, n_outputs, self.hidden, self.init)
 
     def parameter_count(self, input_shape: Sequence[int], n_outputs: int) -> int:
         """How many parameters the model has, computed without building an MLP (an absurd width would take
