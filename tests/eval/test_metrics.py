@@ -252,3 +252,17 @@ def test_invalid_reference_raises_usage_error(ref):
 def test_docstring_examples():
     result = doctest.testmod(metrics_module)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_a_task_trained_in_no_step_before_the_last_makes_the_transfer_metrics_undefined():
+    from lifelong.eval.metrics import UNTRAINED, summarize, undefined_metrics
+
+    R = [[0.1, 0.2, 0.3], [0.1, 0.2, 0.3], [0.1, 0.2, 0.3], [0.9, 0.8, 0.7]]  # joint-end: one trained row
+    m = summarize(R, steps_per_task=[0, 0, 12])
+    assert m["average_accuracy"] == pytest.approx(0.8)
+    assert m["backward_transfer"] is m["forward_transfer"] is m["forgetting"] is None
+    assert undefined_metrics(R, "task", [0, 0, 12]) == dict.fromkeys(
+        ("backward_transfer", "forward_transfer", "forgetting"), UNTRAINED)
+    # every task trained, or only the last one untrained: defined as before
+    assert summarize(R, steps_per_task=[5, 5, 5]) == summarize(R)
+    assert summarize(R, steps_per_task=[5, 5, 0])["backward_transfer"] == summarize(R)["backward_transfer"]

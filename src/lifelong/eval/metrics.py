@@ -36,6 +36,8 @@ Example
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 from numpy.typing import ArrayLike
 
@@ -224,27 +226,36 @@ CLASS_IL_FWT = ("undefined in the class-incremental scenario: before task j is t
                 "have never been trained (with class_units='seen' they are not even live), so R[j-1][j] reflects the "
                 "random initialization alone")
 ONE_TASK = "undefined for one task: it is a mean over pairs of tasks, and there are none"
+UNTRAINED = ("undefined when a task before the last was not trained when it arrived (joint-end trains once, at "
+             "the end): R[i][i] then measures no learning, and neither do the transfers and drops measured from it")
 
 
-def undefined_metrics(R: ArrayLike, scenario: str | None = None) -> dict[str, str]:
-    """The metrics :func:`summarize` leaves undefined (None) for ``R`` in ``scenario``, each with why."""
+def undefined_metrics(R: ArrayLike, scenario: str | None = None,
+                      steps_per_task: Sequence[int] | None = None) -> dict[str, str]:
+    """The metrics :func:`summarize` leaves undefined (None) for ``R`` in ``scenario``, each with why.
+    ``steps_per_task``: the training steps each task had, when known (a task with none before the last
+    makes BWT, FWT and forgetting undefined)."""
     A = check_accuracy_matrix(R)
     why: dict[str, str] = {}
     if _num_tasks(A) < 2:
         why.update(backward_transfer=ONE_TASK, forward_transfer=ONE_TASK, forgetting=ONE_TASK)
     if scenario == "class":
         why["forward_transfer"] = CLASS_IL_FWT
+    if steps_per_task is not None and any(s == 0 for s in list(steps_per_task)[: _num_tasks(A) - 1]):
+        why.update(backward_transfer=UNTRAINED, forward_transfer=UNTRAINED, forgetting=UNTRAINED)
     return why
 
 
-def summarize(R: ArrayLike, reference: ArrayLike | None = None, *, scenario: str | None = None) -> dict[str, float | None]:
+def summarize(R: ArrayLike, reference: ArrayLike | None = None, *, scenario: str | None = None,
+              steps_per_task: Sequence[int] | None = None) -> dict[str, float | None]:
     """The headline metrics as a flat dict of Python floats: what ``lifelong run`` reports and
     :meth:`lifelong.Learner.summary` returns.
 
     Keys: ``average_accuracy``, ``backward_transfer``, ``forward_transfer``, ``forgetting``, plus
     ``intransigence`` when ``reference`` is given. A metric that is undefined for ``R`` in ``scenario``
     is None, and :func:`undefined_metrics` says why (one task: BWT, FWT and forgetting; the class
-    scenario: FWT).
+    scenario: FWT; a task before the last trained in no step, per ``steps_per_task``: BWT, FWT and
+    forgetting).
 
     >>> summarize([[0.0], [0.5]])["average_accuracy"], summarize([[0.0], [0.5]])["backward_transfer"]
     (0.5, None)
@@ -258,6 +269,6 @@ def summarize(R: ArrayLike, reference: ArrayLike | None = None, *, scenario: str
     }
     if reference is not None:
         out["intransigence"] = intransigence(A, reference)
-    for name in undefined_metrics(A, scenario):
+    for name in undefined_metrics(A, scenario, steps_per_task):
         out[name] = None
     return out

@@ -112,8 +112,10 @@ def _metrics_problem(results: Mapping, A) -> str | None:
     from lifelong.eval.metrics import summarize
 
     scenario = results.get("scenario") if isinstance(results.get("scenario"), str) else None
+    steps = results.get("steps_per_task")
+    steps = steps if isinstance(steps, list) and all(isinstance(s, int) for s in steps) else None
     try:
-        ours = summarize(A, scenario=scenario)
+        ours = summarize(A, scenario=scenario, steps_per_task=steps)
     except (UsageError, ValueError):
         return None
     for k, v in results["metrics"].items():

@@ -8,7 +8,7 @@ strategies as one. See :mod:`lifelong.strategies.base` for the hooks, their orde
 
 from ..settings import Settings, setting
 from .base import HOOKS, STEP_HOOKS, Context, NoSettings, Step, Strategy, cross_entropy
-from .baselines import Joint, Naive
+from .baselines import Joint, JointEnd, Naive
 from .compose import Compose, ComposeSettings
 from .isolation import HAT, Isolation, PackNet, Progressive, Separate, XdG
 from .regularization import EWC, L2, MAS, SI, OnlineEWC, Regularizer, RWalk
@@ -17,7 +17,7 @@ from .registry import FAMILIES, STRATEGIES, build, check_name, default_settings,
 
 __all__ = [
     "AGEM", "Compose", "ComposeSettings", "Context", "DER", "DERpp", "ER", "ERACE", "EWC", "FAMILIES", "GDumb", "GEM",
-    "HAT", "HOOKS", "ICaRL", "Isolation", "Joint", "L2", "LwF", "MAS", "Naive", "NoSettings", "OnlineEWC", "PackNet",
+    "HAT", "HOOKS", "ICaRL", "Isolation", "Joint", "JointEnd", "L2", "LwF", "MAS", "Naive", "NoSettings", "OnlineEWC", "PackNet",
     "Progressive", "RWalk", "Regularizer", "Replay", "SI", "STEP_HOOKS", "STRATEGIES", "Separate", "Settings", "Step",
     "Strategy", "XdG", "build", "check_name", "cross_entropy", "default_settings", "register", "setting",
 ]

@@ -199,6 +199,8 @@ class Learner:
         bs = batch_size or self.settings.batch_size
         per_epoch, total = steps_per_task(tasks, self.settings, bs, epochs)
         ctx = self.ctx
+        if total == 0:  # the strategy trains nothing on this task
+            return
         if ctx.task_step >= total:
             raise UsageError(f"cannot continue task {ctx.task.name!r} at step {ctx.task_step}: it has {total} steps")
         while ctx.task_step < total:
@@ -380,11 +382,11 @@ class Learner:
         """The metrics of the tasks learned so far (average accuracy, BWT, FWT, forgetting): the rows so
         far over their tasks' columns; a metric undefined there (one task; FWT in the class scenario) is
         None, and :meth:`undefined_metrics` says why."""
-        return summarize(self._square(split), scenario=self.stream.scenario)
+        return summarize(self._square(split), scenario=self.stream.scenario, steps_per_task=self.steps_per_task)
 
     def undefined_metrics(self, split: str = "test") -> dict[str, str]:
         """Why each metric :meth:`summary` leaves out is undefined."""
-        return undefined_metrics(self._square(split), self.stream.scenario)
+        return undefined_metrics(self._square(split), self.stream.scenario, self.steps_per_task)
 
     def _square(self, split: str) -> np.ndarray:
         rows = self.rows if split == "test" else self.val_rows

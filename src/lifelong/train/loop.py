@@ -69,7 +69,10 @@ class TrainSettings(Settings):
 def steps_per_task(tasks: Sequence[Task], settings: TrainSettings, batch_size: int | None = None,
                    epochs: int | None = None) -> tuple[int, int]:
     """``(steps per epoch, steps of the task)`` when training on ``tasks``' training data: the one place
-    this arithmetic is done (``iterations`` when set, else epochs × batches per epoch)."""
+    this arithmetic is done (``iterations`` when set, else epochs × batches per epoch). No tasks: no
+    steps (a strategy that trains nothing on this task, such as ``joint-end`` before the last one)."""
+    if not tasks:
+        return 1, 0
     per_epoch = max(1, math.ceil(sum(len(t.train) for t in tasks) / (batch_size or settings.batch_size)))
     return per_epoch, settings.iterations or (epochs or settings.epochs) * per_epoch
 
