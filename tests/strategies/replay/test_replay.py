@@ -568,3 +568,67 @@ def test_lwf_with_seen_units_distils_old_classes_against_every_live_unit():
     want = distillation(step.logits, lwf.teacher.model(x), 2.0, ctx.heads.seen(1), ctx.heads.seen(2))
     torch.testing.assert_close(lwf.losses(ctx, step)["distill"], want)
     assert ctx.heads.seen(1).sum() == 4 and ctx.heads.seen(2).sum() == 6
+
+
+# ---- the per-task memories of the reference codes: slots and rings ------------------------------------
+
+
+def _numbered(values, task: int) -> Batch:
+    v = torch.tensor(values)
+    return Batch(v.float().view(-1, 1), v, torch.full_like(v, task))
+
+
+def test_a_ring_per_task_keeps_each_tasks_newest_samples():
+    """Budget 10 over 2 tasks: 5 slots each. Hand-worked: task 0 offers 1..7 in two batches, its ring
+    keeps 3..7 (1 and 2 overwritten, slot order 6 7 3 4 5); task 1 offers 10, 11 then 20..31 in one
+    batch that wraps the ring twice: 27..31 stay, and task 0's rows are untouched throughout."""
+    from lifelong.strategies.replay.buffer import ring_positions
+
+    assert [x.tolist() for x in ring_positions(4, 3, 5)] == [[0, 1, 2], [4, 0, 1]]
+    assert [x.tolist() for x in ring_positions(0, 7, 5)] == [[2, 3, 4, 5, 6], [2, 3, 4, 0, 1]]
+    b = Buffer(10, "ring")
+    b.add_ring(_numbered([1, 2, 3], 0), 0, 2)
+    assert b.y[: len(b)].tolist() == [1, 2, 3]
+    b.add_ring(_numbered([4, 5, 6, 7], 0), 0, 2)
+    assert b.y[: len(b)].tolist() == [6, 7, 3, 4, 5]
+    b.add_ring(_numbered([10, 11], 1), 1, 2)
+    assert b.y[: len(b)].tolist() == [6, 7, 3, 4, 5, 10, 11] and b.task[: len(b)].tolist() == [0] * 5 + [1] * 2
+    b.add_ring(_numbered(list(range(20, 32)), 1), 1, 2)
+    assert b.y[: len(b)].tolist() == [6, 7, 3, 4, 5, 28, 29, 30, 31, 27]
+    again = Buffer(10, "ring")  # a memory restored mid-task continues the same ring
+    again.load_state_dict(b.state_dict())
+    b.add_ring(_numbered([40, 41], 1), 1, 2)
+    again.add_ring(_numbered([40, 41], 1), 1, 2)
+    assert torch.equal(b.y[: len(b)], again.y[: len(again)])
+    assert b.y[5:10].tolist() == [41, 29, 30, 31, 40]  # 14 offered so far: slots 14 % 5 = 4, then 0
+
+
+def test_slots_per_task_are_filled_at_each_tasks_end_and_never_re_split(permuted_stream):
+    """Budget 10 over the stream's T tasks: each task adds ⌊10 / T⌋ random samples of its own at its
+    end; the earlier tasks' samples are the same tensors afterwards (A-GEM's episodic memory)."""
+    T = len(permuted_stream)
+    b = Buffer(10, "slots")
+    gen = torch.Generator().manual_seed(0)
+    before = None
+    for i in range(T):
+        b.add_slots(permuted_stream[i], T, gen)
+        assert len(b) == (i + 1) * (10 // T)
+        assert b.task[: len(b)].tolist() == sum(([k] * (10 // T) for k in range(i + 1)), [])
+        if before is not None:
+            assert torch.equal(b.x[: len(before)], before)  # never re-split
+        before = b.x[: len(b)].clone()
+    from lifelong.scenarios import gather
+
+    task0 = permuted_stream[0]
+    data = gather(task0, "train", torch.arange(len(task0.train.targets))).x.flatten(1)
+    rows = b.x[: 10 // T].flatten(1)
+    assert all((data == r).all(1).any() for r in rows)  # they are task 1's own samples, as it saw them
+
+
+@pytest.mark.parametrize("policy", ["slots", "ring"])
+def test_a_per_task_memory_too_small_for_one_sample_per_task_is_refused(policy, tmp_path, capsys):
+    from lifelong.cli import console_main
+
+    code = console_main(["run", "--benchmark", "split-mnist", "--strategy", "er", "--memory-policy", policy,
+                         "--memory", "4", "--data-dir", str(TINY), "--out", str(tmp_path / "r"), "--quiet"])
+    assert code == 2 and "keeps no sample of each: give --memory at least 5" in capsys.readouterr().err

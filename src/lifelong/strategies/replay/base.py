@@ -27,7 +27,7 @@ from ...scenarios import Batch, join, memory_rows
 from ...settings import Settings, setting
 from ..base import Context, Step, Strategy, cross_entropy
 from ..state import Group, Position
-from .buffer import POLICIES, Buffer
+from .buffer import POLICIES, STREAMING, Buffer
 
 MAX_MEMORY = 100_000_000
 
@@ -39,7 +39,8 @@ def memory_setting(default: int = 1000):
 
 def policy_setting(default: str = "reservoir", help: str = "how the memory is filled: reservoir (every step, a uniform "
                    "sample of the stream), class or task (at each task's end, the budget split equally between the "
-                   "classes or tasks seen so far)"):
+                   "classes or tasks seen so far), slots (each task's memory/tasks slots, filled at its end, never "
+                   "re-split) or ring (each task's memory/tasks slots hold its newest samples)"):
     return setting(default, flag="memory-policy", choices=POLICIES, help=help)
 
 
@@ -59,8 +60,8 @@ class MemorySettings(Settings):
 
 def check_concat(settings: Settings) -> None:
     """``mixing='concat'`` trains on the memory as a fixed data set: it cannot be a reservoir."""
-    if settings.mixing == "concat" and settings.policy == "reservoir":
-        settings.fail("mixing", "'concat' needs a memory fixed during a task: policy='class' or 'task'", "policy")
+    if settings.mixing == "concat" and settings.policy in STREAMING:
+        settings.fail("mixing", "'concat' needs a memory fixed during a task: policy='class', 'task' or 'slots'", "policy")
 
 
 class Replay(Strategy):
@@ -98,11 +99,16 @@ class Replay(Strategy):
         return cross_entropy(ctx, ctx.model(mem.x), mem)
 
     def after_step(self, ctx: Context, step: Step) -> None:
-        if self.buffer.policy == "reservoir":  # the rows of the current task, whatever else the batch holds
-            self.buffer.add_reservoir(step.batch.select(step.batch.rows(0)), ctx.generator)
+        own = step.batch.select(step.batch.rows(0))  # the rows of the current task, whatever else the batch holds
+        if self.buffer.policy == "reservoir":
+            self.buffer.add_reservoir(own, ctx.generator)
+        elif self.buffer.policy == "ring":
+            self.buffer.add_ring(own, ctx.task_index, len(ctx.stream))
 
     def after_task(self, ctx: Context) -> None:
-        if self.buffer.policy != "reservoir":
+        if self.buffer.policy == "slots":
+            self.buffer.add_slots(ctx.task, len(ctx.stream), ctx.generator)
+        elif self.buffer.policy not in STREAMING:
             self.buffer.select(ctx.task, ctx.heads.n_outputs, ctx.generator)
 
     # ---- state ---------------------------------------------------------------------------------------
@@ -116,7 +122,7 @@ class Replay(Strategy):
         if b.policy == "reservoir" or b.per_class:
             return
         stream = ctx.stream
-        if b.policy == "task":
+        if b.policy in ("task", "slots", "ring"):
             keys, what = len(stream), "tasks"
         else:
             keys, what = sum(len(torch.unique(t.train.targets)) for t in stream), "classes"
@@ -137,7 +143,7 @@ class Replay(Strategy):
     def memory_kept(self, at: Position) -> bool:
         """Whether the memory holds samples at ``at``: a reservoir from the first step on, a memory chosen
         at each task's end once a task is done."""
-        return at.trained if self.buffer.policy == "reservoir" else at.done > 0
+        return at.trained if self.buffer.policy in STREAMING else at.done > 0
 
     def state_spec(self, ctx: Context, at: Position) -> list[Group]:
         """The count of samples offered (``memory.seen``) always; the stored inputs, targets, task ids (and

@@ -17,6 +17,12 @@ Selection rules, each a small pure function here:
   old keys keep their first ones (a random subset, since they were stored in random order) and the new
   keys draw theirs at random (Hsu et al. 2018's naive rehearsal by task; van de Ven et al. 2022 and
   iCaRL by class; with ``per_class`` a fixed number per class instead of a total).
+- ``slots``: each task owns ⌊M / T⌋ slots (T the stream's tasks), filled at its end with a random
+  choice of its samples and never given up: the memory is full only after the last task (the A-GEM
+  and GEM reference codes' episodic memory, ``episodic_mem_size = M / T``).
+- :func:`ring_positions`: a ring buffer per task: its ⌊M / T⌋ slots receive its samples as they pass,
+  the oldest overwritten first, so they hold the task's newest samples (A-GEM's ``ring_buffer``,
+  Mammoth's ``ring`` mode).
 """
 
 from __future__ import annotations
@@ -28,7 +34,9 @@ from torch import Tensor
 
 from ...scenarios import AsIs, Batch, DataSplit, Task, gather
 
-POLICIES = ("reservoir", "class", "task")
+POLICIES = ("reservoir", "class", "task", "slots", "ring")
+#: the policies whose memory changes during a task (every step), not only at its end
+STREAMING = ("reservoir", "ring")
 KEYS = ("x", "y", "task", "logits", "seen")
 
 
@@ -50,6 +58,15 @@ def reservoir_slots(seen: int, n: int, capacity: int, generator: torch.Generator
     last = torch.full((len(uniq),), -1, dtype=torch.long).scatter_reduce(0, which, src, "amax")
     keep = last[which] == src
     return src[keep], slot[keep]
+
+
+def ring_positions(seen: int, n: int, size: int) -> tuple[Tensor, Tensor]:
+    """A ring of ``size`` slots that has received ``seen`` samples gets ``n`` more: sample k goes to slot
+    (seen + k) mod size. Returns ``(src, slot)`` (CPU int64) for the samples that stay: when the batch
+    wraps the ring, only its last ``size`` samples (the newest) are written."""
+    first = max(0, n - size)
+    src = torch.arange(first, n)
+    return src, (seen + src) % size
 
 
 def rank_within(keys: Tensor) -> Tensor:
@@ -98,7 +115,7 @@ class Buffer:
         self.x: Tensor | None = None
         self.y = self.task = self.logits = None
         self.filled = 0  # rows of x that hold samples
-        self.seen = 0  # samples offered to the reservoir so far
+        self.seen = 0  # samples offered so far: to the reservoir, or (ring) to the current task's ring
 
     # ---- reading -----------------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -157,6 +174,36 @@ class Buffer:
             if self.logits is not None and logits is not None:
                 self.logits[slot] = logits[src].detach()
         self.filled = min(self.capacity, self.seen)
+
+    def add_ring(self, batch: Batch, task_index: int, n_tasks: int) -> None:
+        """Write the samples of ``batch`` (all of task ``task_index``) into that task's ring of ⌊M / T⌋
+        slots, after the earlier tasks' rows (which never change)."""
+        size = self.capacity // n_tasks
+        if self.filled and int(self.task[self.filled - 1]) != task_index:
+            self.seen = 0  # a new task: its ring starts after the rows kept so far
+        start = self.filled - min(self.seen, size)
+        n = len(batch.y)
+        src, slot = ring_positions(self.seen, n, size)
+        self._allocate(batch, None, start + min(self.seen + n, size))
+        src, slot = src.to(self.x.device), slot.to(self.x.device) + start
+        self.x[slot] = batch.x[src].detach()
+        self.y[slot] = batch.y[src]
+        self.task[slot] = batch.task[src]
+        self.seen += n
+        self.filled = start + min(self.seen, size)
+
+    def add_slots(self, task: Task, n_tasks: int, generator: torch.Generator) -> None:
+        """A task's end (``slots``): ⌊M / T⌋ random samples of its training split join the memory; the
+        rows of earlier tasks stay as they are."""
+        train = task.train
+        take = torch.randperm(len(train.targets), generator=generator)[: self.capacity // n_tasks]
+        new = gather(task, "train", take.to(train.targets.device))
+        if self.filled:
+            x, y, t = (torch.cat([a[: self.filled], b]) for a, b in zip((self.x, self.y, self.task), new))
+        else:
+            x, y, t = new.x, new.y, new.task
+        self.x, self.y, self.task, self.filled = x.contiguous(), y, t, len(y)
+        self.seen += len(train.targets)
 
     def key(self, y: Tensor, task: Tensor, n_outputs: int) -> Tensor:
         return task if self.policy == "task" else task * n_outputs + y
@@ -219,7 +266,7 @@ class Buffer:
         lg = state.get("logits")
         if self.keep_logits != (lg is not None) or (lg is not None and (lg.dim() != 2 or lg.shape[0] != f)):
             raise ValueError("memory logits must be stored with DER (one row per stored input) and only then")
-        if self.policy == "reservoir":  # copies: the reservoir writes into them (and grows them)
+        if self.policy in STREAMING:  # copies: the reservoir and the ring write into them (and grow them)
             self.x, self.y, self.task = x.clone(), y.clone(), t.clone()
             self.logits = None if lg is None else lg.clone()
         else:

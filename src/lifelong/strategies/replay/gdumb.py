@@ -27,8 +27,8 @@ class GDumbSettings(MemorySettings):
 
     def check(self) -> None:
         super().check()
-        if self.policy == "reservoir":
-            self.fail("policy", "must be 'class' (or 'task'): gdumb fills its memory class-balanced, got 'reservoir'")
+        if self.policy not in ("class", "task"):
+            self.fail("policy", f"must be 'class' (or 'task'): gdumb fills its memory class-balanced, got {self.policy!r}")
 
 
 class GDumb(Replay):
