@@ -59,6 +59,7 @@ def setting(
     aliases: Sequence[str] = (),
     default_factory: Callable[[], Any] | None = None,
     strength: bool = False,
+    added: bool = False,
 ) -> Any:
     """A settings field: its default, ``help`` text, and the rule a value obeys: ``choices``, or
     ``check(value)`` with ``must`` saying it in words. Numbers must also be finite, and at most
@@ -67,16 +68,18 @@ def setting(
     ``flag``: the field's short name on the command line (``"lambda"`` for ``--lambda``), declared when
     every class that has a field of this name means the same by it; without one a strategy's field is
     reachable as ``--<strategy>.<field>`` (and by its own name where that is unambiguous). ``aliases``:
-    further short names. ``strength``: a loss weight (divergence messages name it)."""
+    further short names. ``strength``: a loss weight (divergence messages name it). ``added``: a field
+    added after runs were made with its class: left out of the run id while at its default, so those runs
+    keep their ids (:meth:`Settings.id_dict`)."""
     info = {"help": help, "check": check, "must": must, "choices": tuple(choices) if choices else None,
-            "maximum": maximum, "flag": flag, "aliases": tuple(aliases), "strength": strength}
+            "maximum": maximum, "flag": flag, "aliases": tuple(aliases), "strength": strength, "added": added}
     if default_factory is not None:
         return dataclasses.field(default_factory=default_factory, metadata={"lifelong": info})
     return dataclasses.field(default=default, metadata={"lifelong": info})
 
 
 _NO_META = {"help": "", "check": None, "must": "", "choices": None, "maximum": None, "flag": None, "aliases": (),
-            "strength": False}
+            "strength": False, "added": False}
 
 #: float32 keeps a term of a sum that is at most this many times smaller than another (24-bit mantissa):
 #: a loss weight or a temperature beyond it makes one term vanish next to the others, silently.
@@ -237,6 +240,17 @@ class Settings:
     def as_dict(self) -> dict[str, Any]:
         """The fields as a plain dict (declaration order); nested settings as dicts too."""
         return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+    def id_dict(self) -> dict[str, Any]:
+        """:meth:`as_dict` without the fields marked ``added`` that hold their default: what a run id
+        hashes, so that a setting added later leaves the ids of runs made before it alone."""
+        out = {}
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if meta(f)["added"] and v == f.default:
+                continue
+            out[f.name] = v.id_dict() if isinstance(v, Settings) else _plain(v)
+        return out
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any] | None, where: str | None = None) -> "Settings":

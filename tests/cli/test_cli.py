@@ -31,7 +31,7 @@ def test_run_writes_a_complete_results_folder(tmp_path):
     assert names <= {p.name for p in out.iterdir()}
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["run_id"] == res.run_id and cfg["strategy"]["name"] == "ewc" and cfg["stream"]["scenario"] == "task"
-    assert cfg["strategy"]["settings"] == {"lam": 100.0, "fisher": "exact", "mc_samples": 1}  # the strategy's own
+    assert cfg["strategy"]["settings"] == {"lam": 100.0, "fisher": "exact", "mc_samples": 1, "convention": "half"}  # its own
     assert set(cfg) == {"run_id", "config_version", "data", "stream", "model", "strategy", "train", "runtime", "seed"}
     saved = json.loads((out / "results.json").read_text())
     assert saved["accuracy_matrix"] == res.accuracy_matrix
@@ -243,7 +243,8 @@ def test_settings_belong_to_their_strategy():
 
     ewc = RunConfig.make(strategy="ewc", lam=5.0).resolve()
     assert ewc.strategy == EWCSettings(lam=5.0) and ewc.strategy.strategy == "ewc"  # the settings know their strategy
-    assert ewc.to_record()["strategy"] == {"name": "ewc", "settings": {"lam": 5.0, "fisher": "exact", "mc_samples": 1}}
+    assert ewc.to_record()["strategy"] == {"name": "ewc", "settings": {"lam": 5.0, "fisher": "exact", "mc_samples": 1,
+                                                                     "convention": "half"}}
     assert RunConfig.make(strategy="ewc", lam=5).resolve().method_record() == ewc.method_record()  # 5 and 5.0: one
     with pytest.raises(UsageError, match="xi is not a setting of ewc"):  # SI's ξ cannot be given to EWC
         RunConfig.make(strategy="ewc", xi=0.3)
@@ -251,8 +252,9 @@ def test_settings_belong_to_their_strategy():
         main(["run", "--strategy", "si", "--xi", "-1", *FAST])
     # a composite's parts each have their own settings, by prefix; a bare key sets every part having it
     both = RunConfig.make(strategy="ewc+l2", lam=3.0, **{"l2.lam": 0.5}).resolve()
-    assert both.to_record()["strategy"]["settings"] == {"ewc": {"lam": 3.0, "fisher": "exact", "mc_samples": 1},
-                                                        "l2": {"lam": 0.5}}
+    assert both.to_record()["strategy"]["settings"] == {"ewc": {"lam": 3.0, "fisher": "exact", "mc_samples": 1,
+                                                                "convention": "half"},
+                                                        "l2": {"lam": 0.5, "convention": "half"}}
     assert RunConfig.from_record(both.to_record()).resolve() == both
 
 

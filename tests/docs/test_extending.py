@@ -103,7 +103,8 @@ def test_the_examples_run_from_the_command_line_and_compose(registered, tmp_path
     res = main(["run", "--strategy", "ewc+magnitude", "--ewc.lam", "100", "--magnitude.lam", "2",
                 "--out", str(tmp_path / "a"), *FAST])
     assert res.config["strategy"] == {"name": "ewc+magnitude", "settings": {
-        "ewc": {"lam": 100.0, "fisher": "exact", "mc_samples": 1}, "magnitude": {"lam": 2.0}}}
+        "ewc": {"lam": 100.0, "fisher": "exact", "mc_samples": 1, "convention": "half"},
+        "magnitude": {"lam": 2.0, "convention": "half"}}}
     res = main(["run", "--strategy", "weighted-replay+lwf", "--memory", "30", "--replay-weight", "0.5",
                 "--out", str(tmp_path / "b"), *FAST])
     assert res.config["strategy"]["settings"]["weighted-replay"]["beta"] == 0.5

@@ -43,6 +43,7 @@ def test_a_record_gives_the_table_of_its_folders(runs, tmp_path, metrics):
     # one line per run; a record of a record is the same record
     text = rec.read_text()
     assert len(text.splitlines()) == 2 + 7
+    assert str(runs) not in text and "/data" not in text  # the machine's paths stay out of a shared file
     rec2 = tmp_path / "rec2.json"
     compare([rec], write=False, quiet=True, record=rec2)
     assert rec2.read_text() == text

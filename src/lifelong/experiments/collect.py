@@ -58,7 +58,7 @@ def find_runs(paths: Sequence[str | os.PathLike]) -> tuple[list[Path], list[str]
             continue
         if p.is_file():
             raise UsageError(f"{p} is a file, not a run folder or a lifelong record: give run folders, sweep folders "
-                             "or a record written by `lifelong compare PATHS --record FILE`")
+                             "or a record written by compare(paths, record=FILE)")
         for folder, subdirs, files in os.walk(p):
             d = Path(folder)
             subdirs.sort()
@@ -174,9 +174,10 @@ def label_methods(groups: list[dict]) -> bool:
                 run_field(k) is not None or (v is not None and varies(k, same)))}
         for g in members:
             twins = [h for h in members if h["strategy"] == g["strategy"] and h["params"] == g["params"]]
-            if len(twins) > 1:  # the filter made two labels equal: show everything for them
+            if len(twins) > 1:  # the filter made two labels equal: show what differs between them too
+                apart = [k for k in g["all_params"] if varies(k, twins)]
                 for h in twins:
-                    h["params_shown"] = h["all_params"]
+                    h["params_shown"] = {k: v for k, v in h["all_params"].items() if k in h["params"] or k in apart}
         for g in members:
             shown = g.pop("params_shown", g["params"])
             g["params"] = shown

@@ -269,7 +269,7 @@ class ResolvedRun(RunConfig):
         """Every field that changes the results, the data aside (the flat record in 0.2's layout without
         the fields that do not): two configs with equal records are one experiment on the same data."""
         d = {k: v for k, v in self.flat().items() if k in _V2_KEYS}
-        d["settings"] = self.strategy.as_dict()
+        d["settings"] = self.strategy.id_dict()
         return {k: v for k, v in d.items() if k not in NOT_IN_ID and not (k in ADDED_IN_ID and v == ADDED_IN_ID[k])}
 
     def id_record(self) -> dict[str, Any]:
@@ -472,7 +472,22 @@ def flat_record(config: Mapping[str, Any]) -> dict[str, Any]:
                     c.update({f"{part}.{k}": v for k, v in values.items()})
         else:
             c.update(settings)
-    return c
+    return {**_added_settings(c.get("strategy")), **c}  # a setting newer than the run has its default there
+
+
+def _added_settings(strategy: Any) -> dict[str, Any]:
+    """The defaults of the settings added to ``strategy``'s parts after runs were made (``setting(added=
+    True)``), by the keys :func:`flat_record` spreads them under; nothing for an unknown strategy."""
+    from ..settings import meta
+
+    names = registry.parts(strategy) if isinstance(strategy, str) else ()
+    out: dict[str, Any] = {}
+    for p in names:
+        cls = registry.STRATEGIES.get(p)
+        for f in fields(cls.Settings) if cls is not None and dataclasses.is_dataclass(cls.Settings) else ():
+            if meta(f)["added"]:
+                out[f"{p}.{f.name}" if len(names) > 1 else f.name] = f.default
+    return out
 
 
 def not_method_keys() -> set[str]:

@@ -4,7 +4,8 @@ compare FILE`` (or a ``FILE`` among other paths) reads its runs back as if their
 A record is what a results table needs and nothing more, so that it can be committed beside the page
 that shows its numbers (the docs render their tables from records) or mailed with a paper:
 
-* per run, its ``config.json`` whole (the method and its data, what compare groups and labels by) and
+* per run, its ``config.json`` (the method and its data, what compare groups and labels by; the
+  machine's paths, ``runtime.out`` and ``runtime.data_dir``, are left out) and
   the part of its ``results.json`` that reports numbers: the accuracy matrix and the metrics computed
   from it, validation metrics, memory and parameter counts, capacity, the machine and versions, the
   thread count, and the total seconds (per-task timings and the data fingerprint, which ``config.json``
@@ -46,6 +47,15 @@ def _slim(results: dict) -> dict:
     return kept
 
 
+def _portable(config: dict) -> dict:
+    """``config`` without the paths of the machine that ran it (where its folder and data were)."""
+    paths = ("out", "data_dir")
+    runtime = config.get("runtime")
+    if not isinstance(runtime, dict):  # a flat config of lifelong 0.2 or 0.1
+        return {k: v for k, v in config.items() if k not in paths}
+    return {**config, "runtime": {k: v for k, v in runtime.items() if k not in paths}}
+
+
 def _common_root(dirs: list[Path]) -> Path:
     try:
         return Path(os.path.commonpath([str(d) for d in dirs])) if dirs else Path(".")
@@ -58,17 +68,17 @@ def write_record(runs: Iterable[dict], path: str | os.PathLike) -> Path:
     runs = list(runs)
     path = Path(path)
     if path.suffix != ".json":
-        raise UsageError(f"--record {path}: a record is a JSON file; give a name ending in .json")
+        raise UsageError(f"record {path}: a record is a JSON file; give a name ending in .json", params=("record",))
     if path.exists() and not is_record(path):
-        raise UsageError(f"--record {path}: that file exists and is not a lifelong record; it was left as it is: "
-                         "give another name")
+        raise UsageError(f"record {path}: that file exists and is not a lifelong record; it was left as it is: "
+                         "give another name", params=("record",))
     dirs = [Path(r["dir"]) for r in runs if not str(r["dir"]).startswith("record:")]
     root = _common_root([d.parent for d in dirs]) if len(dirs) == 1 else _common_root(dirs)
     entries = []
     for r in sorted(runs, key=lambda r: str(r["dir"])):
         d = str(r["dir"])
         rel = d.split(":", 2)[2] if d.startswith("record:") else os.path.relpath(d, root)
-        entries.append({"dir": Path(rel).as_posix(), "config": r["raw_config"], "results": _slim(r["results"])})
+        entries.append({"dir": Path(rel).as_posix(), "config": _portable(r["raw_config"]), "results": _slim(r["results"])})
     lines = ",\n".join(json.dumps(e, sort_keys=True, separators=(",", ":"), allow_nan=False) for e in entries)
     text = f'{{"format": "{FORMAT}", "version": {VERSION}, "runs": [\n{lines}\n]}}\n'
     _io.atomic_write_text(path, text)
@@ -96,11 +106,10 @@ def read_record(path: str | os.PathLike) -> tuple[list[dict], list[str]]:
     try:
         data = _io.loads(p.read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
-        raise UsageError(f"{p}: not a readable lifelong record ({e}); make one with "
-                         "`lifelong compare PATHS --record FILE`") from None
+        raise UsageError(f"{p}: not a readable lifelong record ({e}); make one with compare(paths, record=FILE)") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT or not isinstance(data.get("runs"), list):
         raise UsageError(f"{p}: not a lifelong record (no \"format\": \"{FORMAT}\" and runs list); make one with "
-                         "`lifelong compare PATHS --record FILE`")
+                         "compare(paths, record=FILE)")
     if data.get("version") != VERSION:
         raise UsageError(f"{p}: a record of version {data.get('version')!r}; this lifelong reads version {VERSION}: "
                          "upgrade lifelong")

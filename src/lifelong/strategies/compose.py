@@ -36,6 +36,9 @@ class ComposeSettings:
     def as_dict(self) -> dict[str, dict[str, Any]]:
         return {p.strategy: p.as_dict() for p in self.parts}
 
+    def id_dict(self) -> dict[str, dict[str, Any]]:
+        return {p.strategy: p.id_dict() for p in self.parts}
+
 
 def _overrides(part: Strategy, hook: str) -> bool:
     return getattr(type(part), hook) is not getattr(Strategy, hook)

@@ -62,12 +62,23 @@ def lam_setting(default: float = 100.0):
                                       "(EWC: the Fisher)")
 
 
+#: the penalty's conventions: ours (Kirkpatrick et al.'s eq. 3) and the reference codes' without the ½
+CONVENTIONS = ("half", "no-half")
+
+
+def convention_setting():
+    return setting("half", flag="penalty-convention", choices=CONVENTIONS, added=True,
+                   help="half: λ/2 Σ Ω (θ-θ*)², as the EWC paper; no-half: λ Σ Ω (θ-θ*)², as Hsu et al.'s and van de "
+                        "Ven et al.'s code (the same penalty as half with 2λ): give their λ as it is")
+
+
 @dataclass(frozen=True)
 class LambdaSettings(Settings):
-    """A regularizer whose only setting is its strength λ (MAS, L2)."""
+    """A regularizer whose only settings are its strength λ and the penalty's convention (MAS, L2)."""
 
     strategy = ""  # shared: each strategy that takes it as it is gets its own subclass
     lam: float = lam_setting()
+    convention: str = convention_setting()
 
 
 class Regularizer(Strategy):
@@ -90,7 +101,8 @@ class Regularizer(Strategy):
 
     @property
     def lam(self) -> float:
-        return self.settings.lam
+        """The λ of λ/2 Σ Ω (θ − θ̄)²: the setting, doubled under ``convention='no-half'`` (λ Σ Ω (θ − θ̄)²)."""
+        return self.settings.lam * (2.0 if getattr(self.settings, "convention", "half") == "no-half" else 1.0)
 
     # ---- the penalty ------------------------------------------------------------------------------
     def penalty(self, where: Context | nn.Module) -> Tensor:

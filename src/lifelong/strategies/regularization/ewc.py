@@ -28,7 +28,7 @@ from torch import Tensor, nn
 from ...importance import FISHER_KINDS, fisher_diag
 from ...penalties import QuadraticState, merge_decay
 from ...settings import Settings, setting
-from .base import Regularizer, lam_setting
+from .base import Regularizer, convention_setting, lam_setting
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,7 @@ class EWCSettings(Settings):
                                "over the model's classes) or mc (labels sampled from the model)")
     mc_samples: int = setting(1, flag="mc-samples", check=lambda v: v >= 1, must="be >= 1", maximum=10_000,
                               help="labels sampled per input for the mc Fisher")
+    convention: str = convention_setting()
 
     def check(self) -> None:
         if self.mc_samples != 1 and self.fisher != "mc":

@@ -64,7 +64,7 @@ from ...penalties import empty_state, merge_sum
 from ...settings import Settings, setting
 from ..base import Context, Step
 from ..state import Group
-from .base import lam_setting, model_of, trainable
+from .base import convention_setting, lam_setting, model_of, trainable
 from .si import PathStrategy
 
 
@@ -78,6 +78,7 @@ class RWalkSettings(Settings):
                                      "once per interval")
     eps: float = setting(1e-8, flag="rwalk-eps", check=lambda v: v > 0, must="be > 0",
                          help="RWalk: ε in the score's denominator ½ F Δθ² + ε (a KL in nats)")
+    convention: str = convention_setting()
 
 
 class RWalk(PathStrategy):

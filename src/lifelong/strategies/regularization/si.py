@@ -37,7 +37,7 @@ from ...importance.path import copy_tensors, si_consolidate, si_step
 from ...penalties import detach_params
 from ...settings import Settings, setting
 from ..base import Context, Step
-from .base import Regularizer, lam_setting, model_of, trainable
+from .base import Regularizer, convention_setting, lam_setting, model_of, trainable
 
 
 class PathStrategy(Regularizer):
@@ -82,6 +82,7 @@ class PathStrategy(Regularizer):
 class SISettings(Settings):
     lam: float = lam_setting()
     xi: float = setting(0.1, flag="xi", check=lambda v: v > 0, must="be > 0", help="SI damping ξ in Ω += ω / (Δθ² + ξ)")
+    convention: str = convention_setting()
 
 
 class SI(PathStrategy):

@@ -28,6 +28,7 @@ from torch import Tensor, nn
 
 from ...errors import UsageError
 from ...scenarios import Task, batches
+from ...settings import setting
 from ..base import split_state
 from ..state import Group
 from .base import MemorySettings, Replay, Teacher, memory_setting, policy_setting
@@ -37,6 +38,9 @@ from .base import MemorySettings, Replay, Teacher, memory_setting, policy_settin
 class ICaRLSettings(MemorySettings):
     memory: int = memory_setting(2000)
     policy: str = policy_setting("class")
+    bce: str = setting("sum", flag="icarl-bce", choices=("sum", "mean"), added=True,
+                       help="the binary cross-entropy over the output units: sum (the paper's Alg. 3) or mean (as some "
+                            "libraries average it: the same loss divided by the live units, so lr × units matches sum)")
 
     def check(self) -> None:
         super().check()
@@ -118,7 +122,10 @@ class ICaRL(Replay):
         terms = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
         if live is not None:
             terms = terms * live
-        return {"task": terms.sum(1).mean()}  # one term: iCaRL's distillation is in its targets
+        per_sample = terms.sum(1)
+        if self.settings.bce == "mean":  # averaged over the live units instead of summed
+            per_sample = per_sample / (live.sum(1) if live is not None else terms.new_full((len(terms),), terms.shape[1]))
+        return {"task": per_sample.mean()}  # one term: iCaRL's distillation is in its targets
 
     def _old_units(self, ctx, device) -> Tensor:
         """The units of earlier tasks' classes that are not the current task's (distilled), made once per task."""
