@@ -86,6 +86,7 @@ def main() -> int:
             row[f"{name}_solve_seconds"] = statistics.median(x for _, x in ts)
         if "enumeration" in times:
             row["enumeration_over_active_set"] = row["enumeration_step_seconds"] / row["active_set_step_seconds"]
+            row["enumeration_solve_over_active_set"] = row["enumeration_solve_seconds"] / row["active_set_solve_seconds"]
         rows.append(row)
         print(row, flush=True)
     out = {"benchmark": "gem step seconds against earlier tasks", "rows": rows, "steps": args.steps,
