@@ -275,3 +275,25 @@ def test_a_strategy_that_needs_the_optimizer_says_so(name):
             cl.before_step(b)
     cl.optimizer = torch.optim.SGD(cl.parameters(), lr=0.1)
     cl.before_step(b)
+
+
+def _flushing_subnormals() -> bool:
+    return float(torch.tensor([1e-40]) * 1.0) == 0.0
+
+
+def test_a_step_that_fails_half_way_leaves_the_process_float_mode_as_it_was():
+    """HAT flushes subnormals to zero from its forward pass to after_step (a CPU speed-up). A step that
+    raises in between (here: no optimizer given) must give that mode back: left on, it silently changed
+    every later computation of the process (found by a hypothesis test of another module)."""
+    s = tiny_stream()
+    cl = Learner(model_for(s), build("hat"), s)
+    cl.start_task(0)
+    x, y, _, _ = next(iter(batches([s[0]], "train", batch_size=8)))
+    b = cl.batch(x, y)
+    assert not _flushing_subnormals()
+    loss = cl.loss(b)
+    assert _flushing_subnormals()  # on during the step, as designed
+    loss.backward()
+    with pytest.raises(UsageError, match="needs your optimizer"):
+        cl.before_step(b)
+    assert not _flushing_subnormals()

@@ -289,6 +289,10 @@ class Strategy:
     def after_step(self, ctx: Context, step: Step) -> None:
         """The optimizer has moved θ (reservoir sampling, path integrals)."""
 
+    def release(self, ctx: Context) -> None:
+        """A step ended with an exception before ``after_step``: give back any process-wide state the step
+        took (HAT's flush-to-zero mode), so that nothing outside the run computes differently."""
+
     # ---- the end of a task, and prediction --------------------------------------------------------
     def after_task(self, ctx: Context) -> None:
         """The task's training is done (consolidate); ``ctx.task_batches()`` yields its data."""

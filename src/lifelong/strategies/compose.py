@@ -151,6 +151,10 @@ class Compose(Strategy):
         for p in self.parts:
             p.after_step(ctx, step)
 
+    def release(self, ctx):
+        for p in self.parts:
+            p.release(ctx)
+
     def after_task(self, ctx):
         for p in self.parts:
             p.after_task(ctx)

@@ -36,6 +36,8 @@ Your own batches work too (``cl.batch(x, y)`` from any DataLoader: they are the 
 
 from __future__ import annotations
 
+import contextlib
+
 import math
 import time
 from typing import Any, Iterator, Sequence
@@ -272,6 +274,19 @@ class Learner:
     def loss(self, batch: Batch) -> Tensor:
         """The loss to back-propagate: the sum of the strategy's named loss terms (the task loss over the
         live units, distillation, ...). The penalty's gradient is added in :meth:`before_step`."""
+        with self._releasing():
+            return self._loss(batch)
+
+    @contextlib.contextmanager
+    def _releasing(self):
+        """A step hook that raises gives back what the step took of the process (``Strategy.release``)."""
+        try:
+            yield
+        except BaseException:
+            self.strategy.release(self.ctx)
+            raise
+
+    def _loss(self, batch: Batch) -> Tensor:
         step = self._step_of(batch, "loss")
         ctx, s = self.ctx, self.strategy
         step.inputs = self.dist.shard(self._augmented(step.batch))  # what the model sees, in this process
@@ -289,6 +304,10 @@ class Learner:
         """After ``loss.backward()``, before ``optimizer.step()``: in a data-parallel run the gradients are
         averaged over the processes, then ``after_backward`` (p.grad is the loss gradient alone),
         ``add_penalty_grad`` (p.grad += dΩ/dθ), ``before_step`` (projections, gradient masks)."""
+        with self._releasing():
+            self._before_step(batch)
+
+    def _before_step(self, batch: Batch) -> None:
         step = self._step_of(batch, "before_step")
         if self._micro:  # the step hooks run once per optimizer step, over every batch it accumulated
             step = self.pending = merged_step([*self._micro, step])
@@ -305,6 +324,10 @@ class Learner:
 
     def after_step(self, batch: Batch) -> None:
         """After ``optimizer.step()`` (``after_step``); the step counters move on."""
+        with self._releasing():
+            self._after_step(batch)
+
+    def _after_step(self, batch: Batch) -> None:
         step = self._step_of(batch, "after_step")
         self.strategy.after_step(self.ctx, step)
         self.pending = None

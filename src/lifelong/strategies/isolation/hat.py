@@ -24,8 +24,8 @@ task-incremental heads; a unit's row is frozen once the task that uses it has tr
 Speed on CPU: while the slope is large, gates such as σ(−100) and their products are subnormal floats,
 which make CPU arithmetic several times slower (measured 3×). From a training step's forward pass to
 its optimizer step HAT turns on the CPU's flush-to-zero mode (``torch.set_flush_denormal``), which
-changes only values below 1.2e-38 in magnitude, and turns it off again after the step (and at a task's
-end); on a GPU nothing changes.
+changes only values below 1.2e-38 in magnitude, and turns it off again after the step (at a task's end,
+and when a step fails half-way: :meth:`release`); on a GPU nothing changes.
 
 State: ``embedding.<l>`` (T, U_l) float, trained by the run's optimizer; ``cumulative.<l>`` (U_l,) bool.
 """
@@ -164,6 +164,9 @@ class HAT(Isolation):
             for e in self.embedding:
                 e[ctx.task_index].clamp_(-EMBEDDING_CLAMP, EMBEDDING_CLAMP)
         self._flush(False)
+
+    def release(self, ctx: Context) -> None:
+        self._flush(False)  # a step that failed half-way must not leave the process flushing subnormals
 
     def after_task(self, ctx: Context) -> None:
         self._flush(False)
