@@ -77,12 +77,13 @@ def _other_values(f, default):
     if isinstance(default, float):
         return [default * 2 + 0.25, 0.5]
     if isinstance(default, (tuple, list)):
-        return [[100], [8, 8, 8], [[0, 1], [2, 3, 4]]]
+        return [[100], [8, 8, 8], [[0, 1], [2, 3, 4]], ["task"]]
     return [0.5, 2, 1, "cpu", [0, 45], [[0, 1], [2, 3]], "x"]  # optional fields (None by default)
 
 
 # what a field needs beside it to apply (the reference config gets it too)
-_CONTEXT = {"momentum": {"optimizer": "sgd"}, "class_units": {"scenario": "class"}, "angles": {"benchmark": "rotated-mnist"}}
+_CONTEXT = {"momentum": {"optimizer": "sgd"}, "class_units": {"scenario": "class"}, "angles": {"benchmark": "rotated-mnist"},
+            "eval_scenarios": {"scenario": "class"}}
 
 
 def test_every_run_field_is_in_the_run_id_or_named_as_not_changing_results():
@@ -119,4 +120,4 @@ def test_every_run_field_is_in_the_run_id_or_named_as_not_changing_results():
             else:
                 assert changed != ref, f"{part}.{f.name} does not change the run id: add it to the id or to NOT_IN_ID"
     assert len(checked) >= 30 and {"init", "optimizer_state", "hidden", "angles", "momentum", "class_units",
-                                    "device", "threads", "out"} <= set(checked), checked
+                                    "eval_scenarios", "device", "threads", "out"} <= set(checked), checked

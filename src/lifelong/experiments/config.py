@@ -58,7 +58,8 @@ NOT_IN_ID = ("nproc", "log", "data_file", "data_dir", "download", "threads", "de
              "checkpoint_every", "check_every")
 # Fields added after runs were made: left out of the run id while at this value, so older runs keep their ids.
 ADDED_IN_ID = {"train_samples": None, "shuffle_classes": False, "augment": "none", "optimizer_state": "reset",
-               "stream": None, "units": "auto", "init": "torch"}
+               "stream": None, "units": "auto", "init": "torch",
+               "eval_scenarios": []}
 # Settings of version-1 (flat) configs, by the strategies that read them.
 LEGACY_SETTINGS = ("lam", "gamma", "fisher", "mc_samples", "xi", "alpha")
 #: Keys a sweep sets itself.
@@ -302,7 +303,7 @@ _V2_KEYS = ("benchmark", "scenario", "tasks", "angles", "split_groups", "shuffle
             "class_units", "strategy", "pad", "mean", "std", "model", "hidden", "optimizer", "lr", "momentum",
             "batch_size", "epochs", "iterations", "val_fraction", "train_samples", "seed", "device", "threads",
             "data_dir", "download", "out", "progress", "data_file", "stream", "nproc", "log", "units",
-            "checkpoint_every", "init")
+            "checkpoint_every", "init", "eval_scenarios")
 
 
 # ---- keys ------------------------------------------------------------------------------------------------

@@ -40,7 +40,7 @@ from .config import NOT_IN_ID, ResolvedRun, RunConfig, flat_record
 # checkpoint's tensors and progress. (Hyperparameters, training length and batch size can change.)
 STRUCTURAL = ("benchmark", "scenario", "tasks", "angles", "split_groups", "class_units", "strategy", "model", "hidden",
               "pad", "mean", "std", "val_fraction", "train_samples", "shuffle_classes", "optimizer_state", "seed",
-              "data_file", "stream", "units", "init")
+              "data_file", "stream", "units", "init", "eval_scenarios")
 
 
 def config_record(cfg: ResolvedRun, data: dict | None = None) -> dict[str, Any]:

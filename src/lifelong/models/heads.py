@@ -62,6 +62,19 @@ class Heads:
         return cls(stream.n_outputs, tuple(tuple(t.classes) for t in stream.tasks), masks,
                    stream.class_units == "seen" and stream.scenario == "class")
 
+    @classmethod
+    def in_scenario(cls, stream, scenario: str) -> "Heads":
+        """The heads of ``stream``'s model evaluated in ``scenario``: ``"task"`` masks each task's logits to
+        the classes its targets use; ``"class"`` masks nothing (or, with ``class_units='seen'``, the
+        classes not seen yet)."""
+        if scenario == "task":
+            masks = torch.zeros(len(stream.tasks), stream.n_outputs, dtype=torch.bool)
+            for i, t in enumerate(stream.tasks):
+                masks[i, list(t.classes)] = True
+            return cls(stream.n_outputs, tuple(tuple(t.classes) for t in stream.tasks), masks, False)
+        return cls(stream.n_outputs, tuple(tuple(t.classes) for t in stream.tasks), None,
+                   stream.class_units == "seen")
+
     def to(self, device: torch.device | str) -> "Heads":
         masks = None if self.task_masks is None else self.task_masks.to(device)
         return replace(self, task_masks=masks, device=torch.device(device))

@@ -98,7 +98,22 @@ def results_problem(results: Any) -> str | None:
                     and k in RATES), None)
         if bad is not None:
             return f"{key}.{bad} is {m[bad]!r}, not a rate in [-1, 1]"
-    return _metrics_problem(results, A)
+    problem = _metrics_problem(results, A)
+    evals = results.get("eval_scenarios")
+    if problem is None and evals is not None:  # each further scenario: its own matrix, its metrics from it
+        if not isinstance(evals, Mapping):
+            return "eval_scenarios must be an object of scenarios"
+        for name, e in evals.items():
+            try:
+                B = check_accuracy_matrix(e.get("accuracy_matrix") if isinstance(e, Mapping) else None)
+            except (UsageError, ValueError, TypeError):
+                return f"eval_scenarios.{name} has no valid accuracy matrix"
+            if B.shape != A.shape or not isinstance(e.get("metrics"), Mapping):
+                return f"eval_scenarios.{name} must hold a matrix of the run's shape and its metrics"
+            problem = _metrics_problem({**results, "scenario": name, "metrics": e["metrics"]}, B)
+            if problem is not None:
+                return f"eval_scenarios.{name}: {problem}"
+    return problem
 
 
 #: metrics that are rates (accuracies and their differences): within [-1, 1]

@@ -88,7 +88,7 @@ def build_table(groups: list[dict], metrics: Sequence[str] | None, notes: list[s
             "run_dirs": [str(r["dir"]) for r in g["runs"]],
             "values": values,
         })
-    table = {"metrics": metrics, "percent": {m: where[m][0] in _FRACTION_SECTIONS for m in metrics},
+    table = {"metrics": metrics, "percent": {m: _is_fraction(where[m]) for m in metrics},
              "rows": rows, "notes": notes}
     table["text"] = format_text(table)
     table["markdown"] = format_markdown(table)
@@ -96,6 +96,12 @@ def build_table(groups: list[dict], metrics: Sequence[str] | None, notes: list[s
 
 
 # ---- metrics --------------------------------------------------------------------------------
+
+
+def _is_fraction(path: tuple[str, ...]) -> bool:
+    """Rates in [0, 1], shown in percent: the ``metrics`` and ``val_metrics`` sections, and the metrics
+    of a further evaluation scenario (``eval_scenarios.task.metrics.average_accuracy``)."""
+    return path[0] in _FRACTION_SECTIONS or (len(path) >= 2 and path[-2] == "metrics")
 
 
 _MISSING = object()
@@ -183,12 +189,20 @@ _SHORT = {"average_accuracy": "ACC", "backward_transfer": "BWT", "forward_transf
           "extra_memory_bytes": "memory", "intransigence": "intransig."}
 
 
+def _short(metric: str) -> str:
+    """A column's terminal name: ACC for average_accuracy, ``task ACC`` for a further evaluation
+    scenario's (``eval_scenarios.task.metrics.average_accuracy``)."""
+    parts = metric.split(".")
+    if parts[0] == "eval_scenarios" and len(parts) == 4:
+        return f"{parts[1]} {_SHORT.get(parts[-1], parts[-1])}"
+    return _SHORT.get(metric, metric)
+
+
 def format_text(table: dict, width: int = TEXT_WIDTH) -> str:
     """The table as aligned text for a terminal: method left-aligned, numbers right-aligned, within
     ``width`` columns: labels too long for it are numbered ([1], [2], ...) and spelled out below."""
     header, body = _cells(table)
-    short = [_SHORT.get(h.split(" (")[0], h.split(" (")[0]) + (" (" + h.split(" (")[1] if " (" in h else "")
-             for h in header]
+    short = [_short(h.split(" (")[0]) + (" (" + h.split(" (")[1] if " (" in h else "") for h in header]
     named = [f"{s.split(' (')[0]} = {h.split(' (')[0]}" for s, h in zip(short, header) if s != h]
     header = short
     rest = sum(max(len(row[i]) for row in [header, *body]) + 2 for i in range(1, len(header)))

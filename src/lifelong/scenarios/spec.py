@@ -110,6 +110,10 @@ class StreamSpec(Settings):
     units: str = setting("auto", choices=UNITS,
                          help="your own tasks: output units shared by label, or a block per task (auto: per-task when "
                               "tasks reuse labels in the task or class scenario)")
+    eval_scenarios: tuple[str, ...] = setting(
+        (), check=lambda v: all(x in ("task", "class") for x in v), must="list task and/or class, like class,task",
+        help="also evaluate the model in these scenarios (task: logits masked to each task's classes; class: no task "
+             "identity): an accuracy matrix and metrics per scenario in results.json; training follows scenario")
 
     # ---- derived views -------------------------------------------------------------------------------
     @property
@@ -241,6 +245,8 @@ class StreamSpec(Settings):
             stream = subsample_train(stream, s.train_samples, seed)
         if s.class_units != "all":
             stream = stream.with_class_units(s.class_units)
+        if s.eval_scenarios:
+            stream = stream.with_eval_scenarios(s.eval_scenarios)
         return stream
 
 

@@ -174,6 +174,10 @@ def _check_targets(stream: "TaskStream", task: "Task", split: str, s: DataSplit)
                          "give targets within them (or more output units, n_outputs)")
 
 
+#: the scenarios a stream's model can also be evaluated in (one output unit per class)
+EVAL_SCENARIOS = ("task", "class")
+
+
 @dataclass(frozen=True)
 class TaskStream:
     """An ordered list of tasks plus what a model needs to know to learn them."""
@@ -185,6 +189,7 @@ class TaskStream:
     input_shape: tuple[int, int, int]  # (C, H, W)
     info: dict = field(default_factory=dict)
     class_units: str = "all"  # class scenario: softmax over "all" units, or those of the tasks "seen" so far
+    eval_scenarios: tuple[str, ...] = ()  # scenarios the model is also evaluated in (:meth:`with_eval_scenarios`)
 
     def __post_init__(self) -> None:
         if self.class_units not in CLASS_UNITS:
@@ -195,6 +200,13 @@ class TaskStream:
                              params=("class_units",))
         if not self.tasks:
             raise UsageError(f"the stream {self.name!r} has no tasks: give it at least one")
+        for e in self.eval_scenarios:
+            if e not in EVAL_SCENARIOS:
+                raise UsageError(f"eval_scenarios: {e!r} is not one of {', '.join(EVAL_SCENARIOS)}",
+                                 params=("eval_scenarios",))
+            if self.scenario == "domain":
+                raise UsageError("eval_scenarios: a domain-incremental model has one head shared by every task, whose "
+                                 "units are not classes: evaluate it in its own scenario only", params=("eval_scenarios",))
         if isinstance(self.n_outputs, bool) or not isinstance(self.n_outputs, int) or self.n_outputs < 1:
             raise UsageError(f"the stream {self.name!r} has {self.n_outputs!r} output units: it needs at least one")
         if math.prod(self.input_shape) < 1:
@@ -236,6 +248,14 @@ class TaskStream:
         from .custom import load_tasks_file
 
         return load_tasks_file(path, **kwargs)
+
+    def with_eval_scenarios(self, scenarios) -> "TaskStream":
+        """The stream whose model is also evaluated in ``scenarios`` (``"task"``: each task's logits masked
+        to its own classes; ``"class"``: the argmax over every live unit, no task identity), besides its
+        own: an accuracy matrix and metrics per scenario (several published tables score a model trained
+        class-incrementally in the task-incremental scenario too). Its own scenario is left out."""
+        names = tuple(dict.fromkeys(s for s in scenarios if s != self.scenario))
+        return replace(self, eval_scenarios=names)
 
     def with_class_units(self, class_units: str) -> "TaskStream":
         """The class-incremental stream with its softmax over ``"all"`` output units from the start, or

@@ -274,6 +274,14 @@ def check_progress(where: str, P: Any, stream, strategy, settings) -> None:
              f"{name} holds values outside [0, 1]")
 
     matrix(P["R"], "R")
+    evals = tuple(getattr(stream, "eval_scenarios", ()))
+    if evals:
+        need(isinstance(P.get("R_eval"), dict) and set(P["R_eval"]) == set(evals),
+             f"R_eval must hold one matrix per evaluation scenario ({', '.join(evals)})")
+        for e in evals:
+            matrix(P["R_eval"][e], f"R_eval[{e}]")
+    else:
+        need(P.get("R_eval") is None, "R_eval is set for a run evaluated in its own scenario only")
     if has_val:
         matrix(P["R_val"], "R_val")
     else:

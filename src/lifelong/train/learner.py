@@ -37,6 +37,7 @@ Your own batches work too (``cl.batch(x, y)`` from any DataLoader: they are the 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 
 import math
 import time
@@ -100,6 +101,12 @@ class Learner:
         self.has_val = stream[0].val is not None
         self.rows: list[list[float]] = []  # R[0], R[1], ...: the test accuracies measured so far
         self.val_rows: list[list[float]] = []
+        # the test rows of each further scenario the model is evaluated in (stream.eval_scenarios)
+        self.eval_rows: dict[str, list[list[float]]] = {e: [] for e in stream.eval_scenarios}
+        self._eval_heads = {e: Heads.in_scenario(stream, e).to(self.device) for e in stream.eval_scenarios}
+        if "class" in self.eval_rows and getattr(strategy, "needs_task_because", None):
+            raise UsageError(f"eval_scenarios: {strategy.name} cannot be evaluated without the task's identity "
+                             f"({strategy.needs_task_because})", params=("eval_scenarios",))
         self.steps_per_task: list[int] = []
         self.timings: dict[str, list[float]] = {k: [] for k in TIMINGS}
         self.pending: Step | None = None  # the step under way
@@ -367,11 +374,26 @@ class Learner:
             self.model.train(was)
         return ctx.heads.logits(scores, t, upto)
 
-    def evaluate(self, split: str = "test", upto: int | None = None) -> list[float]:
-        """Accuracy on every task's ``split`` now (the row ``lifelong run`` records)."""
+    def evaluate(self, split: str = "test", upto: int | None = None, scenario: str | None = None) -> list[float]:
+        """Accuracy on every task's ``split`` now (the row ``lifelong run`` records); ``scenario``: one of
+        the stream's ``eval_scenarios`` instead of its own (the output units each task's prediction runs
+        over, :meth:`lifelong.models.heads.Heads.in_scenario`)."""
         upto = self.ctx.task_index if upto is None else upto
-        return evaluate(self.model, self.stream, strategy=self.strategy, split=split, upto=upto,
-                        context=self.ctx).tolist()
+        ctx = self.ctx if scenario is None or scenario == self.stream.scenario else dataclasses.replace(
+            self.ctx, heads=self._eval_heads[scenario])
+        return evaluate(self.model, self.stream, strategy=self.strategy, split=split, upto=upto, context=ctx).tolist()
+
+    def eval_scenarios(self) -> dict[str, dict[str, Any]]:
+        """Per further evaluation scenario of the stream: its accuracy matrix (rows so far) and metrics
+        (:func:`lifelong.eval.summarize` in that scenario), as results.json holds them."""
+        out = {}
+        for e, rows in self.eval_rows.items():
+            k = len(rows) - 1
+            square = np.array(rows)[:, :k] if k >= 1 else None
+            out[e] = {"accuracy_matrix": [list(r) for r in rows],
+                      "metrics": summarize(square, scenario=e, steps_per_task=self.steps_per_task)
+                      if square is not None else {}}
+        return out
 
     def begin(self) -> list[float]:
         """Measure the accuracy row before any training, R[0], if it is not measured yet (``start_task``
@@ -395,6 +417,8 @@ class Learner:
         self.rows.append(self.evaluate("test", upto))
         if self.has_val:
             self.val_rows.append(self.evaluate("val", upto))
+        for e, rows in self.eval_rows.items():
+            rows.append(self.evaluate("test", upto, scenario=e))
 
     @property
     def accuracy_matrix(self) -> np.ndarray:
@@ -444,7 +468,9 @@ class Learner:
         progress = {
             "task": ctx.task_index if mid else self.next_task, "step": ctx.task_step if mid else 0,
             "steps_per_task": list(self.steps_per_task), "R": full(self.rows),
-            "R_val": full(self.val_rows) if self.has_val else None, "timings": {k: list(v) for k, v in self.timings.items()},
+            "R_val": full(self.val_rows) if self.has_val else None,
+            **({"R_eval": {e: full(rows) for e, rows in self.eval_rows.items()}} if self.eval_rows else {}),
+            "timings": {k: list(v) for k, v in self.timings.items()},
             "partial_train_seconds": time.perf_counter() - self._task_clock if mid else 0.0,
             "elapsed_seconds": time.perf_counter() - self._clock,
         }
@@ -497,8 +523,10 @@ class Learner:
         done = P["task"]  # tasks learned before the one under way (or the next one)
         self.rows = [list(r) for r in P["R"][: done + 1]]
         self.val_rows = [list(r) for r in P["R_val"][: done + 1]] if self.has_val else []
+        self.eval_rows = {e: [list(r) for r in P["R_eval"][e][: done + 1]] for e in self.eval_rows}
         if done == 0 and not mid:
             self.rows, self.val_rows = [], []  # nothing measured yet (a checkpoint before the first row)
+            self.eval_rows = {e: [] for e in self.eval_rows}
         self.steps_per_task = list(P["steps_per_task"])
         self.timings = {k: list(P["timings"][k]) for k in TIMINGS}
         self._resume_step = P["step"]

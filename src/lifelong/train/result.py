@@ -29,6 +29,8 @@ class RunResult:
     undefined_metrics: dict[str, str] = field(default_factory=dict)
     val_accuracy_matrix: list[list[float]] | None = None
     val_metrics: dict[str, float | None] | None = None
+    # the model evaluated in further scenarios (stream.eval_scenarios): {scenario: {accuracy_matrix, metrics}}
+    eval_scenarios: dict[str, dict[str, Any]] | None = None
     steps_per_task: list[int] = field(default_factory=list)
     timings: dict[str, Any] = field(default_factory=dict)
     device: str = "cpu"
@@ -60,7 +62,7 @@ class RunResult:
     def to_dict(self) -> dict[str, Any]:
         """The content of ``results.json`` (optional parts only when present)."""
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in ("run_dir", "rank")}
-        for key in ("val_accuracy_matrix", "val_metrics", "processes", "run_id", "config", "data", "title",
+        for key in ("val_accuracy_matrix", "val_metrics", "eval_scenarios", "processes", "run_id", "config", "data", "title",
                     "selection", "strategy_state"):
             if d[key] is None:
                 del d[key]

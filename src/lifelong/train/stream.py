@@ -124,6 +124,7 @@ def results_of(cl: Learner) -> RunResult:
         accuracy_matrix=cl.accuracy_matrix.tolist(), metrics=cl.summary(), undefined_metrics=cl.undefined_metrics(),
         val_accuracy_matrix=np.array(cl.val_rows).tolist() if cl.has_val else None,
         val_metrics=cl.summary("val") if cl.has_val else None,
+        eval_scenarios=cl.eval_scenarios() or None,
         steps_per_task=list(cl.steps_per_task),
         timings={**{k: list(v) for k, v in cl.timings.items()}, "total_seconds": time.perf_counter() - cl._clock},
         device=str(cl.device), peak_memory_bytes=peak_rss_bytes(), peak_device_memory_bytes=peak_device_memory(cl.device),
