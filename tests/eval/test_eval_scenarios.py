@@ -98,6 +98,8 @@ def test_the_command_line_results_json_and_compare(tmp_path, capsys):
     both = main([*args, "--strategy", "naive", "--eval-scenarios", "task", "--out", str(tmp_path / "b")])
     assert plain.run_id != both.run_id and plain.accuracy_matrix == both.accuracy_matrix  # training is the same
     res = json.loads((tmp_path / "b" / "results.json").read_text())
+    assert (tmp_path / "b" / "accuracy_curves-task.png").stat().st_size > 1000  # its plots beside the run's own
+    assert (tmp_path / "b" / "accuracy_matrix-task.png").exists() and not (tmp_path / "a" / "accuracy_curves-task.png").exists()
     assert set(res["eval_scenarios"]) == {"task"} and "eval_scenarios" not in json.loads(
         (tmp_path / "a" / "results.json").read_text())
     assert console_main(["compare", str(tmp_path / "b"), "--metrics",

@@ -26,12 +26,13 @@ from typing import Any, Iterator
 from .. import _io
 from .._io import NotOwnFile, atomic_write_json, not_own, open_own
 from ..errors import UsageError
+from ..report.files import EVAL_PNGS
 from ..train.checkpoint import CHECKPOINT_FILE, read_header
 
 LOCK_FILE = ".lock"
 JOURNAL = "override.json"
 RUN_FILES = ("results.json", CHECKPOINT_FILE, "accuracy_matrix.csv", "accuracy_curves.png", "accuracy_matrix.png",
-             JOURNAL, "events.jsonl", "capacity.png")
+             JOURNAL, "events.jsonl", "capacity.png", *EVAL_PNGS)
 RUN_DIRS = ("tensorboard",)  # TensorBoard's event files (--log tensorboard)
 
 try:

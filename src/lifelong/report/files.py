@@ -60,6 +60,8 @@ RUN_OUTPUT_FILES = {
 
 #: Written beside them when the results hold a ``capacity`` (parameter isolation).
 CAPACITY_PNG = "capacity.png"
+#: a further evaluation scenario's plots (results["eval_scenarios"]): the curves and the matrix, per scenario
+EVAL_PNGS = tuple(f"accuracy_{kind}-{e}.png" for e in ("task", "class") for kind in ("curves", "matrix"))
 
 _REQUIRED_RESULT_KEYS = ("task_names", "accuracy_matrix", "metrics")
 
@@ -273,5 +275,10 @@ def write_run_outputs(run_dir: str | os.PathLike, results: Mapping[str, Any]) ->
     plot_accuracy_matrix(R, names, paths["accuracy_matrix_png"], title=title)
     if results.get("capacity"):  # parameter isolation: what each task uses
         paths["capacity_png"] = plot_capacity(results["capacity"], names, run_dir / CAPACITY_PNG, title=title)
+    for e, scored in (results.get("eval_scenarios") or {}).items():  # the same model in a further scenario
+        E = check_accuracy_matrix(scored["accuracy_matrix"])
+        sub = f"{title + ', ' if title else ''}evaluated in the {e} scenario"
+        paths[f"accuracy_curves_{e}_png"] = plot_accuracy_curves(E, names, run_dir / f"accuracy_curves-{e}.png", title=sub)
+        paths[f"accuracy_matrix_{e}_png"] = plot_accuracy_matrix(E, names, run_dir / f"accuracy_matrix-{e}.png", title=sub)
     _io.atomic_write_json(paths["results_json"], jsonable)
     return paths
