@@ -234,6 +234,9 @@ def isolation(args) -> None:
         "epoch_seconds": {k: statistics.median(v) for k, v in epoch.items()},
         "epoch_ratio_vs_naive": ratio,
         "after_task_seconds": {k: statistics.median(v) for k, v in after_task.items()},
+        # what a page quotes: PackNet's end of task in fine-tuning epochs, median over rounds
+        "after_task_ratio_vs_naive_epoch": statistics.median(
+            t / n for t, n in zip(after_task["packnet (prune + 1 retraining epoch)"], after_task["naive epoch"])),
         "progressive_ratio_vs_naive_by_columns_before": {str(k): statistics.median(v) for k, v in curve.items()},
         "progressive_curve_steps": curve_steps,
         "raw": {"epoch": epoch, "after_task": after_task, "curve": {str(k): v for k, v in curve.items()}},

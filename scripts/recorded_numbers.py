@@ -1,12 +1,19 @@
-"""The numbers the README and docs/results.md show, made from recorded runs (one source): the
-results.json of each run, committed in docs/data/, rendered into the pages between
-``<!-- NAME:start -->`` and ``<!-- NAME:end -->`` markers. ``--check`` exits 1 when a page's text differs
-from what the records give (a test runs it); without it the pages are rewritten.
+"""The numbers the README and the docs show, made from recorded runs (one source), rendered into the
+pages between ``<!-- NAME:start -->`` and ``<!-- NAME:end -->`` markers. ``--check`` exits 1 when a
+page's text differs from what the records give (a test runs it); without it the pages are rewritten.
 
-Record again (about 3 minutes per run on 2 cores) with, for each strategy S of RUNS:
-    lifelong run --benchmark permuted-mnist --strategy S ... --threads 2 --data-dir DATA --out runs/S
-    cp runs/S/results.json docs/data/permuted-mnist/S.json
-then ``python scripts/recorded_numbers.py``.
+Two kinds of source, both committed in docs/data/:
+
+* the results.json of the three permuted-MNIST runs of the README (``RUNS``). Record again (about 3
+  minutes per run on 2 cores) with, for each strategy S of RUNS:
+      lifelong run --benchmark permuted-mnist --strategy S ... --threads 2 --data-dir DATA --out runs/S
+      cp runs/S/results.json docs/data/permuted-mnist/S.json
+* records (:mod:`lifelong.experiments.record`) of sweeps and reproductions (``RECORDS``): each block
+  shows its commands, the table made from the record, and where the record came from. Record again by
+  running the block's commands, then ``lifelong compare OUT --record docs/data/FILE.json`` on their
+  output folder (for ``tune``, on its validation run folders).
+
+Then ``python scripts/recorded_numbers.py``.
 """
 
 from __future__ import annotations
@@ -18,8 +25,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "docs" / "data" / "permuted-mnist"
-PAGES = [ROOT / "README.md", ROOT / "docs" / "results.md", ROOT / "docs" / "getting-started.md"]
-RUNS = [("naive", "naive (fine-tuning)", "--strategy naive"), ("ewc", "EWC, λ = 100", "--strategy ewc --lambda 100"),
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+RUNS = [("naive", "naive (fine-tuning)", "--strategy naive"), ("ewc", "EWC, λ = {lam:g}", "--strategy ewc --lambda {lam:g}"),
         ("joint", "joint (upper bound)", "--strategy joint")]
 
 
@@ -34,6 +41,12 @@ def records() -> dict[str, dict]:
     return {name: json.loads((DATA / f"{name}.json").read_text()) for name, _, _ in RUNS}
 
 
+def ewc_lambda(recs: dict[str, dict]) -> float:
+    """The λ of the recorded EWC run: the one the pages' permuted-MNIST commands must give and the one
+    `lifelong tune` must have chosen (checked in :func:`main`)."""
+    return float(recs["ewc"]["config"]["strategy"]["settings"]["lam"])
+
+
 def blocks(docs: str = "") -> dict[str, str]:
     """Each marked block's text, from the records (``docs``: the prefix of links to the docs pages)."""
     from lifelong.cli.run import summary_line
@@ -41,8 +54,10 @@ def blocks(docs: str = "") -> dict[str, str]:
 
     recs = records()
     rows = ["| strategy | final average accuracy | BWT | forgetting | FWT | task 1 at the end |", "|---|---|---|---|---|---|"]
+    lam = ewc_lambda(recs)
     for name, label, _ in RUNS:
         r = recs[name]
+        label = label.format(lam=lam)
         m, R = r["metrics"], r["accuracy_matrix"]
         acc = _pct(m["average_accuracy"])
         rows.append(f"| {label} | {f'**{acc}**' if name == 'ewc' else acc} | {_pct(m['backward_transfer'], True)} | "
@@ -61,22 +76,198 @@ def blocks(docs: str = "") -> dict[str, str]:
             "example-line": f"```\n{line}\n```"}
 
 
+# ---- records of sweeps and reproductions ------------------------------------------------------------
+
+REPRO = "lifelong reproduce {} --workers 2 --threads 1 --data-dir ../shared/data --out {}"
+SWEEP = "lifelong sweep docs/sweeps/{0}.json --workers 2 --threads 1 --data-dir ../shared/data --out sweeps/{0}"
+HSU_ROWS = ["naive", "l2", "ewc", "online-ewc", "si", "mas", "joint"]
+#: block name -> what it shows: a recipe's table ("reproduction": its rows), a comparison ("comparison":
+#: compare's columns, plus parameters and capacity with ``capacity``) or a tuned setting ("tune")
+RECORDS: dict[str, dict] = {
+    "hsu2018-table2": dict(
+        kind="reproduction", file="hsu2018-split-mnist.json", recipe="hsu2018-split-mnist", rows=HSU_ROWS,
+        commands=[REPRO.format(f"hsu2018-split-mnist --methods {','.join(HSU_ROWS)} --seeds 5", "reproductions/hsu2018")]),
+    "hsu2018-replay": dict(
+        kind="reproduction", file="hsu2018-split-mnist.json", recipe="hsu2018-split-mnist",
+        rows=["lwf", "gem", "rehearsal-1100", "rehearsal-4400"],
+        commands=[REPRO.format("hsu2018-split-mnist --methods lwf,rehearsal-1100,rehearsal-4400 --seeds 5",
+                               "reproductions/hsu2018"),
+                  REPRO.format("hsu2018-split-mnist --methods gem --seeds 3", "reproductions/hsu2018")]),
+    "vandeven2022-table2": dict(
+        kind="reproduction", file="vandeven2022-split-mnist.json", recipe="vandeven2022-split-mnist", rows=None,
+        commands=[REPRO.format("vandeven2022-split-mnist --seeds 5", "reproductions/vandeven2022")]),
+    "isolation-split": dict(
+        kind="comparison", file="isolation-split-mnist-task.json", capacity=True,
+        commands=[SWEEP.format("isolation-split-mnist-task"), "lifelong compare sweeps/isolation-split-mnist-task --memory"]),
+    "isolation-permuted": dict(
+        kind="comparison", file="isolation-permuted-mnist-task.json", capacity=True,
+        commands=[SWEEP.format("isolation-permuted-mnist-task"),
+                  "lifelong compare sweeps/isolation-permuted-mnist-task --memory"]),
+    "vandeven2019-xdg": dict(
+        kind="comparison", file="vandeven2019-xdg-split-mnist.json", capacity=True,
+        commands=[SWEEP.format("vandeven2019-xdg-split-mnist"), "lifelong compare sweeps/vandeven2019-xdg-split-mnist"]),
+    "ewc-lambda": dict(
+        kind="tune", file="permuted-mnist-ewc-lambda.json", param="lam", symbol="λ",
+        commands=["lifelong tune --benchmark permuted-mnist --strategy ewc --param lam "
+                  "--grid 1,10,30,100,300,1000,10000 --val-fraction 0.1 --workers 2 --threads 1 "
+                  "--data-dir ../shared/data --out runs/tune-ewc"]),
+}
+RECORD_DIR = ROOT / "docs" / "data"
+
+
+def _record_runs(spec: dict) -> list[dict]:
+    from lifelong.experiments.record import read_record
+
+    runs, notes = read_record(RECORD_DIR / spec["file"])
+    if notes:
+        raise SystemExit(f"{spec['file']}: {'; '.join(notes)}")
+    return runs
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.0f} minutes" if seconds < 5400 else f"{seconds / 3600:.1f} hours"
+
+
+def _source(spec: dict, runs: list[dict], docs: str) -> str:
+    from lifelong.experiments.record import record_summary
+
+    s = record_summary(runs)
+    seeds = s["seeds"]
+    seed_text = (f"seeds {seeds[0]}-{seeds[-1]}" if seeds == list(range(seeds[0], seeds[-1] + 1)) and len(seeds) > 1
+                 else ("seeds " if len(seeds) > 1 else "seed ") + ", ".join(map(str, seeds)))
+    one = lambda xs: ", ".join(str(x) for x in xs)  # noqa: E731
+    threads = f"{one(s['threads'])} thread{'s' if s['threads'] != [1] else ''}"
+    return (f"Recorded in `docs/data/{spec['file']}` ({s['runs']} runs, {seed_text}; {threads} "
+            f"per run on {one(s['devices'])}; torch {one(s['torch'])}, lifelong {one(s['lifelong'])}; "
+            f"`{one(s['platforms'])}`; {_minutes(s['seconds'])} of training in all), rendered by "
+            f"`scripts/recorded_numbers.py`; see [Reliability]({docs}reliability.md) on what moves the last digits.")
+
+
+def _commands(spec: dict) -> str:
+    return "```bash\n" + "\n".join(spec["commands"]) + "\n```"
+
+
+def _reproduction(spec: dict, runs: list[dict]) -> tuple[str, list[dict]]:
+    from lifelong.experiments.recipes import RECIPES, rows_of_runs
+
+    recipe = RECIPES[spec["recipe"]]
+    found, _ = rows_of_runs(spec["recipe"], runs)
+    chosen = list(spec["rows"] or recipe.PUBLISHED)
+    found = {cell: rs for cell, rs in found.items() if cell[0] in chosen}
+    rows = recipe.compare_table({cell: [r["results"]["metrics"]["average_accuracy"] for r in rs]
+                                 for cell, rs in found.items()}, chosen)
+    missing = [(r["method"], r["scenario"]) for r in rows if not r["n"]]
+    if missing:
+        raise SystemExit(f"{spec['file']} has no runs of {missing}: record them (see this script's docstring)")
+    table = recipe.format_table(rows)
+    hit = sum(r["meets_target"] for r in rows)
+    text = f"{table}\n\n{hit} of {len(rows)} cells meet the target (ours ≥ published − max(2 × published std, 1 point))."
+    return text, [r for rs in found.values() for r in rs]
+
+
+def _comparison(spec: dict, runs: list[dict]) -> str:
+    from lifelong.experiments.collect import compare
+
+    table = compare([RECORD_DIR / spec["file"]], write=False, quiet=True,
+                    metrics=["average_accuracy", "backward_transfer", "forgetting"], memory=True)
+    by_dir = {r["dir"]: r for r in runs}
+    head = "| method | average accuracy (%) | BWT (%) | forgetting (%) | strategy state (MB) |"
+    sep = "|---|---|---|---|---|"
+    if spec.get("capacity"):
+        head += " parameters | used by task 1 → last | free |"
+        sep += "---|---|---|"
+    lines = [head + " n |", sep + "---|"]
+    from lifelong.report.table import _cell
+
+    for row in table["rows"]:
+        v = row["values"]
+        cells = [_cell(v[m], True, row["n"]) for m in ("average_accuracy", "backward_transfer", "forgetting")]
+        cells.append(f"{v['extra_memory_bytes']['mean'] / 1e6:.3f}")
+        if spec.get("capacity"):
+            res = [by_dir[d]["results"] for d in row["run_dirs"]]
+            # every parameter a method trains and keeps: the capacity report's count (other networks, columns,
+            # embeddings) where there is one, else the model's
+            params = {(x.get("capacity") or {}).get("total_parameters") or x.get("n_parameters") for x in res}
+            cells.append(f"{params.pop():,}" if len(params) == 1 else "varies")
+            caps = [x.get("capacity") for x in res]
+            if all(caps):
+                mean = lambda xs: 100 * sum(xs) / len(xs)  # noqa: E731
+                cells.append(f"{mean([c['used'][0] for c in caps]):.1f}% → {mean([c['used'][-1] for c in caps]):.1f}% "
+                             f"of the {caps[0]['unit']}")
+                frees = [c["free"] for c in caps]
+                cells.append("–" if None in frees else f"{mean(frees):.1f}%")
+            else:
+                cells += ["–", "–"]
+        lines.append(f"| {row['label']} | " + " | ".join(cells) + f" | {row['n']} |")
+    return "\n".join(lines) + "\n\nCells: mean ± sample std over seeds; capacity shares are means over seeds."
+
+
+def _tune(spec: dict, runs: list[dict]) -> str:
+    param = spec["param"]
+    points = sorted(((r["config"].get(param), r["results"]["val_metrics"]["average_accuracy"]) for r in runs),
+                    key=lambda p: p[0])
+    best = max(points, key=lambda p: p[1])[0]
+    fmt = lambda x: f"{x:g}"  # noqa: E731
+    bold = lambda x, text: f"**{text}**" if x == best else text  # noqa: E731
+    head = f"| {spec['symbol']} | " + " | ".join(bold(x, fmt(x)) for x, _ in points) + " |"
+    sep = "|---|" + "---|" * len(points)
+    row = "| validation ACC | " + " | ".join(bold(x, f"{100 * a:.2f}") for x, a in points) + " |"
+    lam = ewc_lambda(records())
+    if spec["param"] == "lam" and best != lam:
+        raise SystemExit(f"{spec['file']}: tune chose λ = {fmt(best)} but docs/data/permuted-mnist/ewc.json was run with "
+                         f"λ = {fmt(lam)}: record the EWC run again with the chosen λ")
+    return f"{head}\n{sep}\n{row}\n\n`lifelong tune` picks {spec['symbol']} = {fmt(best)}."
+
+
+def record_blocks(docs: str = "") -> dict[str, str]:
+    made = {}
+    for name, spec in RECORDS.items():
+        if not (RECORD_DIR / spec["file"]).exists():
+            raise SystemExit(f"docs/data/{spec['file']} is missing: record it (see this script's docstring)")
+        runs = _record_runs(spec)
+        if spec["kind"] == "reproduction":
+            body, runs = _reproduction(spec, runs)
+        elif spec["kind"] == "comparison":
+            body = _comparison(spec, runs)
+        else:
+            body = _tune(spec, runs)
+        made[f"record:{name}"] = f"{_commands(spec)}\n\n{body}\n\n{_source(spec, runs, docs)}"
+    return made
+
+
+
 def render(text: str, made: dict[str, str]) -> str:
     for name, body in made.items():
-        text = re.sub(rf"(<!-- {name}:start -->\n).*?(\n<!-- {name}:end -->)",
-                      lambda m: m.group(1) + body + m.group(2), text, flags=re.S)
+        text = re.sub(rf"(<!-- {name}:start -->\n)(?:.*?\n)?(<!-- {name}:end -->)",  # an empty block too
+                      lambda m: m.group(1) + body + "\n" + m.group(2), text, flags=re.S)
     return text
 
 
 def main() -> int:
-    stale = []
+    stale, placed = [], set()
+    made = {"": {**blocks(), **record_blocks()}, "docs/": {**blocks("docs/"), **record_blocks("docs/")}}
     for page in PAGES:
         text = page.read_text()
-        new = render(text, blocks("docs/" if page.name == "README.md" else ""))
+        marked = set(re.findall(r"<!-- (record:[\w-]+):start -->", text))
+        unknown = marked - set(made[""])
+        if unknown:
+            print(f"{page.name} marks {sorted(unknown)}, which scripts/recorded_numbers.py does not make", file=sys.stderr)
+            return 1
+        placed |= marked
+        lam = ewc_lambda(records())
+        for cmd in re.findall(r"lifelong run --benchmark permuted-mnist --strategy ewc --lambda (\S+)", text):
+            if float(cmd) != lam:
+                print(f"{page.name} runs EWC with --lambda {cmd}, the recorded run has λ = {lam:g}", file=sys.stderr)
+                return 1
+        new = render(text, made["docs/" if page.name == "README.md" else ""])
         if new != text:
             stale.append(page)
             if "--check" not in sys.argv[1:]:
                 page.write_text(new)
+    unplaced = {k for k in made[""] if k.startswith("record:")} - placed
+    if unplaced:
+        print(f"no page shows {sorted(unplaced)}: place its markers or drop it from RECORDS", file=sys.stderr)
+        return 1
     if "--check" in sys.argv[1:] and stale:
         print(f"stale recorded numbers in {', '.join(p.name for p in stale)}: run python scripts/recorded_numbers.py",
               file=sys.stderr)

@@ -101,3 +101,39 @@ def test_the_memory_plot_of_several_scenarios_has_one_panel_each():
     fig = accuracy_vs_memory_figure(points, panels=panels)
     assert len(fig.axes) == 3
     _texts_inside_and_apart(fig)
+
+
+RECORDS = __import__("pathlib").Path(__file__).resolve().parents[2] / "docs" / "data"
+
+
+@pytest.mark.parametrize("subset", ["all", "two"])
+def test_the_recorded_hsu_sweep_compares_legibly(tmp_path, subset, monkeypatch):
+    """The real thing: the 11 rows of Hsu et al.'s Table 2 in its three scenarios (33 methods, 159 runs,
+    docs/data/hsu2018-split-mnist.json) and a comparison of 2 runs from it, through `compare` as a user
+    runs it: the terminal table fits 120 columns, and each figure compare writes passes the checks above."""
+    import json
+
+    import matplotlib.pyplot as plt
+
+    from lifelong.experiments.collect import compare
+    from lifelong.report import plots
+
+    figures = []
+    for name in ("comparison_figure", "accuracy_vs_memory_figure"):
+        made = getattr(plots, name)
+        monkeypatch.setattr(plots, name, lambda *a, _made=made, **k: figures.append(_made(*a, **k)) or figures[-1])
+    monkeypatch.setattr(plt, "close", lambda *a, **k: None)
+    source = RECORDS / "hsu2018-split-mnist.json"
+    if subset == "two":  # one naive and one EWC run, task-incremental, seed 0
+        head, *lines, tail = source.read_text().splitlines()
+        runs = [json.loads(line.rstrip(",")) for line in lines]
+        two = [r for r in runs if r["config"]["seed"] == 0 and r["config"]["stream"]["scenario"] == "task"
+               and r["config"]["strategy"]["name"] in ("naive", "ewc")]
+        source = tmp_path / "two.json"
+        source.write_text(head + "\n" + ",\n".join(json.dumps(r) for r in two) + "\n" + tail + "\n")
+    table = compare([source], out=tmp_path / "cmp", memory=True, quiet=True)
+    assert len(table["rows"]) == (33 if subset == "all" else 2)
+    assert max(len(line) for line in table["text"].splitlines()) <= 120
+    assert {"png", "memory_png"} <= set(table["files"]) and len(figures) == 2
+    for fig in figures:
+        _texts_inside_and_apart(fig)

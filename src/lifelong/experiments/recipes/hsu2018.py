@@ -5,7 +5,8 @@ Split MNIST, 5 tasks of 2 classes, in the three scenarios. Their protocol, as re
 MNIST zero-padded to 32×32 and normalized with mean 0.1 and std 0.2752; an MLP 1024-400-400 with a
 2-unit head per task (task-incremental, our masked heads), one shared 2-unit head (domain-incremental)
 or one 10-unit head (class-incremental); 4 epochs per task, batch 128, Adam with lr 1e-3; mean ± std
-over repetitions. EWC's Fisher uses the predicted label over the whole task (our ``--fisher
+over repetitions. Their Adam is made once and kept across tasks (``agents/default.py``:
+``reset_optimizer = False``; our ``--optimizer-state keep``). EWC's Fisher uses the predicted label over the whole task (our ``--fisher
 predicted``), online EWC accumulates one Fisher without decay (γ = 1), SI's damping is 0.1. In the
 class-incremental scenario their code (``--incremental_class``) grows the head's live units task by task
 (``add_valid_output_dim``): the softmax runs over the classes seen so far (our ``class_units="seen"``).
@@ -59,6 +60,7 @@ COEFFICIENTS: dict[str, dict[str, float]] = {
 BASE = dict(
     benchmark="split-mnist", tasks=5, pad=2, mean=0.1, std=0.2752, model="mlp", hidden=(400, 400),
     epochs=4, batch_size=128, optimizer="adam", lr=1e-3,
+    optimizer_state="keep",  # their agents/default.py: reset_optimizer = False, one optimizer for the stream
 )
 # their --incremental_class: in the class scenario, a softmax over the classes seen so far (valid_out_dim)
 CLASS_SCENARIO = dict(class_units="seen")
