@@ -29,7 +29,7 @@ from ..report.files import results_problem
 from ..report.table import DEFAULT_METRICS, build_table, write_table
 from .config import applies_to, flat_record, not_method_keys, run_field
 
-__all__ = ["DEFAULT_METRICS", "compare", "find_runs", "load_run", "methods_of"]
+__all__ = ["DEFAULT_METRICS", "compare", "find_runs", "load_run", "methods_of", "run_of"]
 
 
 # ---- finding and reading runs ------------------------------------------------------------
@@ -94,12 +94,22 @@ def load_run(d: Path) -> dict | None:
         results = _io.loads((d / "results.json").read_text())
     except (OSError, ValueError):  # unreadable, not UTF-8, not JSON
         return None
-    if not isinstance(config, dict) or results_problem(results) is not None:
-        return None
-    if config.get("run_id") != results.get("run_id"):
-        return None  # the folder mixes two runs: its numbers are not this config's
-    return {"dir": d, "config": flat_record(config), "raw_config": config, "results": results,
-            "id": config.get("run_id") or results.get("run_id") or str(d)}
+    return run_of(d, config, results)[0]
+
+
+def run_of(where: Path | str, config: Any, results: Any) -> tuple[dict | None, str | None]:
+    """A run as compare takes it (``{"dir", "config" (flat), "raw_config", "results", "id"}``) from its
+    config and results, wherever they were read (a folder, a record), or None and why it cannot be one:
+    the results must be readable as a run's and be this config's (the same run id)."""
+    if not isinstance(config, dict):
+        return None, "its config is not an object"
+    problem = results_problem(results)
+    if problem is None and config.get("run_id") != results.get("run_id"):
+        problem = "its config and results are of two different runs"  # a mixed folder
+    if problem is not None:
+        return None, problem
+    return {"dir": where, "config": flat_record(config), "raw_config": config, "results": results,
+            "id": config.get("run_id") or results.get("run_id") or str(where)}, None
 
 
 # ---- methods and labels ----------------------------------------------------------------------

@@ -99,8 +99,7 @@ def is_record(path: str | os.PathLike) -> bool:
 def read_record(path: str | os.PathLike) -> tuple[list[dict], list[str]]:
     """The runs of the record at ``path`` as compare reads run folders (``dir`` is
     ``record:PATH:FOLDER``), and notes on runs left out (damaged)."""
-    from ..report.files import results_problem
-    from .config import flat_record
+    from .collect import run_of
 
     p = Path(path)
     try:
@@ -115,15 +114,12 @@ def read_record(path: str | os.PathLike) -> tuple[list[dict], list[str]]:
                          "upgrade lifelong")
     runs, bad = [], []
     for i, e in enumerate(data["runs"]):
-        ok = isinstance(e, dict) and isinstance(e.get("config"), dict) and isinstance(e.get("dir"), str)
-        problem = results_problem(e.get("results")) if ok else "not a run entry"
-        if problem is None and e["config"].get("run_id") != e["results"].get("run_id"):
-            problem = "its config and results are of two different runs"
-        if problem is not None:
+        run, problem = (run_of(f"record:{p}:{e['dir']}", e.get("config"), e.get("results"))
+                        if isinstance(e, dict) and isinstance(e.get("dir"), str) else (None, "not a run entry"))
+        if run is None:
             bad.append(f"run {i + 1} ({problem})")
-            continue
-        runs.append({"dir": f"record:{p}:{e['dir']}", "config": flat_record(e["config"]), "raw_config": e["config"],
-                     "results": e["results"], "id": e["config"].get("run_id")})
+        else:
+            runs.append(run)
     notes = [f"left out {len(bad)} damaged runs of record {p}: {', '.join(bad[:3])}{' ...' if len(bad) > 3 else ''}"] \
         if bad else []
     return runs, notes

@@ -10,6 +10,7 @@ worker processes), then prints our table beside the published one, cell by cell,
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Sequence
@@ -35,8 +36,6 @@ def rows_of_runs(name: str, runs: Sequence[dict], **overrides) -> tuple[dict[tup
     skip = {"data"}
 
     def key(cfg: dict) -> str:
-        import json
-
         return json.dumps({k: v for k, v in cfg.items() if k not in skip}, sort_keys=True)
 
     cells = {}
