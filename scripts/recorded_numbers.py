@@ -166,25 +166,25 @@ def _reproduction(spec: dict, runs: list[dict]) -> tuple[str, list[dict]]:
 
 
 def _comparison(spec: dict, runs: list[dict]) -> str:
-    from lifelong.experiments.collect import compare
+    """compare's table of the record's runs (its grouping, labels and cells), in the columns a page shows."""
+    from lifelong.experiments.collect import label_methods, methods_of
+    from lifelong.report.table import _cell, build_table
 
-    table = compare([RECORD_DIR / spec["file"]], write=False, quiet=True,
-                    metrics=["average_accuracy", "backward_transfer", "forgetting"], memory=True)
-    by_dir = {r["dir"]: r for r in runs}
+    groups = methods_of(runs)
+    label_methods(groups)
+    table = build_table(groups, ["average_accuracy", "backward_transfer", "forgetting"], [], memory=True)
     head = "| method | average accuracy (%) | BWT (%) | forgetting (%) | strategy state (MB) |"
     sep = "|---|---|---|---|---|"
     if spec.get("capacity"):
         head += " parameters | used by task 1 → last | free |"
         sep += "---|---|---|"
     lines = [head + " n |", sep + "---|"]
-    from lifelong.report.table import _cell
-
-    for row in table["rows"]:
+    for row, group in zip(table["rows"], groups):
         v = row["values"]
         cells = [_cell(v[m], True, row["n"]) for m in ("average_accuracy", "backward_transfer", "forgetting")]
         cells.append(f"{v['extra_memory_bytes']['mean'] / 1e6:.3f}")
         if spec.get("capacity"):
-            res = [by_dir[d]["results"] for d in row["run_dirs"]]
+            res = [r["results"] for r in group["runs"]]
             # every parameter a method trains and keeps: the capacity report's count (other networks, columns,
             # embeddings) where there is one, else the model's
             params = {(x.get("capacity") or {}).get("total_parameters") or x.get("n_parameters") for x in res}
@@ -202,7 +202,7 @@ def _comparison(spec: dict, runs: list[dict]) -> str:
     return "\n".join(lines) + "\n\nCells: mean ± sample std over seeds; capacity shares are means over seeds."
 
 
-def _tune(spec: dict, runs: list[dict]) -> str:
+def _tune(spec: dict, runs: list[dict], lam: float) -> str:
     param = spec["param"]
     points = sorted(((r["config"].get(param), r["results"]["val_metrics"]["average_accuracy"]) for r in runs),
                     key=lambda p: p[0])
@@ -212,15 +212,15 @@ def _tune(spec: dict, runs: list[dict]) -> str:
     head = f"| {spec['symbol']} | " + " | ".join(bold(x, fmt(x)) for x, _ in points) + " |"
     sep = "|---|" + "---|" * len(points)
     row = "| validation ACC | " + " | ".join(bold(x, f"{100 * a:.2f}") for x, a in points) + " |"
-    lam = ewc_lambda(records())
     if spec["param"] == "lam" and best != lam:
         raise SystemExit(f"{spec['file']}: tune chose λ = {fmt(best)} but docs/data/permuted-mnist/ewc.json was run with "
                          f"λ = {fmt(lam)}: record the EWC run again with the chosen λ")
     return f"{head}\n{sep}\n{row}\n\n`lifelong tune` picks {spec['symbol']} = {fmt(best)}."
 
 
-def record_blocks(docs: str = "") -> dict[str, str]:
-    made = {}
+def record_parts(lam: float) -> dict[str, tuple[dict, str, list[dict]]]:
+    """Each record block's spec, its commands and table, and the runs shown (each record read once)."""
+    parts = {}
     for name, spec in RECORDS.items():
         if not (RECORD_DIR / spec["file"]).exists():
             raise SystemExit(f"docs/data/{spec['file']} is missing: record it (see this script's docstring)")
@@ -230,10 +230,14 @@ def record_blocks(docs: str = "") -> dict[str, str]:
         elif spec["kind"] == "comparison":
             body = _comparison(spec, runs)
         else:
-            body = _tune(spec, runs)
-        made[f"record:{name}"] = f"{_commands(spec)}\n\n{body}\n\n{_source(spec, runs, docs)}"
-    return made
+            body = _tune(spec, runs, lam)
+        parts[f"record:{name}"] = (spec, f"{_commands(spec)}\n\n{body}", runs)
+    return parts
 
+
+def record_blocks(parts: dict[str, tuple[dict, str, list[dict]]], docs: str = "") -> dict[str, str]:
+    """The record blocks' text, with links to the docs pages prefixed by ``docs``."""
+    return {name: f"{head}\n\n{_source(spec, runs, docs)}" for name, (spec, head, runs) in parts.items()}
 
 
 def render(text: str, made: dict[str, str]) -> str:
@@ -245,7 +249,9 @@ def render(text: str, made: dict[str, str]) -> str:
 
 def main() -> int:
     stale, placed = [], set()
-    made = {"": {**blocks(), **record_blocks()}, "docs/": {**blocks("docs/"), **record_blocks("docs/")}}
+    lam = ewc_lambda(records())
+    parts = record_parts(lam)
+    made = {"": {**blocks(), **record_blocks(parts)}, "docs/": {**blocks("docs/"), **record_blocks(parts, "docs/")}}
     for page in PAGES:
         text = page.read_text()
         marked = set(re.findall(r"<!-- (record:[\w-]+):start -->", text))
@@ -254,7 +260,6 @@ def main() -> int:
             print(f"{page.name} marks {sorted(unknown)}, which scripts/recorded_numbers.py does not make", file=sys.stderr)
             return 1
         placed |= marked
-        lam = ewc_lambda(records())
         for cmd in re.findall(r"lifelong run --benchmark permuted-mnist --strategy ewc --lambda (\S+)", text):
             if float(cmd) != lam:
                 print(f"{page.name} runs EWC with --lambda {cmd}, the recorded run has λ = {lam:g}", file=sys.stderr)
