@@ -197,12 +197,7 @@ class Buffer:
         rows of earlier tasks stay as they are."""
         train = task.train
         take = torch.randperm(len(train.targets), generator=generator)[: self.capacity // n_tasks]
-        new = gather(task, "train", take.to(train.targets.device))
-        if self.filled:
-            x, y, t = (torch.cat([a[: self.filled], b]) for a, b in zip((self.x, self.y, self.task), new))
-        else:
-            x, y, t = new.x, new.y, new.task
-        self.x, self.y, self.task, self.filled = x.contiguous(), y, t, len(y)
+        self._keep_and_add(slice(0, self.filled), gather(task, "train", take.to(train.targets.device)))
         self.seen += len(train.targets)
 
     def key(self, y: Tensor, task: Tensor, n_outputs: int) -> Tensor:
@@ -223,11 +218,13 @@ class Buffer:
         quota = self.quota(n_keys)
         order = None if priority is None else priority(task, cand_keys, quota)
         keep, take = balanced_selection(old_keys, cand_keys, quota, generator, order)
-        new = gather(task, "train", take.to(train.targets.device))
+        self._keep_and_add(keep, gather(task, "train", take.to(train.targets.device)))
+
+    def _keep_and_add(self, keep: Tensor | slice, new: Batch) -> None:
+        """The memory becomes its rows ``keep`` followed by the samples ``new`` (a task's end)."""
         if self.filled:
-            keep = keep.to(self.x.device)
-            parts = [self.batch(keep), new]
-            x, y, t = (torch.cat([p[i] for p in parts]) for i in range(3))
+            kept = self.batch(keep.to(self.x.device) if isinstance(keep, Tensor) else keep)
+            x, y, t = (torch.cat([kept[i], new[i]]) for i in range(3))
         else:
             x, y, t = new.x, new.y, new.task
         self.x, self.y, self.task, self.filled = x.contiguous(), y, t, len(y)
