@@ -52,6 +52,9 @@ class Isolation(Strategy):
             raise UsageError(f"{self.name} needs the task identity at test time ({self.needs_task_because}): run it in "
                              f"the task-incremental scenario (scenario='task'), not {scenario}-incremental",
                              params=("scenario",))
+        if "class" in getattr(ctx.stream, "eval_scenarios", ()):  # scored with the task given, it is not class-IL
+            raise UsageError(f"eval_scenarios: {self.name} cannot be evaluated without the task's identity "
+                             f"({self.needs_task_because})", params=("eval_scenarios",))
         if self.freezes and getattr(ctx.settings, "optimizer_state", "reset") == "keep":
             raise UsageError(f"{self.name} freezes what earlier tasks own, but a kept optimizer's momentum would still "
                              "move it: use optimizer_state='reset'", params=("optimizer_state",))
