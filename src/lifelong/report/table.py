@@ -293,17 +293,15 @@ def write_table(table: dict, groups: list[dict], out: Path) -> dict[str, Path]:
                  "csv": _io.atomic_write_text(out / "compare.csv", _csv_text(table))}
     except OSError as e:
         raise UsageError(f"cannot write the comparison into {out}: {e.strerror}; choose another `out`") from None
+    blocks = {r["label"]: f"{r['benchmark']}/{r['scenario']}" for r in table["rows"]}
+    panels = blocks if len(set(blocks.values())) > 1 else None  # a panel per benchmark/scenario when several
     points = _memory_points(table)
     if points:
         from .plots import plot_accuracy_vs_memory
 
-        blocks = {r["label"]: f"{r['benchmark']}/{r['scenario']}" for r in table["rows"]}
-        files["memory_png"] = plot_accuracy_vs_memory(points, out / "compare-memory.png",
-                                                      panels=blocks if len(set(blocks.values())) > 1 else None)
+        files["memory_png"] = plot_accuracy_vs_memory(points, out / "compare-memory.png", panels=panels)
     curves, names = _mean_curves(groups, table["rows"])
     if curves:
-        blocks = {r["label"]: f"{r['benchmark']}/{r['scenario']}" for r in table["rows"]}
         files["png"] = plot_comparison(curves, out / "compare.png", task_names=names,
-                                       title="Average accuracy along the stream (mean over seeds)",
-                                       panels=blocks if len(set(blocks.values())) > 1 else None)
+                                       title="Average accuracy along the stream (mean over seeds)", panels=panels)
     return files

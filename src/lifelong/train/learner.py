@@ -104,9 +104,6 @@ class Learner:
         # the test rows of each further scenario the model is evaluated in (stream.eval_scenarios)
         self.eval_rows: dict[str, list[list[float]]] = {e: [] for e in stream.eval_scenarios}
         self._eval_heads = {e: Heads.in_scenario(stream, e).to(self.device) for e in stream.eval_scenarios}
-        if "class" in self.eval_rows and getattr(strategy, "needs_task_because", None):
-            raise UsageError(f"eval_scenarios: {strategy.name} cannot be evaluated without the task's identity "
-                             f"({strategy.needs_task_because})", params=("eval_scenarios",))
         self.steps_per_task: list[int] = []
         self.timings: dict[str, list[float]] = {k: [] for k in TIMINGS}
         self.pending: Step | None = None  # the step under way
@@ -386,14 +383,9 @@ class Learner:
     def eval_scenarios(self) -> dict[str, dict[str, Any]]:
         """Per further evaluation scenario of the stream: its accuracy matrix (rows so far) and metrics
         (:func:`lifelong.eval.summarize` in that scenario), as results.json holds them."""
-        out = {}
-        for e, rows in self.eval_rows.items():
-            k = len(rows) - 1
-            square = np.array(rows)[:, :k] if k >= 1 else None
-            out[e] = {"accuracy_matrix": [list(r) for r in rows],
-                      "metrics": summarize(square, scenario=e, steps_per_task=self.steps_per_task)
-                      if square is not None else {}}
-        return out
+        return {e: {"accuracy_matrix": [list(r) for r in rows],
+                    "metrics": summarize(self._square(rows), scenario=e, steps_per_task=self.steps_per_task)}
+                for e, rows in self.eval_rows.items()}
 
     def begin(self) -> list[float]:
         """Measure the accuracy row before any training, R[0], if it is not measured yet (``start_task``
@@ -429,14 +421,19 @@ class Learner:
         """The metrics of the tasks learned so far (average accuracy, BWT, FWT, forgetting): the rows so
         far over their tasks' columns; a metric undefined there (one task; FWT in the class scenario) is
         None, and :meth:`undefined_metrics` says why."""
-        return summarize(self._square(split), scenario=self.stream.scenario, steps_per_task=self.steps_per_task)
+        return summarize(self._square(self._rows(split)), scenario=self.stream.scenario,
+                         steps_per_task=self.steps_per_task)
 
     def undefined_metrics(self, split: str = "test") -> dict[str, str]:
         """Why each metric :meth:`summary` leaves out is undefined."""
-        return undefined_metrics(self._square(split), self.stream.scenario, self.steps_per_task)
+        return undefined_metrics(self._square(self._rows(split)), self.stream.scenario, self.steps_per_task)
 
-    def _square(self, split: str) -> np.ndarray:
-        rows = self.rows if split == "test" else self.val_rows
+    def _rows(self, split: str) -> list[list[float]]:
+        return self.rows if split == "test" else self.val_rows
+
+    @staticmethod
+    def _square(rows: list[list[float]]) -> np.ndarray:
+        """The rows so far over the tasks learned so far (what the metrics are computed on)."""
         if len(rows) < 2:
             raise UsageError("summary() needs at least one task learned: call it after end_task()")
         k = len(rows) - 1
