@@ -41,7 +41,7 @@ from typing import Any, Mapping
 from ..errors import UsageError, names
 from ..models import ModelSpec
 from ..scenarios import StreamSpec
-from ..settings import Settings, coerce, describe, setting, unwrap
+from ..settings import Settings, _plain, coerce, describe, meta, setting, unwrap
 from ..strategies import registry
 from ..strategies.compose import ComposeSettings
 from ..train import TrainSettings
@@ -56,10 +56,6 @@ RENAMES = {("model", "name"): "model", ("stream", "entry_point"): "stream"}
 # and thread counts): left out of the run id.
 NOT_IN_ID = ("nproc", "log", "data_file", "data_dir", "download", "threads", "device", "out", "progress", "quiet",
              "checkpoint_every", "check_every")
-# Fields added after runs were made: left out of the run id while at this value, so older runs keep their ids.
-ADDED_IN_ID = {"train_samples": None, "shuffle_classes": False, "augment": "none", "optimizer_state": "reset",
-               "stream": None, "units": "auto", "init": "torch",
-               "eval_scenarios": []}
 # Settings of version-1 (flat) configs, by the strategies that read them.
 LEGACY_SETTINGS = ("lam", "gamma", "fisher", "mc_samples", "xi", "alpha")
 #: Keys a sweep sets itself.
@@ -298,6 +294,10 @@ class ResolvedRun(RunConfig):
 
 
 _PART_TYPES = {"stream": StreamSpec, "model": ModelSpec, "train": TrainSettings, "runtime": Runtime}
+# Run fields added after runs were made (``setting(added=True)``), by flat key: left out of the run id
+# while at their default, as they are in JSON, so older runs keep their ids (strategy settings: id_dict).
+ADDED_IN_ID = {RENAMES.get((part, f.name), f.name): _plain(f.default)
+               for part, cls in _PART_TYPES.items() for f in fields(cls) if meta(f)["added"]}
 # 0.2's config keys, in its order (the run id's layout)
 _V2_KEYS = ("benchmark", "scenario", "tasks", "angles", "split_groups", "shuffle_classes", "augment", "optimizer_state",
             "class_units", "strategy", "pad", "mean", "std", "model", "hidden", "optimizer", "lr", "momentum",
@@ -479,8 +479,6 @@ def flat_record(config: Mapping[str, Any]) -> dict[str, Any]:
 def _added_settings(strategy: Any) -> dict[str, Any]:
     """The defaults of the settings added to ``strategy``'s parts after runs were made (``setting(added=
     True)``), by the keys :func:`flat_record` spreads them under; nothing for an unknown strategy."""
-    from ..settings import meta
-
     names = registry.parts(strategy) if isinstance(strategy, str) else ()
     out: dict[str, Any] = {}
     for p in names:

@@ -116,7 +116,7 @@ class ModelSpec(Settings):
     hidden: tuple[int, ...] = setting((400, 400), check=lambda v: len(v) >= 1 and all(1 <= h <= MAX_WIDTH for h in v),
                                       must=f"be positive widths up to {MAX_WIDTH:,} like 400,400",
                                       help="MLP hidden widths")
-    init: str = setting("torch", choices=INITS,
+    init: str = setting("torch", added=True, choices=INITS,
                         help="weight initialization: torch (PyTorch's default), xavier (Xavier-uniform weights), "
                              "xavier-zero-bias (and zero biases: Mammoth), truncated-normal (σ 0.1 within 2σ, biases "
                              "0.1: the A-GEM/GEM TensorFlow code)")

@@ -87,7 +87,8 @@ class StreamSpec(Settings):
     split_groups: tuple[tuple[int, ...], ...] | None = setting(
         None, help="split: classes per task, e.g. 0,1/2,3/4,5 (default: pairs 0,1/2,3/...)")
     shuffle_classes: bool = setting(
-        False, help="split: assign the classes to the tasks in an order drawn from the seed (van de Ven et al.)")
+        False, added=True,
+        help="split: assign the classes to the tasks in an order drawn from the seed (van de Ven et al.)")
     class_units: str = setting("all", choices=CLASS_UNITS,
                                help="class scenario: softmax over all output units from the start, or only over the "
                                     "classes of the tasks seen so far (Hsu et al. 2018, van de Ven et al.)")
@@ -98,20 +99,22 @@ class StreamSpec(Settings):
     val_fraction: float = setting(0.0, check=lambda v: 0.0 <= v < 1.0, must="be in [0, 1)",
                                   help="hold out this fraction of each task's training data as a validation split "
                                        "(measured into the validation accuracy matrix)")
-    train_samples: int | None = setting(None, check=lambda v: 1 <= v <= 10**9, must="be a count of samples >= 1",
+    train_samples: int | None = setting(None, added=True, check=lambda v: 1 <= v <= 10**9,
+                                        must="be a count of samples >= 1",
                                         help="train on a seeded random subset of this many samples of each task's "
                                              "training split (the low-data protocol of GEM and A-GEM: 1000)")
     data_file: str | None = setting(None, flag="data",
                                     help="your own tasks: an .npz or .safetensors file with train_x_<t>, train_y_<t>, "
                                          "test_x_<t>, test_y_<t> per task; the benchmark is then custom")
-    entry_point: str | None = setting(None, flag="stream",
+    entry_point: str | None = setting(None, added=True, flag="stream",
                                       help="your own tasks: package.module:function returning a lifelong TaskStream (it "
                                            "may take seed, scenario, val_fraction); the module must be importable")
-    units: str = setting("auto", choices=UNITS,
+    units: str = setting("auto", added=True, choices=UNITS,
                          help="your own tasks: output units shared by label, or a block per task (auto: per-task when "
                               "tasks reuse labels in the task or class scenario)")
     eval_scenarios: tuple[str, ...] = setting(
-        (), check=lambda v: all(x in ("task", "class") for x in v), must="list task and/or class, like class,task",
+        (), added=True, check=lambda v: all(x in ("task", "class") for x in v),
+        must="list task and/or class, like class,task",
         help="also evaluate the model in these scenarios (task: logits masked to each task's classes; class: no task "
              "identity): an accuracy matrix and metrics per scenario in results.json; training follows scenario")
 

@@ -49,10 +49,10 @@ class TrainSettings(Settings):
     epochs: int = setting(1, check=lambda v: 1 <= v <= 10**6, must="be in 1..1000000", help="epochs per task")
     iterations: int | None = setting(None, check=lambda v: 1 <= v <= 10**12, must="be in 1..10**12",
                                      help="optimizer steps per task; replaces epochs")
-    augment: str = setting("none", choices=AUGMENTATIONS,
+    augment: str = setting("none", added=True, choices=AUGMENTATIONS,
                            help="augment training batches on the device: crop-flip = random crops of the image padded "
                                 "by 4 pixels and horizontal flips (the CIFAR protocol of DER, iCaRL)")
-    optimizer_state: str = setting("reset", choices=("reset", "keep"),
+    optimizer_state: str = setting("reset", added=True, choices=("reset", "keep"),
                                    help="reset: a fresh optimizer for each task; keep: one optimizer for the whole "
                                         "stream, its state (Adam's moments) carried from task to task, as Hsu et al.'s "
                                         "and van de Ven et al.'s code")
