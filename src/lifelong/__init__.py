@@ -28,7 +28,7 @@ from .importance import fisher_diag, fisher_diag_empirical, fisher_diag_exact, f
 from .models import ModelSpec, mlp, small_cnn
 from .scenarios import StreamSpec, TaskStream, benchmark
 from .strategies import (
-    AGEM, DER, ER, ERACE, EWC, GEM, HAT, L2, MAS, SI, Compose, DERpp, GDumb, ICaRL, Joint, JointEnd, LwF, Naive, OnlineEWC,
+    AGEM, DER, ER, ERACE, EWC, GEM, HAT, KFAC, L2, MAS, SI, Compose, DERpp, GDumb, ICaRL, Joint, JointEnd, LwF, Naive, OnlineEWC,
     PackNet, Progressive, RWalk, Separate, Strategy, XdG,
 )
 from .train import Learner, RunResult, TrainSettings, run_stream
@@ -38,7 +38,7 @@ __all__ = [
     # ways to train
     "Learner", "run_stream", "TrainSettings", "RunResult",
     # strategies
-    "Strategy", "Compose", "Naive", "Joint", "JointEnd", "EWC", "OnlineEWC", "SI", "MAS", "RWalk", "L2",
+    "Strategy", "Compose", "Naive", "Joint", "JointEnd", "EWC", "OnlineEWC", "KFAC", "SI", "MAS", "RWalk", "L2",
     "ER", "ERACE", "GEM", "AGEM", "DER", "DERpp", "LwF", "ICaRL", "GDumb",
     "Separate", "XdG", "PackNet", "HAT", "Progressive",
     # streams and models

@@ -22,7 +22,7 @@ WITH_CONVENTION = [n for n, cls in STRATEGIES.items() if "convention" in {f.name
 
 
 def test_every_importance_regularizer_has_the_convention():
-    assert set(WITH_CONVENTION) == {"ewc", "online-ewc", "si", "mas", "rwalk", "l2"}
+    assert set(WITH_CONVENTION) == {"ewc", "online-ewc", "kfac", "si", "mas", "rwalk", "l2"}
 
 
 @pytest.mark.parametrize("name", WITH_CONVENTION)

@@ -434,3 +434,80 @@ def _sum_grads_func(
             s = s.sum(0)
             total[n] = s if n not in total else total[n] + s
     return {n: total[n].to(p.dtype) for n, p in params.items()}
+
+
+# ---------------------------------------------------------------------------------------------
+# Kronecker factors: the same captured inputs and per-sample output gradients, as second moments.
+
+
+def kron_layers(model: nn.Module, x: Tensor) -> dict[str, nn.Module]:
+    """The layers whose Fisher block the Kronecker factors of :func:`sum_kron_factors` describe exactly
+    as K-FAC/KFC define them: ``{module name: module}`` for every ``nn.Linear`` called once on 2-D input
+    and every zero-padded, ungrouped ``nn.Conv2d`` called once, whose weight is trainable (a trainable bias
+    is folded in). Found by one forward of ``x``; every other trainable parameter is left to the diagonal."""
+    candidates = {m: name for name, m in model.named_modules()
+                  if _fast_module(m) and getattr(m, "groups", 1) == 1 and m.weight.requires_grad}
+    with eval_mode(model), torch.no_grad():
+        _, seen = _forward_capture(model, x, {m: {} for m in candidates}, copy_outputs=False)
+    return {name: m for m, name in candidates.items()
+            if len(seen[m]) == 1 and seen[m][0][0].dim() == (2 if type(m) is nn.Linear else 4)}
+
+
+def fold_width(m: nn.Module) -> int:
+    """Columns of the layer's folded weight [W | b]: inputs (Linear) or in·kh·kw (Conv2d), plus one for a
+    trainable bias."""
+    return m.weight[0].numel() + int(m.bias is not None and m.bias.requires_grad)
+
+
+def sum_kron_factors(model: nn.Module, x: Tensor, v: Directions, layers: dict[str, nn.Module]) -> dict[str, Tensor]:
+    """Sums over the samples of one batch of the Kronecker factors of each layer in ``layers``
+    (``{name: module}`` from :func:`kron_layers`), for logit directions ``v`` (K, B, C):
+
+        Linear   A = Σ_n ā_n ā_nᵀ,            G = Σ_n Σ_k g_{k,n} g_{k,n}ᵀ                         (4)
+        Conv2d   A = Σ_n Σ_l ū_{n,l} ū_{n,l}ᵀ,  G = Σ_n 1/L Σ_l Σ_k g_{k,n,l} g_{k,n,l}ᵀ             (5)
+
+    with ā = [a; 1] the layer's input with a 1 appended when the bias is trainable (the bias is the
+    weight of a constant input), ū_{n,l} the input patch at output location l of L (:func:`_unfold`),
+    and g the gradient of v_{k,n}ᵀ z_n with respect to the layer's output (at location l): per sample,
+    from one backward per direction, as in :func:`sum_sq_grads`. (5) is KFC's Ω and Γ (Grosse & Martens
+    2016, "A Kronecker-factored approximate Fisher matrix for convolution layers", eqs. 27-28: the sum
+    over locations on the input side, the mean on the output side). Returned as ``{"<name>.A": (i, i),
+    "<name>.G": (o, o)}`` in float64; divided by the number of samples they are the factors of
+    :func:`lifelong.importance.kfac.kron_factors`.
+    """
+    with eval_mode(model), torch.enable_grad():
+        owners = {m: {} for m in layers.values()}
+        logits, seen = _forward_capture(model, x, owners, copy_outputs=False)
+        if any(out._version != v_out for calls in seen.values() for _, _, out, v_out in calls):
+            logits, seen = _forward_capture(model, x, owners, copy_outputs=True)  # in-place ops after a layer
+        for name, m in layers.items():
+            if len(seen[m]) != 1:
+                raise UsageError(f"layer {name!r} was called {len(seen[m])} times in one forward; its Kronecker "
+                                 "factors need exactly one call per forward (the layers are found on the first batch)")
+        v = _directions(v, logits)  # (K, B, C)
+        mods = list(layers.items())
+        out: dict[str, Tensor] = {}
+        inputs = {}
+        for name, m in mods:
+            a = seen[m][0][0].detach()
+            if type(m) is nn.Conv2d:
+                a = _unfold(m, a).squeeze(1).transpose(1, 2).reshape(-1, m.weight[0].numel())  # (B·L, i·kh·kw)
+            a = a.to(torch.float64)
+            if fold_width(m) > a.shape[1]:
+                a = torch.cat([a, a.new_ones(a.shape[0], 1)], 1)  # ā = [a; 1]
+            inputs[name] = a
+            out[f"{name}.A"] = a.T @ a  # (i, i), equations (4)-(5)
+            out[f"{name}.G"] = torch.zeros(m.weight.shape[0], m.weight.shape[0], dtype=torch.float64, device=a.device)
+        outs = [seen[m][0][2] for _, m in mods]
+        for k in range(v.shape[0]):
+            grads = torch.autograd.grad(logits, outs, grad_outputs=v[k], retain_graph=k + 1 < v.shape[0],
+                                        allow_unused=True)
+            for (name, m), g in zip(mods, grads):
+                if g is None:
+                    continue  # the logits do not depend on this layer
+                g = g.to(torch.float64)
+                if g.dim() == 4:  # (B, o, H, W) -> (B·L, o), each location weighted 1/L
+                    L = g.shape[2] * g.shape[3]
+                    g = g.flatten(2).transpose(1, 2).reshape(-1, g.shape[1]) / L**0.5
+                out[f"{name}.G"].addmm_(g.T, g)
+    return out

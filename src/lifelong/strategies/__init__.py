@@ -11,13 +11,13 @@ from .base import HOOKS, STEP_HOOKS, Context, NoSettings, Step, Strategy, cross_
 from .baselines import Joint, JointEnd, Naive
 from .compose import Compose, ComposeSettings
 from .isolation import HAT, Isolation, PackNet, Progressive, Separate, XdG
-from .regularization import EWC, L2, MAS, SI, OnlineEWC, Regularizer, RWalk
+from .regularization import EWC, KFAC, L2, MAS, SI, OnlineEWC, Regularizer, RWalk
 from .replay import AGEM, DER, GEM, ER, ERACE, DERpp, GDumb, ICaRL, LwF, Replay
 from .registry import FAMILIES, STRATEGIES, build, check_name, default_settings, register
 
 __all__ = [
     "AGEM", "Compose", "ComposeSettings", "Context", "DER", "DERpp", "ER", "ERACE", "EWC", "FAMILIES", "GDumb", "GEM",
-    "HAT", "HOOKS", "ICaRL", "Isolation", "Joint", "JointEnd", "L2", "LwF", "MAS", "Naive", "NoSettings", "OnlineEWC", "PackNet",
+    "HAT", "HOOKS", "ICaRL", "Isolation", "Joint", "JointEnd", "KFAC", "L2", "LwF", "MAS", "Naive", "NoSettings", "OnlineEWC", "PackNet",
     "Progressive", "RWalk", "Regularizer", "Replay", "SI", "STEP_HOOKS", "STRATEGIES", "Separate", "Settings", "Step",
     "Strategy", "XdG", "build", "check_name", "cross_entropy", "default_settings", "register", "setting",
 ]

@@ -21,11 +21,11 @@ from .base import Strategy
 from .baselines import Joint, JointEnd, Naive
 from .compose import Compose, ComposeSettings
 from .isolation import HAT, PackNet, Progressive, Separate, XdG
-from .regularization import EWC, L2, MAS, SI, OnlineEWC, RWalk
+from .regularization import EWC, KFAC, L2, MAS, SI, OnlineEWC, RWalk
 from .replay import AGEM, DER, GEM, ER, ERACE, DERpp, GDumb, ICaRL, LwF
 
 STRATEGIES: dict[str, type[Strategy]] = {cls.name: cls for cls in (
-    Naive, Joint, JointEnd, EWC, OnlineEWC, SI, MAS, RWalk, L2,  # regularization
+    Naive, Joint, JointEnd, EWC, OnlineEWC, KFAC, SI, MAS, RWalk, L2,  # regularization
     ER, ERACE, GEM, AGEM, DER, DERpp, LwF, ICaRL, GDumb,  # replay and distillation
     Separate, XdG, PackNet, HAT, Progressive,  # parameter isolation
 )}
@@ -33,7 +33,7 @@ STRATEGIES: dict[str, type[Strategy]] = {cls.name: cls for cls in (
 #: The family of each built-in strategy (for documentation, the contract tests' composites and reports).
 FAMILIES = {
     "baseline": ("naive", "joint", "joint-end"),
-    "regularization": ("ewc", "online-ewc", "si", "mas", "rwalk", "l2"),
+    "regularization": ("ewc", "online-ewc", "kfac", "si", "mas", "rwalk", "l2"),
     "replay": ("er", "er-ace", "gem", "agem", "der", "derpp", "lwf", "icarl", "gdumb"),
     "isolation": ("separate", "xdg", "packnet", "hat", "progressive"),
 }

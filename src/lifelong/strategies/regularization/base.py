@@ -194,11 +194,14 @@ class Regularizer(Strategy):
         for key, tensors in buffers.items():
             setattr(self, key, tensors)
 
+    def curvature_max(self) -> float:
+        """The penalty's largest curvature over λ: max(Ω), 0 before the first task."""
+        return max((float(t.max()) for t in self.state["importance"].values()), default=0.0)
+
     def divergence_hint(self, ctx: Context) -> tuple[str, tuple[str, ...]]:
-        imp = self.state["importance"]
-        if not imp:
+        wmax = self.curvature_max()
+        if not wmax > 0:
             return super().divergence_hint(ctx)
-        wmax = max(float(t.max()) for t in imp.values())
         optimizer, lr = getattr(ctx.settings, "optimizer", "sgd"), getattr(ctx.settings, "lr", float("nan"))
         sym = self.importance_symbol
         if optimizer == "sgd":
