@@ -73,7 +73,54 @@ def blocks(docs: str = "") -> dict[str, str]:
     gap = (f"EWC recovers {100 * (acc['ewc'] - acc['naive']):.1f} of the {100 * (acc['joint'] - acc['naive']):.1f} "
            "points that fine-tuning loses against joint training.")
     return {"results-table": "\n".join(rows), "results-source": source, "results-gap": gap,
-            "example-line": f"```\n{line}\n```"}
+            "example-line": f"```\n{line}\n```", "kfac-cost": kfac_cost()}
+
+
+def _nearest_error(e: dict) -> str:
+    """The constant-memory form's error against the exact sum, per layer, at a few task counts."""
+    points = [t for t in (2, 5, 10, 20, 50) if t <= e["tasks"]]
+    lines = [f"How far `--kron-sum nearest` drifts from the exact sum it replaces, on the {e['model']} learning "
+             f"{e['tasks']} permuted-MNIST tasks ({e['epochs_per_task']} epoch each, {e['optimizer']}): the relative "
+             "Frobenius error ‖Σ_t A_t ⊗ G_t − X ⊗ Y‖/‖Σ_t A_t ⊗ G_t‖ of the kept product X ⊗ Y after each task "
+             "(in parentheses, the error of that task's step alone, what `results.json` records):", "",
+             "| layer | " + " | ".join(f"after {t} tasks" for t in points) + " |", "|---|" + "---|" * len(points)]
+    for layer, cum in e["cumulative_error"].items():
+        step = e["step_error"][layer]
+        lines.append(f"| {layer} | " + " | ".join(f"{100 * cum[t - 1]:.1f} % ({100 * step[t - 1]:.1f} %)" for t in points) + " |")
+    return "\n".join(lines)
+
+
+def kfac_cost() -> str:
+    """The cost table of benchmarks/results/kfac.json: factors in epochs, the step's ratios, the state's bytes."""
+    path = ROOT / "benchmarks" / "results" / "kfac.json"
+    b = json.loads(path.read_text())
+    mb = lambda x: f"{x / 1e6:.1f}"  # noqa: E731
+    tasks = sorted({int(k.split("=")[1]) for m in b["models"].values() for k in m["step_ms"] if "T=" in k})
+    lines = ["| model | factors of a task (epochs) | diagonal Fisher (epochs) | EWC step | "
+             + " | ".join(f"kfac step, {t} term{'s' if t > 1 else ''}" for t in tasks) + " |",
+             "|---|---|---|---|" + "---|" * len(tasks)]
+    for name, m in b["models"].items():
+        r, e = m["step_over_fine_tuning"], m["step_over_ewc"]
+        lines.append(f"| {name} | {m['factors_over_epoch']:.2f} | {m['fisher_diag_over_epoch']:.2f} | {r['ewc']:.2f}× | "
+                     + " | ".join(f"{r[f'kfac T={t}']:.2f}× ({e[f'kfac T={t}']:.2f}× EWC's)" for t in tasks) + " |")
+    state = ["| model | EWC (any number of tasks) | kfac nearest (any) | "
+             + " | ".join(f"kfac online exact, {t} tasks | kfac separate, {t} tasks" for t in tasks) + " |",
+             "|---|---|---|" + "---|---|" * len(tasks)]
+    for name, m in b["models"].items():
+        sb = m["state_bytes"]
+        state.append(f"| {name} | {mb(sb['ewc (any T)'])} | {mb(sb['kfac nearest (any T)'])} | "
+                     + " | ".join(f"{mb(sb[f'kfac online exact T={t}'])} | {mb(sb[f'kfac separate T={t}'])}" for t in tasks)
+                     + " |")
+    return ("```bash\npython benchmarks/bench_kfac.py --samples 10000 --threads 1 --data-dir ../shared/data\n```\n\n"
+            "Time of one task's factors (exact Fisher, on the N samples) and of the diagonal Fisher, in epochs of "
+            "fine-tuning on the same samples; the training step (forward, backward, the penalty's gradient, Adam) "
+            "against fine-tuning's and, in parentheses, EWC's, with the penalty holding 1, 10 or 50 tasks' terms "
+            "(online exact sum and separate anchors cost the same per term; `--kron-sum nearest` is always one):\n\n"
+            + "\n".join(lines) + "\n\nThe state in MB (float32) against the number of tasks:\n\n" + "\n".join(state)
+            + "\n\n" + _nearest_error(b["nearest_error"])
+            + f"\n\nMeasured in one process, configurations timed round-robin ({b['rounds']} rounds, median), "
+            f"N = {b['N']}, {b['threads']} thread, torch {b['torch']}, `{b['machine']['platform']}`, load average "
+            f"{b['machine']['loadavg_before'][0]:g} (`benchmarks/results/kfac.json`).")
 
 
 # ---- records of sweeps and reproductions ------------------------------------------------------------
@@ -82,7 +129,8 @@ REPRO = "lifelong reproduce {} --workers 2 --threads 1 --data-dir ../shared/data
 SWEEP = "lifelong sweep docs/sweeps/{0}.json --workers 2 --threads 1 --data-dir ../shared/data --out sweeps/{0}"
 HSU_ROWS = ["naive", "l2", "ewc", "online-ewc", "si", "mas", "joint"]
 #: block name -> what it shows: a recipe's table ("reproduction": its rows), a comparison ("comparison":
-#: compare's columns, plus parameters and capacity with ``capacity``) or a tuned setting ("tune")
+#: compare's columns, plus parameters and capacity with ``capacity``), a tuned setting ("tune"), tuned
+#: settings of several methods ("tunes"), or accuracy against the number of tasks with its figure ("curve")
 RECORDS: dict[str, dict] = {
     "hsu2018-table2": dict(
         kind="reproduction", file="hsu2018-split-mnist.json", recipe="hsu2018-split-mnist", rows=HSU_ROWS,
@@ -111,6 +159,25 @@ RECORDS: dict[str, dict] = {
         commands=["lifelong tune --benchmark permuted-mnist --strategy ewc --param lam "
                   "--grid 1,10,30,100,300,1000,10000 --val-fraction 0.1 --workers 2 --threads 1 "
                   "--data-dir ../shared/data --out runs/tune-ewc"]),
+    "kfac-lambda": dict(
+        kind="tunes", file="kfac-permuted-mnist-lambda.json", param="lam", symbol="λ",
+        commands=[f"lifelong tune --strategy {s} --param lam --grid 1,3,10,30,100,1000,10000 --tasks 10 --hidden 100,100 "
+                  "--epochs 1 --val-fraction 0.1 --workers 2 --threads 1 --data-dir ../shared/data --out runs/tune-"
+                  + s.replace("kfac --kron-sum nearest", "kfac-nearest")
+                  for s in ("ewc", "online-ewc", "kfac", "kfac --kron-sum nearest")]),
+    "kfac-permuted-50": dict(
+        kind="curve", file="ritter2018-permuted-mnist.json", tunes="kfac-permuted-mnist-lambda.json",
+        plot="kfac_permuted_mnist_50.png", at=(1, 10, 20, 30, 40, 50),
+        commands=[SWEEP.format("ritter2018-permuted-mnist"), "lifelong compare sweeps/ritter2018-permuted-mnist --memory"]),
+    "kfac-split-task": dict(
+        kind="comparison", file="kfac-split-mnist-task.json",
+        commands=[SWEEP.format("kfac-split-mnist-task"), "lifelong compare sweeps/kfac-split-mnist-task --memory"]),
+    "kfac-split-class": dict(
+        kind="comparison", file="kfac-split-mnist-class.json",
+        commands=[SWEEP.format("kfac-split-mnist-class"), "lifelong compare sweeps/kfac-split-mnist-class --memory"]),
+    "kfac-cnn-task": dict(
+        kind="comparison", file="kfac-cnn-split-mnist-task.json",
+        commands=[SWEEP.format("kfac-cnn-split-mnist-task"), "lifelong compare sweeps/kfac-cnn-split-mnist-task --memory"]),
 }
 RECORD_DIR = ROOT / "docs" / "data"
 
@@ -218,6 +285,99 @@ def _tune(spec: dict, runs: list[dict], lam: float) -> str:
     return f"{head}\n{sep}\n{row}\n\n`lifelong tune` picks {spec['symbol']} = {fmt(best)}."
 
 
+def _method(r: dict) -> str:
+    """A run's method as the docs name it: the strategy, with the online precision's form for kfac."""
+    c = r["config"]
+    if c.get("strategy") == "kfac" and c.get("kron_sum") == "nearest":
+        return "kfac (nearest Kronecker)"
+    return c.get("strategy")
+
+
+def _tunes(spec: dict, runs: list[dict]) -> tuple[str, dict[str, float]]:
+    """One row per method: its validation accuracy at each value of the grid, the best in bold; and the
+    value each method's tune chose."""
+    param, fmt = spec["param"], (lambda x: f"{x:g}")  # noqa: E731
+    by: dict[str, dict[float, float]] = {}
+    for r in runs:
+        by.setdefault(_method(r), {})[r["config"][param]] = r["results"]["val_metrics"]["average_accuracy"]
+    grid = sorted({v for m in by.values() for v in m})
+    chosen = {m: max(vals, key=vals.get) for m, vals in by.items()}
+    lines = ["| method | " + " | ".join(f"{spec['symbol']} = {fmt(v)}" for v in grid) + " |", "|---|" + "---|" * len(grid)]
+    for m, vals in by.items():
+        cells = [("–" if v not in vals else (f"**{100 * vals[v]:.2f}**" if v == chosen[m] else f"{100 * vals[v]:.2f}"))
+                 for v in grid]
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    return ("\n".join(lines) + "\n\nValidation average accuracy (%) after the 10th task (10 % of each task's training "
+            "data held out); `lifelong tune` picks the bold value."), chosen
+
+
+def _mean_std(xs: list[float]) -> str:
+    import statistics
+
+    m = 100 * statistics.mean(xs)
+    return f"{m:.2f} ± {100 * statistics.stdev(xs):.2f}" if len(xs) > 1 else f"{m:.2f}"
+
+
+def average_over_seen(R: list[list[float]]) -> list[float]:
+    """Ritter et al.'s curve: after task i, the mean accuracy over tasks 1..i (rows 1.. of the matrix)."""
+    return [sum(row[: i + 1]) / (i + 1) for i, row in enumerate(R[1:])]
+
+
+def _curve(spec: dict, runs: list[dict]) -> str:
+    """The accuracy-vs-tasks table (mean ± std over seeds at the tasks ``at``), each method's λ checked against
+    its tune's choice, and the figure (written unless --check)."""
+    chosen = _tunes(RECORDS["kfac-lambda"], _record_runs(RECORDS["kfac-lambda"]))[1]
+    curves: dict[str, list[list[float]]] = {}
+    lam: dict[str, float | None] = {}
+    last: dict[str, list[dict]] = {}
+    for r in runs:
+        m = _method(r)
+        curves.setdefault(m, []).append(average_over_seen(r["results"]["accuracy_matrix"]))
+        lam[m] = r["config"].get("lam")
+        last.setdefault(m, []).append(r["results"])
+    for m, v in lam.items():
+        if m in chosen and v != chosen[m]:
+            raise SystemExit(f"{spec['file']}: {m} ran with λ = {v:g} but its tune chose λ = {chosen[m]:g}: run it again")
+    at = spec["at"]
+    lines = ["| method | λ | " + " | ".join(f"after {t} task{'s' if t > 1 else ''}" for t in at)
+             + " | BWT after 50 | state (MB) | seeds |", "|---|---|" + "---|" * len(at) + "---|---|---|"]
+    for m, cs in curves.items():
+        res = last[m]
+        mb = sum(x["extra_memory_bytes"] for x in res) / len(res) / 1e6
+        lines.append(f"| {m} | {'–' if lam[m] is None else f'{lam[m]:g}'} | "
+                     + " | ".join(_mean_std([c[t - 1] for c in cs]) for t in at)
+                     + f" | {_mean_std([x['metrics']['backward_transfer'] for x in res])} | {mb:.1f} | {len(cs)} |")
+    if "--check" not in sys.argv[1:]:
+        _plot(curves, ROOT / "docs" / spec["plot"])
+    elif not (ROOT / "docs" / spec["plot"]).exists():
+        raise SystemExit(f"docs/{spec['plot']} is missing: run python scripts/recorded_numbers.py")
+    return ("\n".join(lines) + "\n\nCells: average test accuracy (%) over the tasks learned so far, mean ± sample std over "
+            f"seeds.\n\n![average accuracy over the tasks seen against the number of tasks]({spec['plot']})")
+
+
+def _plot(curves: dict[str, list[list[float]]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=100)
+    for m, cs in curves.items():
+        a = 100 * np.array(cs)
+        x = np.arange(1, a.shape[1] + 1)
+        ax.plot(x, a.mean(0), label=m)
+        if len(a) > 1:
+            ax.fill_between(x, a.min(0), a.max(0), alpha=0.2)
+    ax.set_xlabel("number of tasks learned")
+    ax.set_ylabel("average test accuracy over them (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower left", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, metadata={"Software": None})
+    plt.close(fig)
+
+
 def record_parts(lam: float) -> dict[str, tuple[dict, str, list[dict]]]:
     """Each record block's spec, its commands and table, and the runs shown (each record read once)."""
     parts = {}
@@ -229,6 +389,10 @@ def record_parts(lam: float) -> dict[str, tuple[dict, str, list[dict]]]:
             body, runs = _reproduction(spec, runs)
         elif spec["kind"] == "comparison":
             body = _comparison(spec, runs)
+        elif spec["kind"] == "tunes":
+            body = _tunes(spec, runs)[0]
+        elif spec["kind"] == "curve":
+            body = _curve(spec, runs)
         else:
             body = _tune(spec, runs, lam)
         parts[f"record:{name}"] = (spec, f"{_commands(spec)}\n\n{body}", runs)

@@ -10,7 +10,7 @@ import torch
 transformers = pytest.importorskip("transformers")
 pytest.importorskip("accelerate")
 
-from lifelong import EWC, Learner, Naive, TaskStream  # noqa: E402
+from lifelong import EWC, KFAC, Learner, Naive, TaskStream  # noqa: E402
 from lifelong.errors import UsageError  # noqa: E402
 from lifelong.integrations.hf import LifelongTrainer, SequenceClassifier  # noqa: E402
 
@@ -74,7 +74,7 @@ def runs(tmp_path_factory):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return {"ewc": learn(EWC(lam=LAM), tmp), "naive": learn(Naive(), tmp), "tmp": tmp}
+        return {"ewc": learn(EWC(lam=LAM), tmp), "naive": learn(Naive(), tmp), "kfac": learn(KFAC(lam=LAM), tmp), "tmp": tmp}
     finally:
         torch.set_num_threads(threads)
 
@@ -86,6 +86,21 @@ def test_ewc_in_the_hf_trainer_forgets_measurably_less_than_fine_tuning(runs):
     f_ewc, f_naive = runs["ewc"].summary()["forgetting"], runs["naive"].summary()["forgetting"]
     assert f_ewc < f_naive - 0.15  # seen here: 0.16 against 0.48
     assert float(runs["ewc"].penalty()) > 0
+
+
+def test_kfac_in_the_hf_trainer_factors_the_2d_layers_keeps_the_diagonal_elsewhere_and_forgets_less(runs):
+    """A transformer's Linear layers run on (batch, tokens, features): no Kronecker factors there (K-FAC
+    assumes one input vector per sample), so they, the embeddings and the LayerNorms get the diagonal
+    Fisher; the pooler and the classifier, on one vector per sample, get their blocks."""
+    kfac = runs["kfac"]
+    laplace = kfac.strategy.report_laplace()
+    assert sorted(laplace["kronecker_layers"]) == ["model.bert.pooler.dense", "model.classifier"]
+    diagonal = laplace["diagonal_parameters"]
+    assert "model.bert.embeddings.word_embeddings.weight" in diagonal
+    assert "model.bert.encoder.layer.0.attention.self.query.weight" in diagonal
+    assert not any(n.startswith(("model.classifier.", "model.bert.pooler.")) for n in diagonal)
+    assert kfac.accuracy_matrix[1, 0] > 0.95
+    assert kfac.summary()["forgetting"] < runs["naive"].summary()["forgetting"] - 0.15
 
 
 def test_the_consolidated_state_round_trips_and_continues_to_the_same_matrix(runs, tmp_path):

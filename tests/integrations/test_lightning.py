@@ -82,7 +82,7 @@ def lightning(name):
     return cl
 
 
-@pytest.mark.parametrize("name", ["ewc", "si", "er", "lwf", "hat", "progressive", "packnet"])
+@pytest.mark.parametrize("name", ["ewc", "kfac", "si", "er", "lwf", "hat", "progressive", "packnet"])
 def test_lightning_callback_gives_the_plain_loops_matrix_to_the_last_bit(name):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)

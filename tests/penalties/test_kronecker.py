@@ -12,7 +12,7 @@ from torch import Tensor, nn
 from lifelong import EWC, KFAC
 from lifelong.errors import UsageError
 from lifelong.penalties.kronecker import (
-    folded, kron_grads, kron_penalty, kron_penalty_reference, merge_online, merge_separate, nearest_kron,
+    folded, kron_grads, kron_penalty, kron_penalty_reference, kron_sum_error, merge_online, merge_separate, nearest_kron,
 )
 from tests.problems import mlp
 
@@ -60,7 +60,6 @@ def test_zero_at_the_anchor_and_the_online_sum_is_its_separate_terms():
     torch.manual_seed(1)
     net = mlp([3, 4, 2]).double()
     params = dict(net.named_parameters())
-    gen = torch.Generator().manual_seed(2)
     tasks = [random_state(net, 1, online=True, seed=s) for s in range(3)]
     online, separate = {}, {}
     for t in tasks:
@@ -97,14 +96,14 @@ def test_nearest_kronecker_product_is_the_rank_one_svd_of_the_rearrangement():
     assert torch.allclose(torch.stack([torch.kron(X, Y)[2 * i: 2 * i + 2, 2 * j: 2 * j + 2].T.reshape(-1)
                                        for j in range(3) for i in range(3)]), best, atol=1e-12)
     assert err == pytest.approx(float(torch.linalg.norm(S - torch.kron(X, Y)) / torch.linalg.norm(S)), rel=1e-9)
+    assert kron_sum_error(A, G, X, Y) == pytest.approx(err, rel=1e-9)
+    other = spd(3, gen), spd(2, gen)  # any product: the error from inner products is the formed one's
+    assert kron_sum_error(A, G, *other) == pytest.approx(
+        float(torch.linalg.norm(S - torch.kron(*other)) / torch.linalg.norm(S)), rel=1e-9)
     assert torch.linalg.eigvalsh(X).min() > -1e-12 and torch.linalg.eigvalsh(Y).min() > -1e-12  # PSD kept
     # a sum that is a Kronecker product is kept exactly
     X, Y, err = nearest_kron(torch.stack([A[0], 2 * A[0]]), torch.stack([G[0], 3 * G[0]]))
     assert err < 1e-7 and torch.allclose(torch.kron(X, Y), 7 * torch.kron(A[0], G[0]), atol=1e-12)
-
-
-def one_sample_task(net: nn.Module, x: Tensor) -> list:
-    return [(x, None)]
 
 
 def test_kfac_with_one_sample_matches_ewc_along_each_weight():

@@ -17,7 +17,7 @@ from lifelong.train import Learner, TrainSettings, train_stream
 from lifelong.train.checkpoint import CheckpointError
 from tests.helpers import tiny_model, tiny_stream
 
-NAMES = [*registry.STRATEGIES, "ewc+er", "si+lwf", "derpp+lwf", "rwalk+agem"]
+NAMES = [*registry.STRATEGIES, "ewc+er", "kfac+er", "si+lwf", "derpp+lwf", "rwalk+agem"]
 
 
 def learner(name: str, stream, settings=None):

@@ -16,6 +16,7 @@ import torch
 from lifelong import TaskStream
 from lifelong.cli import main
 from lifelong.importance import fisher_diag
+from lifelong.importance.kfac import kron_factors
 from lifelong.importance.mas import mas_importance
 from lifelong.models import Heads
 from lifelong.strategies import Context
@@ -50,7 +51,7 @@ def launch(cmd: list[str], n: int, cwd: Path) -> list[int]:
     return [p.wait(timeout=120) for p in procs]
 
 
-def test_all_reduced_fisher_mas_and_gradients_equal_the_single_process_ones(tmp_path):
+def test_all_reduced_fisher_mas_kronecker_factors_and_gradients_equal_the_single_process_ones(tmp_path):
     out = tmp_path / "ranks.pt"
     assert launch([sys.executable, str(HERE / "ddp_worker.py"), str(out)], 2, tmp_path) == [0, 0]
     got = torch.load(out)
@@ -58,6 +59,11 @@ def test_all_reduced_fisher_mas_and_gradients_equal_the_single_process_ones(tmp_
     ctx = Context(model, Heads.of(stream), stream=stream, task=stream[0], task_index=0)
     want_f = fisher_diag(model, ctx.task_batches(batch_size=23), "exact")
     want_m = mas_importance(model, ctx.task_batches(batch_size=23))
+    want_k, _, n = kron_factors(model, ctx.task_batches(batch_size=23), "exact")
+    assert got["kron_n"] == n == 23  # the sample counts are all-reduced with the sums
+    for layer, f in want_k.items():
+        for part in ("A", "G"):
+            torch.testing.assert_close(got["kron"][layer][part], f[part], rtol=1e-12, atol=1e-15)
     x, y, _ = next(iter(ctx.task_batches(batch_size=11)))  # (x, y, live units)
     model.zero_grad()
     torch.nn.functional.cross_entropy(model(x), y).backward()

@@ -472,8 +472,8 @@ def sum_kron_factors(model: nn.Module, x: Tensor, v: Directions, layers: dict[st
     from one backward per direction, as in :func:`sum_sq_grads`. (5) is KFC's Ω and Γ (Grosse & Martens
     2016, "A Kronecker-factored approximate Fisher matrix for convolution layers", eqs. 27-28: the sum
     over locations on the input side, the mean on the output side). Returned as ``{"<name>.A": (i, i),
-    "<name>.G": (o, o)}`` in float64; divided by the number of samples they are the factors of
-    :func:`lifelong.importance.kfac.kron_factors`.
+    "<name>.G": (o, o)}`` in the layer's dtype; summed over batches in float64 and divided by the number
+    of samples they are the factors of :func:`lifelong.importance.kfac.kron_factors`.
     """
     with eval_mode(model), torch.enable_grad():
         owners = {m: {} for m in layers.values()}
@@ -487,27 +487,26 @@ def sum_kron_factors(model: nn.Module, x: Tensor, v: Directions, layers: dict[st
         v = _directions(v, logits)  # (K, B, C)
         mods = list(layers.items())
         out: dict[str, Tensor] = {}
-        inputs = {}
         for name, m in mods:
             a = seen[m][0][0].detach()
             if type(m) is nn.Conv2d:
                 a = _unfold(m, a).squeeze(1).transpose(1, 2).reshape(-1, m.weight[0].numel())  # (B·L, i·kh·kw)
-            a = a.to(torch.float64)
             if fold_width(m) > a.shape[1]:
                 a = torch.cat([a, a.new_ones(a.shape[0], 1)], 1)  # ā = [a; 1]
-            inputs[name] = a
-            out[f"{name}.A"] = a.T @ a  # (i, i), equations (4)-(5)
-            out[f"{name}.G"] = torch.zeros(m.weight.shape[0], m.weight.shape[0], dtype=torch.float64, device=a.device)
+            out[f"{name}.A"] = a.T @ a  # (i, i), equations (4)-(5), in the layer's dtype (callers sum in float64)
         outs = [seen[m][0][2] for _, m in mods]
+        gs: dict[str, list[Tensor]] = {name: [] for name, _ in mods}
         for k in range(v.shape[0]):
             grads = torch.autograd.grad(logits, outs, grad_outputs=v[k], retain_graph=k + 1 < v.shape[0],
                                         allow_unused=True)
             for (name, m), g in zip(mods, grads):
                 if g is None:
                     continue  # the logits do not depend on this layer
-                g = g.to(torch.float64)
                 if g.dim() == 4:  # (B, o, H, W) -> (B·L, o), each location weighted 1/L
                     L = g.shape[2] * g.shape[3]
                     g = g.flatten(2).transpose(1, 2).reshape(-1, g.shape[1]) / L**0.5
-                out[f"{name}.G"].addmm_(g.T, g)
+                gs[name].append(g)
+        for name, m in mods:
+            g = torch.cat(gs[name]) if gs[name] else m.weight.new_zeros(0, m.weight.shape[0])  # (K·B(·L), o)
+            out[f"{name}.G"] = g.T @ g  # (o, o): Σ_k Σ_n g gᵀ in one product
     return out

@@ -200,6 +200,17 @@ def nearest_kron(A: Tensor, G: Tensor) -> tuple[Tensor, Tensor, float]:
     return X.to(A.dtype), Y.to(G.dtype), error
 
 
+def kron_sum_error(A: Tensor, G: Tensor, X: Tensor, Y: Tensor) -> float:
+    """‖S − X ⊗ Y‖_F / ‖S‖_F for S = Σ_t A_t ⊗ G_t (A (T, i, i), G (T, o, o)), from inner products of the factors
+    alone (⟨A ⊗ G, B ⊗ H⟩_F = ⟨A, B⟩_F ⟨G, H⟩_F), without forming any Kronecker product: how far the
+    constant-memory form (``kron_sum="nearest"``) has drifted from the exact sum it stands for."""
+    a, g = A.reshape(A.shape[0], -1).double(), G.reshape(G.shape[0], -1).double()  # (T, i²), (T, o²)
+    x, y = X.reshape(-1).double(), Y.reshape(-1).double()
+    ss = ((a @ a.T) * (g @ g.T)).sum()  # ‖S‖²
+    err2 = ss - 2 * ((a @ x) * (g @ y)).sum() + (x @ x) * (y @ y)
+    return float((err2.clamp_min(0) / ss.clamp_min(torch.finfo(torch.float64).tiny)).sqrt())
+
+
 def _same(old: Tensor, new: Tensor, layer: str) -> Tensor:
     if old.shape[1:] != new.shape[1:]:
         raise UsageError(f"layer {layer!r} has factors of shape {tuple(new.shape[1:])} now but {tuple(old.shape[1:])} in "

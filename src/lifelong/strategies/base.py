@@ -321,7 +321,7 @@ class Strategy:
     def report(self, ctx: Context) -> dict[str, Any]:
         """What the strategy keeps beside the model: ``state_bytes`` in all and ``keeps`` (bytes per
         part of the state: ``penalty``, ``memory``, ``teacher``, ...); a replay strategy adds ``memory``
-        (samples, capacity, bytes, policy), an isolation strategy ``capacity``."""
+        (samples, capacity, bytes, policy), an isolation strategy ``capacity``, kfac ``laplace``."""
         keeps: dict[str, int] = {}
         for k, t in self.state_dict().items():
             part = k.split(".", 1)[0]

@@ -185,7 +185,7 @@ class Compose(Strategy):
             r = p.report(ctx)
             out["state_bytes"] += r["state_bytes"]
             out["keeps"].update({f"{p.name}.{k}": v for k, v in r["keeps"].items()})
-            for key in ("memory", "capacity"):
+            for key in ("memory", "capacity", "laplace"):
                 if r.get(key) is not None:
                     out[key] = r[key]
         return out

@@ -41,6 +41,7 @@ class RunResult:
     strategy_state: dict[str, int] | None = None  # those bytes by part of the state (penalty, memory, teacher, ...)
     replay_memory: dict[str, Any] | None = None
     capacity: dict[str, Any] | None = None  # parameter isolation: what each task uses
+    laplace: dict[str, Any] | None = None  # kfac: the Kronecker-factored layers, the diagonal rest, approximation errors
     seed: int = 0
     threads: int | None = None
     processes: int | None = None  # a data-parallel run's processes
@@ -63,7 +64,7 @@ class RunResult:
         """The content of ``results.json`` (optional parts only when present)."""
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in ("run_dir", "rank")}
         for key in ("val_accuracy_matrix", "val_metrics", "eval_scenarios", "processes", "run_id", "config", "data", "title",
-                    "selection", "strategy_state"):
+                    "selection", "strategy_state", "laplace"):
             if d[key] is None:
                 del d[key]
         if not d["undefined_metrics"]:

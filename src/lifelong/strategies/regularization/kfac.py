@@ -33,12 +33,16 @@ from typing import Iterable
 import torch
 from torch import Tensor, nn
 
+from ...errors import UsageError
 from ...importance.kfac import kron_factors
 from ...importance.persample import fold_width, kron_layers
-from ...penalties import empty_state, merge_decay, merge_sum, quadratic_penalty, add_quadratic_grad_
+from ...penalties import (
+    add_quadratic_grad_, empty_state, merge_decay, merge_sum, quadratic_penalty, state_from_tensors, state_tensors,
+)
 from ...penalties.kronecker import (
     KronState, add_kron_grad_, folded, kron_penalty, merge_online, merge_separate, param_names,
 )
+from ...scenarios import batches
 from ...settings import setting
 from ..base import Context
 from ..state import Group, Position, trainable
@@ -107,7 +111,6 @@ class KFAC(EWC):
         modules = dict(model.named_modules())
         missing = [layer for layer in self.kron if layer not in modules]
         if missing:
-            from ...errors import UsageError
             raise UsageError(f"{self.name}: the penalty holds layer {missing[0]!r} but the model has no such module: "
                              "pass the model it was consolidated on")
         return params
@@ -146,14 +149,11 @@ class KFAC(EWC):
             out.update({f"kron.{layer}.{k}": t for k, t in s.items()})
         out.update({f"error.{layer}": t for layer, t in self.errors.items()})
         if self.settings.tau:
-            from ...penalties import state_tensors
             out.update(state_tensors(self.prior, "prior."))
         return out
 
     def layers(self, ctx: Context) -> dict[str, nn.Module]:
         """The layers that get Kronecker factors on ``ctx.stream`` (one forward of one training sample)."""
-        from ...scenarios import batches
-
         model = model_of(ctx.model)
         x = next(iter(batches([ctx.stream[0]], "train", batch_size=1))).x.to(ctx.device)
         return kron_layers(model, x)
@@ -198,8 +198,6 @@ class KFAC(EWC):
         """Take the state after checking each layer's factors and anchors against ``model`` (a module of that
         name, square factors of its folded width and outputs, rows that agree, finite values), then the
         diagonal part and the prior as :class:`Regularizer` checks them."""
-        from ...penalties import state_from_tensors
-
         model = model_of(model)
         kron, errors, prior, rest = {}, {}, {}, {}
         for k, t in state.items():
