@@ -104,7 +104,8 @@ def kfac_cost() -> str:
         lines.append(f"| {name} | {m['factors_over_epoch']:.2f} | {m['fisher_diag_over_epoch']:.2f} | {r['ewc']:.2f}× | "
                      + " | ".join(f"{r[f'kfac T={t}']:.2f}× ({e[f'kfac T={t}']:.2f}× EWC's)" for t in tasks) + " |")
     state = ["| model | EWC (any number of tasks) | kfac nearest (any) | "
-             + " | ".join(f"kfac online exact, {t} tasks | kfac separate, {t} tasks" for t in tasks) + " |",
+             + " | ".join(f"kfac online exact, {t} task{'s' if t > 1 else ''} | kfac separate, {t} task{'s' if t > 1 else ''}"
+                          for t in tasks) + " |",
              "|---|---|---|" + "---|---|" * len(tasks)]
     for name, m in b["models"].items():
         sb = m["state_bytes"]

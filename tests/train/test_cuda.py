@@ -48,3 +48,33 @@ def test_the_fisher_on_cuda_matches_the_cpu(kind, net):
     gpu = fisher_diag(model.cuda(), gpu_data, kind, generator=torch.Generator().manual_seed(1))
     for n in cpu:
         torch.testing.assert_close(gpu[n].cpu(), cpu[n], rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("net", ["mlp", "cnn"])
+def test_the_kronecker_factors_and_penalty_on_cuda_match_the_cpu(net):
+    from lifelong import KFAC
+    from lifelong.importance.kfac import kron_factors
+
+    stream = permuted(load_dataset("mnist", TINY, download=False), 1, "domain", seed=0)
+    torch.manual_seed(0)
+    model = (mlp(784, (32,), 10) if net == "mlp" else small_cnn((1, 28, 28), 10)).double()
+    data = [(x.double(), y, None) for x, y, _, _ in batches([stream[0]], "train", batch_size=250)][:2]
+    cpu, _, _ = kron_factors(model, data, "exact")
+    cpu_kfac = KFAC(lam=3.0, kron_sum="nearest")
+    for _ in range(2):
+        cpu_kfac.consolidate(model, data)
+    gpu_data = [(x.cuda(), y.cuda(), None) for x, y, _ in data]
+    gpu_model = model.cuda()
+    gpu, _, _ = kron_factors(gpu_model, gpu_data, "exact")
+    for layer, f in cpu.items():
+        for part in ("A", "G"):
+            torch.testing.assert_close(gpu[layer][part].cpu(), f[part], rtol=1e-9, atol=1e-12)
+    gpu_kfac = KFAC(lam=3.0, kron_sum="nearest")
+    for _ in range(2):
+        gpu_kfac.consolidate(gpu_model, gpu_data)
+    with torch.no_grad():
+        for p in gpu_model.parameters():
+            p.add_(0.01)
+    pen = gpu_kfac.penalty(gpu_model)
+    assert pen.device.type == "cuda" and float(pen) > 0
+    torch.testing.assert_close(pen.cpu(), cpu_kfac.penalty(gpu_model.cpu()), rtol=1e-9, atol=1e-12)

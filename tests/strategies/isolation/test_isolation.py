@@ -438,7 +438,8 @@ def test_the_sweep_specs_the_docs_run_expand_to_the_runs_of_their_records():
     docs = ROOT / "docs" / "sweeps"
     specs = sorted(docs.glob("*.json"))
     assert {p.stem for p in specs} == {"isolation-split-mnist-task", "isolation-permuted-mnist-task",
-                                       "vandeven2019-xdg-split-mnist"}
+                                       "vandeven2019-xdg-split-mnist", "ritter2018-permuted-mnist",
+                                       "kfac-split-mnist-task", "kfac-split-mnist-class", "kfac-cnn-split-mnist-task"}
     for p in specs:
         made = expand(load_spec(p))
         runs, notes = read_record(ROOT / "docs" / "data" / p.name)
