@@ -138,3 +138,31 @@ def test_the_run_folder_table_lists_every_file_a_run_writes():
     text = (ROOT / "docs" / "getting-started.md").read_text()
     missing = [n for n in (*RUN_FILES, *RUN_DIRS, LOCK_FILE) if f"`{n}" not in text]
     assert not missing, missing
+
+
+def test_the_sweep_specs_the_docs_run_expand_to_the_runs_of_their_records():
+    """Each spec in docs/sweeps/ is run by a block of scripts/recorded_numbers.py and makes exactly the runs
+    its record in docs/data/ holds (same configs and seeds): the table a page shows is the one the command on
+    that page gives."""
+    import json
+
+    from lifelong.experiments.config import RunConfig
+    from lifelong.experiments.grid import expand, load_spec
+    from lifelong.experiments.record import read_record
+
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        import recorded_numbers
+    finally:
+        sys.path.pop(0)
+    ran = {m for spec in recorded_numbers.RECORDS.values() for c in spec["commands"]
+           for m in re.findall(r"lifelong sweep docs/sweeps/([\w-]+)\.json", c)}
+    specs = sorted((ROOT / "docs" / "sweeps").glob("*.json"))
+    assert {p.stem for p in specs} == ran
+    for p in specs:
+        made = expand(load_spec(p))
+        runs, notes = read_record(ROOT / "docs" / "data" / p.name)
+        assert not notes and len(made) == len(runs), p.name
+        key = lambda c: (json.dumps(c.method_record(), sort_keys=True), c.seed)  # noqa: E731
+        recorded = [RunConfig.from_record(r["raw_config"]).resolve() for r in runs]
+        assert sorted(map(key, made)) == sorted(map(key, recorded)), p.name

@@ -25,7 +25,7 @@ from lifelong.strategies.isolation.progressive import columns_forward
 from lifelong.train import TrainSettings, run_stream
 
 from tests.helpers_process import stop_after_checkpoint
-from tests.helpers import ROOT, TINY
+from tests.helpers import TINY
 
 FAST = ["--data-dir", str(TINY), "--no-download", "--no-progress", "--hidden", "32", "--threads", "1"]
 ZERO_FORGETTING = ("separate", "packnet", "hat", "progressive")
@@ -426,24 +426,3 @@ def test_isolation_errors_name_the_fix():
     with pytest.raises(UsageError, match="packnet: prune must be in"):
         PackNet(prune=1.5)
     assert math.isfinite(HAT().settings.s_max)
-
-
-def test_the_sweep_specs_the_docs_run_expand_to_the_runs_of_their_records():
-    """Each spec in docs/sweeps/ makes exactly the runs its record in docs/data/ holds (same configs and
-    seeds): the table a page shows is the one the command on that page gives."""
-    from lifelong.experiments.config import RunConfig
-    from lifelong.experiments.grid import expand, load_spec
-    from lifelong.experiments.record import read_record
-
-    docs = ROOT / "docs" / "sweeps"
-    specs = sorted(docs.glob("*.json"))
-    assert {p.stem for p in specs} == {"isolation-split-mnist-task", "isolation-permuted-mnist-task",
-                                       "vandeven2019-xdg-split-mnist", "ritter2018-permuted-mnist",
-                                       "kfac-split-mnist-task", "kfac-split-mnist-class", "kfac-cnn-split-mnist-task"}
-    for p in specs:
-        made = expand(load_spec(p))
-        runs, notes = read_record(ROOT / "docs" / "data" / p.name)
-        assert not notes and len(made) == len(runs), p.name
-        key = lambda c: (json.dumps(c.method_record(), sort_keys=True), c.seed)  # noqa: E731
-        recorded = [RunConfig.from_record(r["raw_config"]).resolve() for r in runs]
-        assert sorted(map(key, made)) == sorted(map(key, recorded)), p.name
