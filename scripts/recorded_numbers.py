@@ -128,6 +128,10 @@ def kfac_cost() -> str:
 
 REPRO = "lifelong reproduce {} --workers 2 --threads 1 --data-dir ../shared/data --out {}"
 SWEEP = "lifelong sweep docs/sweeps/{0}.json --workers 2 --threads 1 --data-dir ../shared/data --out sweeps/{0}"
+TUNE = ("lifelong tune --strategy {} {} --param lam --grid 1,10,100,1000,10000 --val-fraction 0.1 --workers 2 "
+        "--threads 1 --data-dir ../shared/data --out runs/{}")
+HSU_PROTOCOL = ("--benchmark split-mnist --tasks 5 --pad 2 --mean 0.1 --std 0.2752 --hidden 400,400 --epochs 4 "
+                "--batch-size 128 --optimizer adam --lr 0.001 --optimizer-state keep")
 HSU_ROWS = ["naive", "l2", "ewc", "online-ewc", "si", "mas", "joint"]
 #: block name -> what it shows: a recipe's table ("reproduction": its rows), a comparison ("comparison":
 #: compare's columns, plus parameters and capacity with ``capacity``), a tuned setting ("tune"), tuned
@@ -171,13 +175,15 @@ RECORDS: dict[str, dict] = {
         commands=[SWEEP.format("ritter2018-permuted-mnist"), "lifelong compare sweeps/ritter2018-permuted-mnist --memory"]),
     "kfac-split-task": dict(
         kind="comparison", file="kfac-split-mnist-task.json",
-        commands=[SWEEP.format("kfac-split-mnist-task"), "lifelong compare sweeps/kfac-split-mnist-task --memory"]),
+        commands=[TUNE.format(s, HSU_PROTOCOL + " --scenario task", f"split-task-{s}") for s in ("ewc", "online-ewc", "kfac")]),
     "kfac-split-class": dict(
         kind="comparison", file="kfac-split-mnist-class.json",
-        commands=[SWEEP.format("kfac-split-mnist-class"), "lifelong compare sweeps/kfac-split-mnist-class --memory"]),
+        commands=[TUNE.format(s, HSU_PROTOCOL + " --scenario class --class-units seen", f"split-class-{s}")
+                  for s in ("ewc", "online-ewc", "kfac")]),
     "kfac-cnn-task": dict(
         kind="comparison", file="kfac-cnn-split-mnist-task.json",
-        commands=[SWEEP.format("kfac-cnn-split-mnist-task"), "lifelong compare sweeps/kfac-cnn-split-mnist-task --memory"]),
+        commands=[TUNE.format(s, "--benchmark split-mnist --tasks 5 --model cnn --epochs 1 --scenario task", f"cnn-task-{s}")
+                  for s in ("ewc", "online-ewc", "kfac")]),
 }
 RECORD_DIR = ROOT / "docs" / "data"
 
