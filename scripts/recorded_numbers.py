@@ -389,7 +389,7 @@ def _plot(curves: dict[str, list[list[float]]], path: Path) -> None:
         if len(a) > 1:
             ax.fill_between(x, a.min(0), a.max(0), alpha=0.2)
     ax.axhline(90, color="gray", linestyle=":", linewidth=1)
-    ax.text(1, 90.5, "Ritter et al. 2018: over 90 % after 50 tasks (abstract)", fontsize=7, color="gray")
+    ax.text(50, 91.2, "Ritter et al. 2018: over 90 % after 50 tasks (abstract)", fontsize=7, color="gray", ha="right")
     ax.set_xlabel("number of tasks learned")
     ax.set_ylabel("average test accuracy over them (%)")
     ax.grid(alpha=0.3)
