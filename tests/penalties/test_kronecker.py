@@ -150,3 +150,10 @@ def test_settings_that_do_not_apply_are_refused():
         KFAC(anchors="separate", kron_sum="nearest")
     with pytest.raises(UsageError, match="gamma"):
         KFAC(anchors="separate", gamma=0.5)
+
+
+def test_the_docs_own_loop_example_runs_and_keeps_two_terms_per_layer(capsys):
+    from tests.helpers import readme_block
+
+    exec(compile(readme_block("kfac-loop"), "kfac-loop", "exec"), {})
+    assert capsys.readouterr().out.strip() == "{'0': 2, '2': 2}"
