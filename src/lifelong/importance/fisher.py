@@ -86,13 +86,8 @@ def fisher_diag(
     >>> tuple(F["0.weight"].shape), bool((F["2.bias"] > 0).all())
     ((8, 4), True)
     """
-    if kind not in FISHER_KINDS:
-        raise UsageError(f"unknown Fisher kind {kind!r}; valid kinds: {', '.join(FISHER_KINDS)}")
-    if kind == "mc":
-        if isinstance(mc_samples, bool) or not isinstance(mc_samples, int) or mc_samples < 1:
-            raise UsageError(f"mc_samples must be a positive integer; got {mc_samples!r}")
-        if generator is None:
-            generator = torch.Generator().manual_seed(0)
+    generator = checked_kind(kind, generator, mc_samples)
+
     def work():
         for batch in batches:
             x, y, mask = _unpack(batch)
@@ -100,6 +95,19 @@ def fisher_diag(
                                        mc_samples=mc_samples)
 
     return batch_mean(model, work(), sum_sq_grads, "the Fisher", reduce=getattr(batches, "reduce_sums", None))
+
+
+def checked_kind(kind: str, generator: torch.Generator | None, mc_samples: int) -> torch.Generator | None:
+    """Check a Fisher ``kind`` and its ``mc_samples``; the generator the MC labels are drawn with (a fresh
+    CPU generator seeded with 0 when ``kind="mc"`` and none is given)."""
+    if kind not in FISHER_KINDS:
+        raise UsageError(f"unknown Fisher kind {kind!r}; valid kinds: {', '.join(FISHER_KINDS)}")
+    if kind == "mc":
+        if isinstance(mc_samples, bool) or not isinstance(mc_samples, int) or mc_samples < 1:
+            raise UsageError(f"mc_samples must be a positive integer; got {mc_samples!r}")
+        if generator is None:
+            generator = torch.Generator().manual_seed(0)
+    return generator
 
 
 def fisher_diag_exact(model: nn.Module, batches: Iterable[Batch]) -> dict[str, Tensor]:

@@ -36,7 +36,7 @@ import torch
 from torch import Tensor, nn
 
 from lifelong.errors import UsageError
-from lifelong.importance.fisher import FISHER_KINDS, Batch, _unpack, logit_directions
+from lifelong.importance.fisher import Batch, _unpack, checked_kind, logit_directions
 from lifelong.importance.persample import eval_mode, kron_layers, sum_kron_factors, sum_sq_grads
 
 
@@ -62,10 +62,7 @@ def kron_factors(
     >>> {k: tuple(f["A"].shape) + tuple(f["G"].shape) for k, f in factors.items()}, diag, n
     ({'0': (5, 5, 8, 8), '2': (9, 9, 3, 3)}, {}, 16)
     """
-    if kind not in FISHER_KINDS:
-        raise UsageError(f"unknown Fisher kind {kind!r}; valid kinds: {', '.join(FISHER_KINDS)}")
-    if kind == "mc" and generator is None:
-        generator = torch.Generator().manual_seed(0)
+    generator = checked_kind(kind, generator, mc_samples)
     params = {n: p for n, p in model.named_parameters() if p.requires_grad}
     if not params:
         raise UsageError("the Kronecker factors: the model has no trainable parameters (requires_grad=True); "

@@ -286,11 +286,7 @@ def _sum_grads_hooks(
 ) -> dict[str, Tensor] | None:
     """Equation (2) through forward hooks (|·| in place of ² when ``absolute``); None when this
     batch cannot use them (then fall back)."""
-    logits, seen = _forward_capture(model, x, owners, copy_outputs=False)
-    if any(out._version != v_out for calls in seen.values() for _, _, out, v_out in calls):
-        # An in-place op after a layer (ReLU(inplace=True)) rewrote a captured output, whose
-        # gradient would then be the wrong one: run again, handing a copy of each output downstream.
-        logits, seen = _forward_capture(model, x, owners, copy_outputs=True)
+    logits, seen = _capture_outputs(model, x, owners)
     for m, calls in seen.items():
         if len(calls) != 1:
             return None  # unused or called twice (shared weights): per-sample grads need func
@@ -362,6 +358,18 @@ def _forward_capture(
     finally:
         for h in handles:
             h.remove()
+    return logits, seen
+
+
+def _capture_outputs(
+    model: nn.Module, x: Tensor, owners: dict[nn.Module, dict[str, str]]
+) -> tuple[Tensor, dict[nn.Module, list[tuple[Tensor, int, Tensor, int]]]]:
+    """:func:`_forward_capture` whose captured outputs are the ones the logits were computed from: when an
+    in-place op after a layer (ReLU(inplace=True)) rewrote a captured output, whose gradient would then be
+    the wrong one, run again, handing a copy of each output downstream."""
+    logits, seen = _forward_capture(model, x, owners, copy_outputs=False)
+    if any(out._version != v_out for calls in seen.values() for _, _, out, v_out in calls):
+        logits, seen = _forward_capture(model, x, owners, copy_outputs=True)
     return logits, seen
 
 
@@ -477,9 +485,7 @@ def sum_kron_factors(model: nn.Module, x: Tensor, v: Directions, layers: dict[st
     """
     with eval_mode(model), torch.enable_grad():
         owners = {m: {} for m in layers.values()}
-        logits, seen = _forward_capture(model, x, owners, copy_outputs=False)
-        if any(out._version != v_out for calls in seen.values() for _, _, out, v_out in calls):
-            logits, seen = _forward_capture(model, x, owners, copy_outputs=True)  # in-place ops after a layer
+        logits, seen = _capture_outputs(model, x, owners)
         for name, m in layers.items():
             if len(seen[m]) != 1:
                 raise UsageError(f"layer {name!r} was called {len(seen[m])} times in one forward; its Kronecker "
