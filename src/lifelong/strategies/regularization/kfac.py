@@ -95,13 +95,13 @@ class KFAC(EWC):
     def penalty(self, where: Context | nn.Module) -> Tensor:
         """The Kronecker part (:func:`kron_penalty`), the diagonal part and the prior, at the parameters of
         ``where``; 0 before the first task."""
-        params = self._params(model_of(where))
-        total = super().penalty(where) + kron_penalty(params, self.kron, self.lam)
+        params = self._params(model_of(where))  # checked once, for all three parts
+        total = quadratic_penalty(params, self.state, self.lam) + kron_penalty(params, self.kron, self.lam)
         return total + quadratic_penalty(params, self.prior, self.settings.tau) if self.settings.tau else total
 
     def add_penalty_grad(self, ctx: Context) -> None:
-        super().add_penalty_grad(ctx)
-        params = self._params(model_of(ctx))
+        params = self._params(model_of(ctx))  # once per step, for all three parts
+        add_quadratic_grad_(params, self.state, self.lam)
         add_kron_grad_(params, self.kron, self.lam)
         if self.settings.tau:
             add_quadratic_grad_(params, self.prior, self.settings.tau)
