@@ -56,13 +56,24 @@ def test_icarl_mean_bce_is_the_sum_over_the_live_units_divided_by_their_number()
     torch.testing.assert_close(losses["mean"].double() * units[0], losses["sum"].double(), rtol=1e-6, atol=0)
 
 
-def added_settings() -> list[tuple[str, str, object]]:
+#: a valid use of each added setting that has no choices (the boundary-free consolidation's; they need
+#: their mode)
+USES = {"consolidate_every": {"consolidate": "steps", "consolidate_every": 5},
+        "importance_every": {"importance_every": 5}, "importance_decay": {"importance_every": 5, "importance_decay": 0.5},
+        "plateau_window": {"consolidate": "plateau", "plateau_window": 3},
+        "plateau_mean": {"consolidate": "plateau", "plateau_mean": 0.5},
+        "plateau_var": {"consolidate": "plateau", "plateau_var": 0.5}}
+CONSOLIDATION = ("consolidate", *USES)
+WITH_CONSOLIDATION = [n for n, cls in STRATEGIES.items() if "consolidate" in {f.name for f in dataclasses.fields(cls.Settings)}]
+
+
+def added_settings() -> list[tuple[str, str, dict]]:
     out = []
     for name, cls in STRATEGIES.items():
         for f in dataclasses.fields(cls.Settings):
             if meta(f)["added"]:
-                other = next(c for c in meta(f)["choices"] if c != f.default)
-                out.append((name, f.name, other))
+                use = USES.get(f.name) or {f.name: next(c for c in meta(f)["choices"] if c != f.default)}
+                out.append((name, f.name, use))
     return out
 
 
@@ -70,11 +81,14 @@ def added_settings() -> list[tuple[str, str, object]]:
 def test_a_setting_added_later_changes_the_run_id_only_when_it_is_used(name, field, other):
     base = RunConfig.make(benchmark="split-mnist", strategy=name).resolve()
     same = RunConfig.make(benchmark="split-mnist", strategy=name, **{field: base.strategy.as_dict()[field]}).resolve()
-    used = RunConfig.make(benchmark="split-mnist", strategy=name, **{field: other}).resolve()
+    used = RunConfig.make(benchmark="split-mnist", strategy=name, **other).resolve()
     assert field not in base.method_record()["settings"]  # runs made before it keep their ids
     assert same.method_record() == base.method_record()
-    assert used.method_record() != base.method_record() and used.method_record()["settings"][field] == other
+    assert used.method_record() != base.method_record() and used.method_record()["settings"][field] == other[field]
 
 
-def test_the_added_settings_are_the_conventions():
-    assert {(n, f) for n, f, _ in added_settings()} == {*((n, "convention") for n in WITH_CONVENTION), ("icarl", "bce")}
+def test_the_added_settings_are_the_conventions_and_the_boundary_free_consolidation():
+    assert {(n, f) for n, f, _ in added_settings()} == {
+        *((n, "convention") for n in WITH_CONVENTION), ("icarl", "bce"),
+        *((n, f) for n in WITH_CONSOLIDATION for f in CONSOLIDATION)}
+    assert set(WITH_CONSOLIDATION) == {"ewc", "online-ewc", "mas"}

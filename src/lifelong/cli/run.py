@@ -159,6 +159,9 @@ def summary_line(result: RunResult) -> str:
         v = m.get(key)
         return "n/a" if not isinstance(v, (int, float)) or isinstance(v, bool) or v != v else f"{100 * v:{sign}.2f}"
 
+    if result.anytime is not None:  # a task-free stream: what its accuracy curve says
+        return (f"{result.run_id}: final accuracy {fmt('final_accuracy', '')}%  AUC {fmt('auc_accuracy', '')}%  "
+                f"curve forgetting {fmt('curve_forgetting')}  -> {result.run_dir or '(not written)'}")
     return (f"{result.run_id}: average accuracy {fmt('average_accuracy', '')}%  "
             f"BWT {fmt('backward_transfer')}  FWT {fmt('forward_transfer')}  "
             f"forgetting {fmt('forgetting')}  -> {result.run_dir or '(not written)'}")

@@ -32,7 +32,7 @@ from ..train.checkpoint import CHECKPOINT_FILE, read_header
 LOCK_FILE = ".lock"
 JOURNAL = "override.json"
 RUN_FILES = ("results.json", CHECKPOINT_FILE, "accuracy_matrix.csv", "accuracy_curves.png", "accuracy_matrix.png",
-             JOURNAL, "events.jsonl", "capacity.png", *EVAL_PNGS)
+             JOURNAL, "events.jsonl", "capacity.png", "anytime.png", *EVAL_PNGS)
 RUN_DIRS = ("tensorboard",)  # TensorBoard's event files (--log tensorboard)
 
 try:

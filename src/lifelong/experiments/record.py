@@ -36,7 +36,7 @@ VERSION = 1
 RESULTS_KEPT = ("run_id", "benchmark", "scenario", "strategy", "task_names", "accuracy_matrix", "metrics",
                 "val_metrics", "steps_per_task", "device", "peak_memory_bytes", "peak_device_memory_bytes",
                 "n_parameters", "extra_memory_bytes", "strategy_state", "replay_memory", "capacity", "seed",
-                "threads", "versions", "eval_scenarios", "title", "laplace")
+                "threads", "versions", "eval_scenarios", "title", "laplace", "anytime", "consolidations")
 
 
 def _slim(results: dict) -> dict:

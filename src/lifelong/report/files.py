@@ -60,6 +60,7 @@ RUN_OUTPUT_FILES = {
 
 #: Written beside them when the results hold a ``capacity`` (parameter isolation).
 CAPACITY_PNG = "capacity.png"
+ANYTIME_PNG = "anytime.png"
 #: a further evaluation scenario's plots (results["eval_scenarios"]): the curves and the matrix, per scenario
 EVAL_PNGS = tuple(f"accuracy_{kind}-{e}.png" for e in ("task", "class") for kind in ("curves", "matrix"))
 
@@ -273,6 +274,10 @@ def write_run_outputs(run_dir: str | os.PathLike, results: Mapping[str, Any]) ->
     write_matrix_csv(paths["accuracy_matrix_csv"], R, names)
     plot_accuracy_curves(R, names, paths["accuracy_curves_png"], title=title)
     plot_accuracy_matrix(R, names, paths["accuracy_matrix_png"], title=title)
+    if results.get("anytime"):  # a task-free stream: the accuracy curve against samples seen
+        from .plots import plot_anytime
+
+        paths["anytime_png"] = plot_anytime(results["anytime"], run_dir / ANYTIME_PNG, title=title)
     if results.get("capacity"):  # parameter isolation: what each task uses
         paths["capacity_png"] = plot_capacity(results["capacity"], names, run_dir / CAPACITY_PNG, title=title)
     for e, scored in (results.get("eval_scenarios") or {}).items():  # the same model in a further scenario

@@ -36,7 +36,8 @@ from lifelong import _io
 from lifelong.errors import UsageError
 from lifelong.eval.metrics import average_accuracy_curve, check_accuracy_matrix
 
-__all__ = ["plot_accuracy_curves", "plot_accuracy_matrix", "plot_capacity", "plot_comparison"]
+__all__ = ["plot_accuracy_curves", "plot_accuracy_matrix", "plot_anytime", "plot_capacity", "plot_comparison",
+           "plot_schedule"]
 
 DPI = 120
 _MAX_LABEL = 18  # characters of a task name shown on an axis; longer names are shortened
@@ -393,4 +394,70 @@ def plot_capacity(capacity: Mapping, task_names: Sequence[str], path: str | os.P
     ax.set_title(f"{title + ': ' if title else ''}capacity per task\n{detail}", fontsize=9)
     ax.legend(fontsize=8, loc="upper left")
     fig.tight_layout()
+    return _save(fig, path)
+
+
+# ---- task-free streams -----------------------------------------------------------------------------
+def _check_anytime(anytime: Mapping) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
+    points = anytime.get("points") if isinstance(anytime, Mapping) else None
+    groups = anytime.get("groups") if isinstance(anytime, Mapping) else None
+    if not points or not isinstance(groups, list):
+        raise UsageError("anytime must hold points and groups (results.json's anytime of a task-free run)")
+    n = np.array([p["samples"] for p in points], dtype=float)
+    acc = np.array([np.nan if p["accuracy"] is None else p["accuracy"] for p in points], dtype=float)
+    per = np.array([[a if s else np.nan for a, s in zip(p["groups"], p["seen"])] for p in points], dtype=float)
+    return n, acc, per, [str(g) for g in groups]
+
+
+@_plain_text
+def plot_anytime(anytime: Mapping, path: str | os.PathLike, *, title: str | None = None) -> Path:
+    """A task-free run's accuracy against the training samples seen (:mod:`lifelong.eval.anytime`): the
+    accuracy over the groups seen so far (bold) and each group's once it is seen (thin), with the area
+    under the curve and the final accuracy in the legend. Returns ``path``."""
+    n, acc, per, names = _check_anytime(anytime)
+    fig = Figure(figsize=(7.0, 3.6), layout="constrained")
+    ax = fig.add_subplot(1, 1, 1)
+    colors = _task_colors(len(names))
+    for g, name in enumerate(names):
+        ax.plot(n, 100 * per[:, g], color=colors[g], lw=0.8, alpha=0.6, label=_short(name))
+    m = anytime.get("metrics") or {}
+    auc = m.get("auc_accuracy")
+    label = "seen so far" + (f" (AUC {100 * auc:.1f}%)" if isinstance(auc, (int, float)) else "")
+    ax.plot(n, 100 * acc, color="black", lw=2.2, label=label)
+    ax.set_xlabel("training samples seen")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_ylim(0, 100)
+    ax.set_xlim(0, max(float(n.max()), 1.0))
+    ax.grid(alpha=0.3)
+    if title:
+        ax.set_title(title, fontsize=10)
+    _legend_outside(fig, ax, len(names) + 1, fontsize=7)
+    return _save(fig, path)
+
+
+def curves_of(anytime: Mapping) -> tuple[np.ndarray, np.ndarray]:
+    """``(samples, accuracy over the groups seen)`` of a recorded curve, for overlaying several runs."""
+    n, acc, _, _ = _check_anytime(anytime)
+    return n, acc
+
+
+@_plain_text
+def plot_schedule(shares: ArrayLike, group_names: Sequence[str], path: str | os.PathLike, *, samples: int | None = None,
+                  title: str | None = None) -> Path:
+    """A task-free stream's schedule: each group's share of the training samples (rows: windows of the
+    stream in order; :meth:`lifelong.scenarios.taskfree.Timeline.shares`) as stacked areas. Returns ``path``."""
+    S = np.asarray(shares, dtype=float)
+    if S.ndim != 2 or S.shape[1] != len(group_names):
+        raise UsageError(f"shares must be (windows, {len(group_names)} groups), got {S.shape}")
+    x = (np.arange(S.shape[0]) + 0.5) / S.shape[0] * (samples or S.shape[0])
+    fig = Figure(figsize=(7.0, 2.6), layout="constrained")
+    ax = fig.add_subplot(1, 1, 1)
+    ax.stackplot(x, 100 * S.T, colors=_task_colors(len(group_names)), labels=[_short(g) for g in group_names])
+    ax.set_xlim(0, x[-1] + x[0])
+    ax.set_ylim(0, 100)
+    ax.set_xlabel("training samples" if samples else "window of the stream")
+    ax.set_ylabel("share (%)")
+    if title:
+        ax.set_title(title, fontsize=10)
+    _legend_outside(fig, ax, len(group_names), fontsize=7)
     return _save(fig, path)

@@ -47,6 +47,7 @@ import numpy as np
 
 from .. import _io
 from ..errors import UsageError
+from ..eval.anytime import ANYTIME_METRICS  # a task-free run's default columns
 from ..eval.metrics import average_accuracy_curve, check_accuracy_matrix
 
 __all__ = ["DEFAULT_METRICS", "build_table", "format_markdown", "format_text", "write_table"]
@@ -62,7 +63,9 @@ def build_table(groups: list[dict], metrics: Sequence[str] | None, notes: list[s
     each row holds ``label``, ``strategy``, ``benchmark``, ``scenario``, ``params``, ``n``, ``seeds``,
     ``run_dirs`` and ``values[metric] = {"mean", "std", "n"}`` (fractions, as in results.json)."""
     chosen = bool(metrics)
-    metrics = list(metrics) if metrics else list(DEFAULT_METRICS)
+    runs = [r for g in groups for r in g["runs"]]
+    free = bool(runs) and all(isinstance(r["results"].get("anytime"), dict) for r in runs)
+    metrics = list(metrics) if metrics else list(ANYTIME_METRICS if free else DEFAULT_METRICS)  # task-free: the curve's
     if memory and "extra_memory_bytes" not in metrics:
         metrics.append("extra_memory_bytes")
     notes = list(notes)

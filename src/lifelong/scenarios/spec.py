@@ -31,6 +31,7 @@ from ..errors import UsageError
 from ..settings import Settings, setting
 from .benchmarks import derived_generator, permuted, rotated, split_classes, subsample_train
 from .task import CLASS_UNITS, SCENARIOS, TaskStream
+from .taskfree import SCHEDULES, rotating, task_free
 
 # benchmark -> (data set, stream kind)
 BENCHMARKS = {
@@ -42,10 +43,13 @@ BENCHMARKS = {
     "split-fashion": ("fashion-mnist", "split"),
     "split-cifar10": ("cifar10", "split"),  # 5 tasks of 2 classes
     "split-cifar100": ("cifar100", "split"),  # 10 tasks of 10 classes
+    "rotating-mnist": ("mnist", "rotating"),  # task-free: digit pairs at a turning angle (MNIST-360's manner)
+    "rotating-fashion": ("fashion-mnist", "rotating"),
     "custom": ("custom", "custom"),  # your own tasks: data_file or entry_point
 }
 N_CLASSES = {"mnist": 10, "fashion-mnist": 10, "cifar10": 10, "cifar100": 100}
-DEFAULT_TASKS = {"permuted": 10, "rotated": 5, "split": 5}
+DEFAULT_TASKS = {"permuted": 10, "rotated": 5, "split": 5, "rotating": 27}
+SCHEDULE_CHOICES = ("tasks", *SCHEDULES, "rotating")
 MAX_TASKS = 1000
 UNITS = ("auto", "shared", "per-task")
 F32_MAX = float(np.finfo(np.float32).max)
@@ -101,7 +105,7 @@ class StreamSpec(Settings):
                                        "(measured into the validation accuracy matrix)")
     train_samples: int | None = setting(None, added=True, check=lambda v: 1 <= v <= 10**9,
                                         must="be a count of samples >= 1",
-                                        help="train on a seeded random subset of this many samples of each task's "
+                                        help="train on a seeded random subset of this many samples of each task's (rotating-*: of the whole stream's) "
                                              "training split (the low-data protocol of GEM and A-GEM: 1000)")
     data_file: str | None = setting(None, flag="data",
                                     help="your own tasks: an .npz or .safetensors file with train_x_<t>, train_y_<t>, "
@@ -117,6 +121,27 @@ class StreamSpec(Settings):
         must="list task and/or class, like class,task",
         help="also evaluate the model in these scenarios (task: logits masked to each task's classes; class: no task "
              "identity): an accuracy matrix and metrics per scenario in results.json; training follows scenario")
+
+    schedule: str | None = setting(
+        None, added=True, choices=SCHEDULE_CHOICES,
+        help="tasks: announced task boundaries; flat, gradual, blurry: the tasks as one boundary-free stream, learned "
+             "in order (flat: back to back; gradual: overlapping Gaussian-scheduled mixtures; blurry: i-Blurry phases); "
+             "rotating: the rotating-* benchmarks' own (default: tasks, rotating for rotating-*)")
+    schedule_width: float | None = setting(
+        None, added=True, check=lambda v: 0 < v <= 1000, must="be in (0, 1000]",
+        help="gradual schedule: the spread of each task's samples in time, in task lengths (default 0.5)")
+    disjoint_share: float | None = setting(
+        None, added=True, check=lambda v: 0 <= v <= 1, must="be in [0, 1]",
+        help="blurry schedule: the share of classes (tasks, in the domain scenario) that stay in their own phase "
+             "(default 0.5, i-Blurry-50)")
+    blurry_share: float | None = setting(
+        None, added=True, check=lambda v: 0 <= v < 1, must="be in [0, 1)",
+        help="blurry schedule: the chance that a sample of another class moves to another phase (default 0.1, "
+             "i-Blurry-N-10)")
+    eval_per_group: int | None = setting(
+        None, added=True, check=lambda v: 1 <= v <= 10**7, must="be in 1..10000000",
+        help="task-free streams: test samples per class (per task in the domain scenario) in the fixed subset that "
+             "anytime evaluation measures (default 100)")
 
     # ---- derived views -------------------------------------------------------------------------------
     @property
@@ -150,6 +175,29 @@ class StreamSpec(Settings):
                           "data_file", "entry_point")
         elif self.pad:
             self.fail("pad", "applies to the built-in benchmarks; pad your own images before saving them")
+        free = self.schedule not in (None, "tasks")
+        if kind == "rotating" and self.schedule not in (None, "rotating"):
+            self.fail("schedule", f"{self.benchmark} has its own schedule (rotating); drop `schedule`")
+        if kind != "rotating" and self.schedule == "rotating":
+            self.fail("schedule", "'rotating' is the rotating-* benchmarks' own; choose flat, gradual or blurry")
+        if kind == "custom" and free:
+            self.fail("schedule", "applies to the built-in benchmarks; your own boundary-free data: TaskStream.from_tensors "
+                      "then lifelong.scenarios.taskfree.task_free")
+        if self.schedule_width is not None and self.schedule != "gradual":
+            self.fail("schedule_width", "applies to schedule='gradual'", "schedule")
+        for name in ("disjoint_share", "blurry_share"):
+            if getattr(self, name) is not None and self.schedule != "blurry":
+                self.fail(name, "applies to schedule='blurry'", "schedule")
+        if self.eval_per_group is not None and not (free or kind == "rotating"):
+            self.fail("eval_per_group", "applies to task-free streams (a schedule other than tasks)", "schedule")
+        if free or kind == "rotating":
+            if self.scenario == "task":
+                self.fail("scenario", "task: a task-free stream gives no task identity; use class (or domain)", "schedule")
+            if self.eval_scenarios or self.class_units != "all":
+                self.fail("eval_scenarios" if self.eval_scenarios else "class_units",
+                          "belongs to streams with tasks, not a task-free one", "schedule")
+        if kind == "rotating" and self.scenario not in (None, "class"):
+            self.fail("scenario", f"{self.benchmark} is class-incremental", "benchmark")
         if kind != "rotated" and self.angles is not None:
             self.fail("angles", f"applies to rotated benchmarks, not {self.benchmark}")
         if kind != "split" and self.split_groups is not None:
@@ -191,8 +239,21 @@ class StreamSpec(Settings):
             raise UsageError("the custom benchmark reads your tasks: give `data_file` (an .npz or .safetensors file) or "
                              "`entry_point` (package.module:function)", params=("data_file", "entry_point"))
         kind = s.kind
+        if s.schedule is None:
+            s = dataclasses.replace(s, schedule="rotating" if kind == "rotating" else "tasks")
+        free = s.schedule != "tasks"
         if s.scenario is None:
-            s = dataclasses.replace(s, scenario="task" if kind in ("split", "custom") else "domain")
+            if kind == "rotating" or (free and kind == "split"):
+                s = dataclasses.replace(s, scenario="class")
+            else:
+                s = dataclasses.replace(s, scenario="task" if kind in ("split", "custom") else "domain")
+        if s.schedule == "gradual" and s.schedule_width is None:
+            s = dataclasses.replace(s, schedule_width=0.5)
+        if s.schedule == "blurry":
+            s = dataclasses.replace(s, disjoint_share=0.5 if s.disjoint_share is None else s.disjoint_share,
+                                    blurry_share=0.1 if s.blurry_share is None else s.blurry_share)
+        if free and s.eval_per_group is None:
+            s = dataclasses.replace(s, eval_per_group=100)
         if kind == "rotated" and s.angles is None:
             n = s.tasks or DEFAULT_TASKS["rotated"]
             s = dataclasses.replace(s, angles=tuple(round(180.0 * t / n, 6) for t in range(n)))
@@ -240,12 +301,19 @@ class StreamSpec(Settings):
                 stream = permuted(data, s.tasks, s.scenario, **common)
             elif s.kind == "rotated":
                 stream = rotated(data, s.angles, s.scenario, **common)
+            elif s.kind == "rotating":
+                stream = rotating(data, s.tasks, samples=s.train_samples, eval_per_group=s.eval_per_group, **common)
             else:
                 groups = shuffled_groups(s.split_groups, seed) if s.shuffle_classes else s.split_groups
                 stream = split_classes(data, groups, s.scenario, **common)
             stream = dataclasses.replace(stream, info={**stream.info, "data": data.fingerprint()})
-        if s.train_samples is not None:
+        if s.train_samples is not None and s.kind != "rotating":
             stream = subsample_train(stream, s.train_samples, seed)
+        if s.schedule in SCHEDULES:
+            stream = task_free(stream, s.schedule, seed=seed, width=s.schedule_width or 0.5,
+                               disjoint=s.disjoint_share if s.disjoint_share is not None else 0.5,
+                               blurry=s.blurry_share if s.blurry_share is not None else 0.1,
+                               eval_per_group=s.eval_per_group or 100)
         if s.class_units != "all":
             stream = stream.with_class_units(s.class_units)
         if s.eval_scenarios:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
-from typing import Iterator, NamedTuple, Sequence
+from typing import Any, Iterator, NamedTuple, Sequence
 
 import torch
 from torch import Tensor
@@ -190,6 +190,13 @@ class TaskStream:
     info: dict = field(default_factory=dict)
     class_units: str = "all"  # class scenario: softmax over "all" units, or those of the tasks "seen" so far
     eval_scenarios: tuple[str, ...] = ()  # scenarios the model is also evaluated in (:meth:`with_eval_scenarios`)
+    # a task-free stream's one task, learned in stored order (:mod:`lifelong.scenarios.taskfree`); None: tasks
+    timeline: Any = None
+
+    @property
+    def task_free(self) -> bool:
+        """True for a stream without task boundaries: one task learned in the order it is stored."""
+        return self.timeline is not None
 
     def __post_init__(self) -> None:
         if self.class_units not in CLASS_UNITS:
@@ -200,6 +207,9 @@ class TaskStream:
                              params=("class_units",))
         if not self.tasks:
             raise UsageError(f"the stream {self.name!r} has no tasks: give it at least one")
+        if self.timeline is not None and (len(self.tasks) != 1 or len(self.timeline.train_groups) != len(self.tasks[0].train)):
+            raise UsageError(f"the task-free stream {self.name!r} must hold one task whose training samples the timeline "
+                             "describes: build it with lifelong.scenarios.taskfree")
         for e in self.eval_scenarios:
             if e not in EVAL_SCENARIOS:
                 raise UsageError(f"eval_scenarios: {e!r} is not one of {', '.join(EVAL_SCENARIOS)}",

@@ -207,6 +207,12 @@ class Strategy:
     #: why the strategy needs to know the loop's optimizer (``cl.optimizer``), or "" (it trains tensors of
     #: its own, ``parameters()``, is reason enough and needs no entry)
     needs_optimizer = ""
+    #: why the strategy cannot learn a stream without task boundaries (it does its work at a task's start or
+    #: end, or needs task identities), or "" (see :meth:`task_free_problem`)
+    needs_boundaries = ""
+    #: True for a strategy that trains on its data in shuffled order even on a task-free stream (joint
+    #: training, the i.i.d. upper bound); others learn a task-free stream in its order
+    iid = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -237,6 +243,11 @@ class Strategy:
     def check_stream(self, ctx: Context) -> None:
         """Before anything trains or is written: raise UsageError if this strategy cannot work with
         ``ctx.model`` on ``ctx.stream`` (iCaRL needs a Linear output layer). Not a training hook."""
+
+    def task_free_problem(self) -> str:
+        """Why this strategy, with its settings, cannot learn a task-free stream ("" if it can): a run on one
+        is refused with this reason before anything trains, instead of silently fine-tuning."""
+        return self.needs_boundaries
 
     def memory_bound(self, ctx: Context) -> int:
         """The most bytes of samples the strategy can keep on ``ctx.stream`` (a replay memory), checked

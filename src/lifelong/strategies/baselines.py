@@ -20,6 +20,7 @@ class Joint(Strategy):
     model. Every row of the accuracy matrix is trained: row i is joint training on tasks 1..i."""
 
     name = "joint"
+    iid = True  # on a task-free stream: the whole stream shuffled, the i.i.d. upper bound
 
     def training_tasks(self, ctx: Context) -> Sequence[Task]:
         return list(ctx.stream.tasks[: ctx.task_index + 1])
@@ -33,6 +34,7 @@ class JointEnd(Strategy):
     (equal to row 0), so only the final average accuracy compares with a paper's upper bound."""
 
     name = "joint-end"
+    iid = True
 
     def training_tasks(self, ctx: Context) -> Sequence[Task]:
         return list(ctx.stream.tasks) if ctx.task_index == len(ctx.stream) - 1 else []

@@ -89,6 +89,13 @@ class Compose(Strategy):
         for p in self.parts:
             p.check_stream(ctx)
 
+    def task_free_problem(self) -> str:
+        return next((f"{p.name}: {why}" for p in self.parts if (why := p.task_free_problem())), "")
+
+    @property
+    def iid(self) -> bool:  # type: ignore[override]
+        return any(p.iid for p in self.parts)
+
     def bind(self, model):
         for p in self.parts:
             p.bind(model)
@@ -185,7 +192,7 @@ class Compose(Strategy):
             r = p.report(ctx)
             out["state_bytes"] += r["state_bytes"]
             out["keeps"].update({f"{p.name}.{k}": v for k, v in r["keeps"].items()})
-            for key in ("memory", "capacity", "laplace"):
+            for key in ("memory", "capacity", "laplace", "consolidations"):
                 if r.get(key) is not None:
                     out[key] = r[key]
         return out

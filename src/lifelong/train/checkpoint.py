@@ -274,6 +274,20 @@ def check_progress(where: str, P: Any, stream, strategy, settings) -> None:
              f"{name} holds values outside [0, 1]")
 
     matrix(P["R"], "R")
+    if getattr(stream, "task_free", False):
+        from ..eval.anytime import check_point
+
+        A = P.get("anytime")
+        need(isinstance(A, dict) and {"samples", "next", "points"} <= set(A) and isinstance(A["points"], list),
+             "a task-free run's anytime record (samples, next, points) is missing")
+        need(type(A["samples"]) is int and A["samples"] >= 0 and type(A["next"]) is int and A["next"] > 0,
+             "anytime samples and next must be counts")
+        problems = [check_point(p) for p in A["points"]]
+        need(not any(problems), f"an anytime point is invalid: {next((p for p in problems if p), '')}")
+        need(all(len(p["groups"]) == stream.timeline.n_groups for p in A["points"]),
+             f"anytime points must hold {stream.timeline.n_groups} group accuracies")
+    else:
+        need(P.get("anytime") is None, "an anytime record is set for a stream with tasks")
     evals = tuple(getattr(stream, "eval_scenarios", ()))
     if evals:
         need(isinstance(P.get("R_eval"), dict) and set(P["R_eval"]) == set(evals),

@@ -49,8 +49,9 @@ from torch import Tensor, nn
 
 from ..errors import TrainingDiverged, UsageError
 from ..eval import evaluate, summarize, undefined_metrics
+from ..eval.anytime import anytime_metrics, seen_accuracy
 from ..models.heads import Heads
-from ..scenarios import Batch, Task, TaskStream, batches, join
+from ..scenarios import Batch, Task, TaskStream, batches, gather, join
 from ..seeds import derived_generator
 from ..strategies import Context, Step, Strategy
 from ..strategies.base import LOCAL, step_losses
@@ -113,6 +114,11 @@ class Learner:
         self._resume_step = 0  # a task restored mid-way resumes at this step, without before_task
         self._training: list[Task] | None = None  # the current task's training_tasks
         self._epoch_state: Tensor | None = None  # the order generator's state when the current epoch was drawn
+        # anytime evaluation of a task-free stream (lifelong.eval.anytime): samples drawn, the curve so far
+        self.samples_seen = 0
+        self.curve: list[dict[str, Any]] = []
+        self.eval_every = anytime_period(self.stream, settings) if stream.task_free else 0
+        self._next_eval = self.eval_every
         self._task_clock = 0.0  # when the current task started (minus its time before a resume)
         self._partial_seconds = 0.0
         self._clock = time.perf_counter()
@@ -162,6 +168,8 @@ class Learner:
         t0 = time.perf_counter()
         self.strategy.after_task(self.ctx)
         self.dist.sync_generator(self.ctx.generator)  # an MC Fisher drew labels for this process's share only
+        if self.eval_every and (not self.curve or self.curve[-1]["samples"] != self.samples_seen):
+            self._anytime_point()  # the curve ends where the stream does
         t1 = time.perf_counter()
         self._in_task, self.pending, self._epoch_state, self._partial_seconds, self._micro = False, None, None, 0.0, []
         self.steps_per_task.append(self.ctx.task_step)
@@ -205,6 +213,7 @@ class Learner:
         bs = batch_size or self.settings.batch_size
         per_epoch, total = steps_per_task(tasks, self.settings, bs, epochs)
         ctx = self.ctx
+        shuffle = not (self.stream.task_free and not self.strategy.iid)  # a task-free stream is learned in its order
         if total == 0:  # the strategy trains nothing on this task
             return
         if ctx.task_step >= total:
@@ -212,7 +221,7 @@ class Learner:
         while ctx.task_step < total:
             skip = ctx.task_step % per_epoch
             self._epoch_state = self.order.get_state()  # this epoch's order is drawn from here
-            for raw in batches(tasks, "train", batch_size=bs, shuffle=True, generator=self.order, skip=skip):
+            for raw in batches(tasks, "train", batch_size=bs, shuffle=shuffle, generator=self.order, skip=skip):
                 yield self._prepare(raw)  # the stream's own data, checked when the stream was made
                 if ctx.task_step >= total:
                     return
@@ -272,6 +281,7 @@ class Learner:
         if self.pending is not None and self.pending.losses and not self.pending.aux.get("stepped"):
             self._micro.append(self.pending)  # gradient accumulation: one optimizer step over several batches
         step = self.pending = Step(b.with_source(), ctx.step, ctx.task_step)
+        self.samples_seen += b.y.shape[0]  # the stream's samples drawn (a shape: no read of the device)
         step.batch = self.strategy.prepare_batch(ctx, step).with_source()
         return step.batch
 
@@ -337,6 +347,9 @@ class Learner:
         self.pending = None
         self.ctx.task_step += 1
         self.ctx.step = sum(self.steps_per_task) + self.ctx.task_step
+        if self.eval_every and self.samples_seen >= self._next_eval:
+            self._anytime_point()
+            self._next_eval = (self.samples_seen // self.eval_every + 1) * self.eval_every
 
     @property
     def last_batch(self) -> Batch | None:
@@ -387,6 +400,41 @@ class Learner:
                     "metrics": summarize(self._square(rows), scenario=e, steps_per_task=self.steps_per_task)}
                 for e, rows in self.eval_rows.items()}
 
+    @torch.no_grad()
+    def _anytime_point(self) -> dict[str, Any]:
+        """One point of the accuracy curve (:mod:`lifelong.eval.anytime`): the fixed evaluation subset's
+        accuracy per group and over the groups seen so far; one read of the device."""
+        tl, task = self.stream.timeline, self.stream[0]
+        idx = tl.eval_index
+        groups = tl.test_groups[idx].to(self.device)
+        right = torch.zeros(tl.n_groups, dtype=torch.float64, device=self.device)
+        for s in range(0, len(idx), 1000):
+            b = gather(task, "test", idx[s : s + 1000].to(self.device))
+            hit = (self.predict(b.x, 0).argmax(1) == b.y).to(torch.float64)
+            right.index_add_(0, groups[s : s + 1000], hit)
+        counts = torch.bincount(tl.test_groups[idx], minlength=tl.n_groups).tolist()
+        per_group = [r / c if c else 0.0 for r, c in zip(right.tolist(), counts)]
+        n = self.samples_seen
+        seen = [e is not None and (e < n or n >= len(tl.train_groups)) for e in self._entries]
+        point = {"samples": n, "step": self.ctx.step, "accuracy": seen_accuracy(per_group, counts, seen),
+                 "groups": per_group, "seen": seen}
+        self.curve.append(point)
+        return point
+
+    @property
+    def _entries(self) -> list[int | None]:
+        if not hasattr(self, "_entries_cache"):
+            self._entries_cache = self.stream.timeline.entries()
+        return self._entries_cache
+
+    def anytime(self) -> dict[str, Any] | None:
+        """A task-free stream's accuracy curve and its metrics (results.json's ``anytime``), or None."""
+        if not self.eval_every:
+            return None
+        tl = self.stream.timeline
+        return {**tl.to_dict(), "every": self.eval_every, "points": [dict(p) for p in self.curve],
+                "metrics": anytime_metrics(self.curve)}
+
     def begin(self) -> list[float]:
         """Measure the accuracy row before any training, R[0], if it is not measured yet (``start_task``
         does it otherwise); returns it."""
@@ -421,12 +469,20 @@ class Learner:
         """The metrics of the tasks learned so far (average accuracy, BWT, FWT, forgetting): the rows so
         far over their tasks' columns; a metric undefined there (one task; FWT in the class scenario) is
         None, and :meth:`undefined_metrics` says why."""
-        return summarize(self._square(self._rows(split)), scenario=self.stream.scenario,
-                         steps_per_task=self.steps_per_task)
+        out = summarize(self._square(self._rows(split)), scenario=self.stream.scenario, steps_per_task=self.steps_per_task)
+        if self.eval_every and split == "test":
+            out.update(anytime_metrics(self.curve))
+        return out
 
     def undefined_metrics(self, split: str = "test") -> dict[str, str]:
         """Why each metric :meth:`summary` leaves out is undefined."""
-        return undefined_metrics(self._square(self._rows(split)), self.stream.scenario, self.steps_per_task)
+        out = undefined_metrics(self._square(self._rows(split)), self.stream.scenario, self.steps_per_task)
+        if self.eval_every and split == "test":
+            why = {"final_accuracy": "no point of the accuracy curve has a group seen",
+                   "auc_accuracy": "the accuracy curve has no point",
+                   "curve_forgetting": "the accuracy curve needs two points and a group seen before the last"}
+            out.update({k: why[k] for k, v in anytime_metrics(self.curve).items() if v is None})
+        return out
 
     def _rows(self, split: str) -> list[list[float]]:
         return self.rows if split == "test" else self.val_rows
@@ -471,6 +527,9 @@ class Learner:
             "partial_train_seconds": time.perf_counter() - self._task_clock if mid else 0.0,
             "elapsed_seconds": time.perf_counter() - self._clock,
         }
+        if self.eval_every:
+            progress["anytime"] = {"samples": self.samples_seen, "next": self._next_eval,
+                                   "points": [dict(p) for p in self.curve]}
         meta: dict[str, Any] = {"progress": progress, "strategy": self.strategy.name}
         keep = self.settings.optimizer_state == "keep" and ctx.optimizer is not None
         if ctx.optimizer is not None and (mid or keep):
@@ -526,6 +585,9 @@ class Learner:
             self.eval_rows = {e: [] for e in self.eval_rows}
         self.steps_per_task = list(P["steps_per_task"])
         self.timings = {k: list(P["timings"][k]) for k in TIMINGS}
+        if self.eval_every:
+            A = P["anytime"]
+            self.samples_seen, self._next_eval, self.curve = A["samples"], A["next"], [dict(p) for p in A["points"]]
         self._resume_step = P["step"]
         self._partial_seconds = float(P["partial_train_seconds"])
         self._clock = time.perf_counter() - float(P["elapsed_seconds"])
@@ -598,6 +660,16 @@ class Learner:
             raise UsageError(f"{what}() belongs inside a task: call start_task(i) first (or loop over cl.tasks())")
 
 
+def anytime_period(stream: TaskStream, settings: TrainSettings) -> int:
+    """Training samples between two points of a task-free stream's accuracy curve: ``eval_every``, or a
+    twentieth of the samples the stream's training draws (``epochs`` passes or ``iterations`` batches)."""
+    if settings.eval_every:
+        return settings.eval_every
+    n = len(stream[0].train)
+    total = settings.iterations * settings.batch_size if settings.iterations else settings.epochs * n
+    return max(1, math.ceil(total / 20))
+
+
 def merged_step(steps: list[Step]) -> Step:
     """One step of several accumulated batches: their batches, inputs and (detached) logits joined, rows
     grouped by source again (what a memory stores covers every batch); the losses of the last."""
@@ -626,7 +698,13 @@ def check_run(model: nn.Module, stream: TaskStream, strategy: Strategy, settings
     model's). A UsageError otherwise; callers run it before they write anything."""
     ctx = Context(model, Heads.of(stream), stream=stream, settings=settings or TrainSettings())
     _check_fits_stream(ctx)
+    if stream.task_free and (why := strategy.task_free_problem()):
+        raise UsageError(f"{strategy.name} cannot learn the task-free stream {stream.name!r} ({stream.timeline.schedule}): "
+                         f"{why}", owner=strategy.name)
     strategy.check_stream(ctx)
+    if ctx.settings.eval_every and not stream.task_free:
+        raise UsageError("eval_every applies to task-free streams (schedule flat, gradual, blurry or a rotating-* "
+                         "benchmark); a stream with tasks is measured after each task", params=("eval_every",))
     device = device or next((p.device for p in model.parameters()), torch.device("cpu"))
     need, have = strategy.memory_bound(ctx), memory_bytes(device)
     if have is not None and need > have:

@@ -56,6 +56,9 @@ class TrainSettings(Settings):
                                    help="reset: a fresh optimizer for each task; keep: one optimizer for the whole "
                                         "stream, its state (Adam's moments) carried from task to task, as Hsu et al.'s "
                                         "and van de Ven et al.'s code")
+    eval_every: int | None = setting(None, added=True, check=lambda v: 1 <= v <= 10**12, must="be a count of samples >= 1",
+                                     help="task-free streams: measure the accuracy curve on the fixed evaluation subset "
+                                          "every this many training samples (default: 20 points over the stream)")
     check_every: int = setting(50, check=lambda v: 1 <= v <= 10**9, must="be >= 1",
                                help="steps between reads of the loss from the device (the NaN check, the event log)")
 

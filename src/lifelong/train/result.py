@@ -42,6 +42,9 @@ class RunResult:
     replay_memory: dict[str, Any] | None = None
     capacity: dict[str, Any] | None = None  # parameter isolation: what each task uses
     laplace: dict[str, Any] | None = None  # kfac: the Kronecker-factored layers, the diagonal rest, approximation errors
+    # a task-free stream's accuracy curve: its timeline, the points and their metrics (lifelong.eval.anytime)
+    anytime: dict[str, Any] | None = None
+    consolidations: list[int] | None = None  # steps after which a boundary-free regularizer consolidated
     seed: int = 0
     threads: int | None = None
     processes: int | None = None  # a data-parallel run's processes
@@ -64,7 +67,7 @@ class RunResult:
         """The content of ``results.json`` (optional parts only when present)."""
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in ("run_dir", "rank")}
         for key in ("val_accuracy_matrix", "val_metrics", "eval_scenarios", "processes", "run_id", "config", "data", "title",
-                    "selection", "strategy_state", "laplace"):
+                    "selection", "strategy_state", "laplace", "anytime", "consolidations"):
             if d[key] is None:
                 del d[key]
         if not d["undefined_metrics"]:

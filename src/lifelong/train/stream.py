@@ -130,7 +130,7 @@ def results_of(cl: Learner) -> RunResult:
         device=str(cl.device), peak_memory_bytes=peak_rss_bytes(), peak_device_memory_bytes=peak_device_memory(cl.device),
         n_parameters=count_parameters(cl.model), extra_memory_bytes=report["state_bytes"],
         strategy_state=report["keeps"], replay_memory=report.get("memory"), capacity=report.get("capacity"),
-        laplace=report.get("laplace"),
+        laplace=report.get("laplace"), anytime=cl.anytime(), consolidations=report.get("consolidations"),
         seed=cl.seed, threads=torch.get_num_threads(), processes=cl.dist.world if cl.dist.world > 1 else None,
         versions=versions(),
     )

@@ -38,6 +38,7 @@ class Isolation(Strategy):
     needs_task_because = "it selects each task's part of the network by the task's identity"
     #: False for XdG, which freezes nothing
     freezes = True
+    needs_boundaries = "it gives each task parameters of its own and needs the task's identity"
     #: True when the method reads the model's layer structure (XdG, PackNet, HAT, progressive)
     uses_layers = True
 

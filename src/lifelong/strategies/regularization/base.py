@@ -33,6 +33,7 @@ from ...penalties import (
 from ...settings import Settings, setting
 from ..base import Context, Strategy
 from ..state import Group, Position, like, trainable
+from .consolidation import Plateau, plateau_step, update_every
 
 
 def model_of(where: Context | nn.Module) -> nn.Module:
@@ -98,6 +99,89 @@ class Regularizer(Strategy):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.state: QuadraticState = empty_state()
+        # the boundary-free forms (:mod:`.consolidation`): the running importance and the detector's state
+        self.running: dict[str, Tensor] = {}
+        self.online: dict[str, Tensor] = {}
+
+    # ---- when to consolidate (see .consolidation) ----------------------------------------------------
+    @property
+    def consolidation(self) -> str:
+        return getattr(self.settings, "consolidate", "task")
+
+    @property
+    def every(self) -> int:
+        """K: steps between running-importance updates (0: none, a pass over the task's data at its end)."""
+        return update_every(self.settings) if hasattr(self.settings, "importance_every") else 0
+
+    def task_free_problem(self) -> str:
+        if self.consolidation != "task":
+            return ""
+        free = " set consolidate='plateau' or 'steps'" if hasattr(self.settings, "consolidate") else ""
+        return (f"it consolidates at the end of each task, and a task-free stream has none (it would be fine-tuning "
+                f"until the stream's end):{free or ' use ewc, online-ewc or mas with consolidate=plateau'}")
+
+    def after_step(self, ctx: Context, step) -> None:
+        K = self.every
+        if not K:
+            return
+        if not self.online:
+            dev = ctx.device
+            self.online = {"block": torch.zeros(K, dtype=torch.float64, device=dev),
+                           "window": torch.zeros(self.settings.plateau_window, dtype=torch.float64),
+                           "meta": torch.tensor([0.0, 0.0, 0.0, 0.0, 1.0], dtype=torch.float64),
+                           "consolidated": torch.zeros(0, dtype=torch.long)}
+        if self.consolidation == "plateau":  # this step's loss, kept on the device until the block ends
+            total = sum(v.detach() for v in step.losses.values()) if step.losses else None
+            if total is not None:
+                self.online["block"][ctx.step % K] = total.to(torch.float64)
+        if (ctx.step + 1) % K == 0:
+            self._update_running(ctx, step)
+            if self.consolidation == "plateau" and self._plateau_reached():
+                self._consolidate_now(ctx)
+        if self.consolidation == "steps" and (ctx.step + 1) % self.settings.consolidate_every == 0:
+            self._consolidate_now(ctx)
+
+    def _update_running(self, ctx: Context, step) -> None:
+        """Ω̃ ← α Ω_batch + (1 − α) Ω̃ from the batch's own rows at the current θ (EWC++)."""
+        own = step.batch.select(step.batch.rows(0))
+        if own.y.shape[0] == 0:
+            return
+        model = model_of(ctx.model)
+        imp = self.importance(model, [(own.x, own.y, ctx.live(ctx.task_index))], ctx.generator)
+        a = self.settings.importance_decay
+        meta = self.online["meta"]
+        if not self.running or meta[0] == 0:
+            self.running = {n: t.detach().clone() for n, t in imp.items()}
+        else:
+            self.running = {n: t.detach() * a + self.running[n] * (1.0 - a) for n, t in imp.items()}
+        meta[0] += 1
+
+    def _plateau_reached(self) -> bool:
+        """The block's mean loss into the detector (one read of the device per block)."""
+        s, meta = self.settings, self.online["meta"]
+        n = int(meta[1])
+        state = Plateau(tuple(self.online["window"][:n].tolist()), float(meta[2]), float(meta[3]), bool(meta[4]))
+        state, hit = plateau_step(state, float(self.online["block"].mean()), s.plateau_window, s.plateau_mean,
+                                  s.plateau_var)
+        w = len(state.window)
+        self.online["window"][:w] = torch.tensor(state.window, dtype=torch.float64)
+        meta[1:] = torch.tensor([w, state.last_mean, state.last_var, float(state.peak)], dtype=torch.float64)
+        return hit
+
+    def _consolidate_now(self, ctx: Context) -> None:
+        """Merge the running importance, anchored at the current θ, into the penalty."""
+        if not self.running:
+            return
+        model = model_of(ctx.model)
+        imp = {n: t.clone() for n, t in self.running.items()}
+        self.state = self.merge(imp, anchor_of(model, imp))
+        self.online["consolidated"] = torch.cat([self.online["consolidated"], torch.tensor([ctx.step + 1], device=self.online["consolidated"].device)])
+
+    def consolidations(self) -> list[int] | None:
+        """The steps (counted from 1) after which a boundary-free consolidation happened; None by task."""
+        if self.consolidation == "task":
+            return None
+        return self.online["consolidated"].tolist() if self.online else []
 
     @property
     def lam(self) -> float:
@@ -146,6 +230,11 @@ class Regularizer(Strategy):
         return imp
 
     def after_task(self, ctx: Context) -> None:
+        if self.consolidation != "task":
+            return  # boundary-free: the task's end is not a consolidation point
+        if self.every:  # EWC++: the running importance, anchored at θ*
+            self._consolidate_now(ctx)
+            return
         self.consolidate(ctx.model, ctx.task_batches(), generator=ctx.generator)
 
     # ---- state ------------------------------------------------------------------------------------
@@ -153,6 +242,8 @@ class Regularizer(Strategy):
         out = state_tensors(self.state, "penalty.")
         for key in self._buffers:
             out.update({f"{key}.{n}": t for n, t in getattr(self, key).items()})
+        out.update({f"running.{n}": t for n, t in self.running.items()})
+        out.update({f"online.{k}": t for k, t in self.online.items()})
         return out
 
     def state_spec(self, ctx: Context, at: Position) -> list[Group]:
@@ -160,21 +251,33 @@ class Regularizer(Strategy):
         is done; each buffer (parameter-shaped) when ``_buffer_when`` says."""
         params = trainable(model_of(ctx.model))
         kept = {"task": at.started, "trained": at.trained, "done": at.done > 0}
-        return [Group("the penalty's constant", {"penalty.offset": ((), torch.float64)}),
-                like(params, "penalty.importance.", "the penalty's importance of the tasks learned", at.done > 0),
-                like(params, "penalty.anchor.", "the penalty's anchor, the parameters after the tasks learned", at.done > 0),
-                *(like(params, f"{key}.", f"{self.name}'s running {key}", kept[self._buffer_when.get(key, "task")])
-                  for key in self._buffers)]
+        consolidated = at.done > 0 if self.consolidation == "task" else None  # boundary-free: any time
+        groups = [Group("the penalty's constant", {"penalty.offset": ((), torch.float64)}),
+                  like(params, "penalty.importance.", "the penalty's importance of the tasks learned", consolidated),
+                  like(params, "penalty.anchor.", "the penalty's anchor, the parameters after the tasks learned", consolidated),
+                  *(like(params, f"{key}.", f"{self.name}'s running {key}", kept[self._buffer_when.get(key, "task")])
+                    for key in self._buffers)]
+        K = self.every
+        if K:
+            groups += [like(params, "running.", "the running importance (EWC++)", None if at.trained else False),
+                       Group("the consolidation's block, window, counters and steps",
+                             {"online.block": ((K,), torch.float64),
+                              "online.window": ((self.settings.plateau_window,), torch.float64),
+                              "online.meta": ((5,), torch.float64), "online.consolidated": ((None,), torch.int64)},
+                             at.trained)]
+        return groups
 
     def load_state_dict(self, state: dict[str, Tensor], model: nn.Module) -> None:
         """Take the state, after checking that every tensor names a parameter of ``model`` with its shape
         and dtype, that the importance and anchor name the same parameters, and that all are finite."""
-        known = ("penalty.", *(f"{key}." for key in self._buffers))
+        known = ("penalty.", "running.", "online.", *(f"{key}." for key in self._buffers))
         unknown = sorted(k for k in state if not k.startswith(known))
         if unknown:
             raise ValueError(f"strategy {self.name!r} does not know the state keys {unknown[:3]}")
         pen = state_from_tensors(state, "penalty.")
-        buffers = {key: {k[len(key) + 1:]: t for k, t in state.items() if k.startswith(f"{key}.")} for key in self._buffers}
+        buffers = {key: {k[len(key) + 1:]: t for k, t in state.items() if k.startswith(f"{key}.")}
+                   for key in (*self._buffers, "running")}
+        online = {k[len("online."):]: t for k, t in state.items() if k.startswith("online.")}
         params = dict(model_of(model).named_parameters())
         imp, anc, offset = pen["importance"], pen["anchor"], pen["offset"]
         if set(imp) != set(anc):
@@ -190,9 +293,18 @@ class Regularizer(Strategy):
                     raise ValueError(f"{prefix}.{n} is {t.dtype} {tuple(t.shape)}, the parameter {p.dtype} {tuple(p.shape)}")
                 if not bool(torch.isfinite(t).all()):
                     raise ValueError(f"{prefix}.{n} holds values that are not finite")
+        if online and not bool(torch.isfinite(online.get("meta", torch.zeros(1))).all()):
+            raise ValueError("online.meta holds values that are not finite")
         self.state = pen
         for key, tensors in buffers.items():
             setattr(self, key, tensors)
+        self.online = dict(online)
+
+    def report(self, ctx: Context) -> dict:
+        out = super().report(ctx)
+        if self.consolidation != "task":
+            out["consolidations"] = self.consolidations()
+        return out
 
     def curvature_max(self) -> float:
         """The penalty's largest curvature over λ: max(Ω), 0 before the first task."""
@@ -200,6 +312,9 @@ class Regularizer(Strategy):
 
     def divergence_hint(self, ctx: Context) -> tuple[str, tuple[str, ...]]:
         wmax = self.curvature_max()
+        if wmax != wmax:
+            return (f"the {self.name} importance is not finite (the model diverged while it was estimated): lower "
+                    "`lr` or `lam`", ("lr", "lam"))
         if not wmax > 0:
             return super().divergence_hint(ctx)
         optimizer, lr = getattr(ctx.settings, "optimizer", "sgd"), getattr(ctx.settings, "lr", float("nan"))

@@ -47,14 +47,14 @@ from ...settings import setting
 from ..base import Context
 from ..state import Group, Position, trainable
 from .base import anchor_of, model_of
-from .ewc import EWC, EWCSettings
+from .ewc import EWC, FisherSettings
 
 ANCHORS = ("online", "separate")
 KRON_SUMS = ("exact", "nearest")
 
 
 @dataclass(frozen=True)
-class KFACSettings(EWCSettings):
+class KFACSettings(FisherSettings):
     anchors: str = setting("online", flag="anchors", choices=ANCHORS,
                            help="online: one precision, the sum of the tasks' Kronecker blocks, centred on the newest "
                                 "parameters (Ritter et al. 2018); separate: one term per task at its own parameters "

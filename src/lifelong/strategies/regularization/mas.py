@@ -28,6 +28,7 @@ In a loop that has only DataLoaders::
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Iterable
 
 import torch
@@ -35,7 +36,28 @@ from torch import Tensor, nn
 
 from ...importance import mas_importance
 from ...penalties import QuadraticState, merge_decay
-from .base import Regularizer
+from .base import LambdaSettings, Regularizer
+from .consolidation import (
+    check_consolidation, consolidate_every_setting, consolidate_setting, importance_decay_setting,
+    importance_every_setting, plateau_mean_setting, plateau_var_setting, plateau_window_setting,
+)
+
+
+@dataclass(frozen=True)
+class MASSettings(LambdaSettings):
+    """λ and the convention, and the boundary-free consolidation (:mod:`.consolidation`; Aljundi et al.
+    2019 is MAS with plateaus)."""
+
+    consolidate: str = consolidate_setting()
+    consolidate_every: int | None = consolidate_every_setting()
+    importance_every: int = importance_every_setting()
+    importance_decay: float = importance_decay_setting()
+    plateau_window: int = plateau_window_setting()
+    plateau_mean: float = plateau_mean_setting()
+    plateau_var: float = plateau_var_setting()
+
+    def check(self) -> None:
+        check_consolidation(self)
 
 
 class MAS(Regularizer):
@@ -43,6 +65,7 @@ class MAS(Regularizer):
     parameters. Importance needs no labels; with task masks only the task's own units count."""
 
     name = "mas"
+    Settings = MASSettings
 
     def importance(self, model: nn.Module, data: Iterable, generator: torch.Generator) -> dict[str, Tensor]:
         """Ω_t at θ* over ``data`` (x, (x,), (x, y) or (x, y, mask) batches)."""

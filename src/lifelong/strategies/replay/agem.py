@@ -154,6 +154,7 @@ class GEM(ConcatMixing, Replay):
     """
 
     name = "gem"
+    needs_boundaries = "it keeps one memory and one gradient constraint per task"
     Settings = GEMSettings
 
     def after_backward(self, ctx, step):

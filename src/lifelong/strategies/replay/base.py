@@ -131,6 +131,17 @@ class Replay(Strategy):
                              f"(policy {b.policy!r}) keeps no sample of each: give `memory` at least {keys}",
                              params=("memory",), owner=self.name)
 
+    def task_free_problem(self) -> str:
+        """A memory filled at task ends stays empty on a task-free stream (fine-tuning under another name)."""
+        if self.needs_boundaries:
+            return self.needs_boundaries
+        if self.buffer.policy not in STREAMING:
+            return (f"policy={self.buffer.policy!r} fills the memory at the end of each task, and a task-free stream "
+                    "has none: use policy='reservoir'")
+        if getattr(self.settings, "weighting", "mean") == "tasks":
+            return "weighting='tasks' weighs the memory by the number of tasks seen: use weighting='mean'"
+        return ""
+
     def memory_bound(self, ctx: Context) -> int:
         """The most bytes the memory can hold on this stream: its budget, or the stream's training samples
         if fewer, times one sample's input, target, task id (and DER's logits)."""

@@ -18,7 +18,8 @@ batch only (from the second task on), the memory batch's over every live unit, a
 
     L = CE_{classes in B}(B) + CE(B_M)                  (the terms task and replay)
 
-so that new classes do not push the old ones' logits down.
+so that new classes do not push the old ones' logits down. On a task-free stream (no second task to wait
+for) the asymmetric term applies from the first step whose batch holds memory samples.
 """
 
 from __future__ import annotations
@@ -105,7 +106,7 @@ class ERACE(Replay):
         b = step.inputs
         z = ctx.heads.logits(step.logits, b.task, ctx.task_index)
         zc, yc = z[cur], b.y[cur]
-        if ctx.task_index > 0:  # only the classes present in the incoming batch
+        if ctx.task_index > 0 or (ctx.stream.task_free and mem.stop > mem.start):  # only the classes present in B
             present = torch.zeros(z.shape[1], dtype=torch.bool, device=z.device)
             present[yc] = True
             zc = zc.masked_fill(~present, float("-inf"))

@@ -37,6 +37,8 @@ class GDumb(Replay):
     name = "gdumb"
     Settings = GDumbSettings
     data_from_state = True
+    needs_boundaries = ("it takes a whole task into its memory when the task starts and trains on it: on a task-free "
+                        "stream it would see the whole stream before learning; use er")
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)

@@ -86,6 +86,7 @@ class ICaRL(Replay):
     """iCaRL: herding exemplars, sigmoid distillation, nearest-mean-of-exemplars classifier (see module)."""
 
     name = "icarl"
+    needs_boundaries = "it selects exemplars and class means at the end of each task"
     Settings = ICaRLSettings
     data_from_state = True
 

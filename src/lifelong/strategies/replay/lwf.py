@@ -73,6 +73,7 @@ class LwF(Strategy):
     """LwF: distil the previous model's outputs on the current inputs (see module)."""
 
     name = "lwf"
+    needs_boundaries = "it distills from the model as it was at the end of the previous task"
     Settings = LwFSettings
 
     def __init__(self, *args, **kwargs) -> None:
