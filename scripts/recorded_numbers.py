@@ -73,7 +73,8 @@ def blocks(docs: str = "") -> dict[str, str]:
     gap = (f"EWC recovers {100 * (acc['ewc'] - acc['naive']):.1f} of the {100 * (acc['joint'] - acc['naive']):.1f} "
            "points that fine-tuning loses against joint training.")
     return {"results-table": "\n".join(rows), "results-source": source, "results-gap": gap,
-            "example-line": f"```\n{line}\n```", "kfac-cost": kfac_cost()}
+            "example-line": f"```\n{line}\n```", "kfac-cost": kfac_cost(),
+            "online-cost": online_cost()}
 
 
 def _nearest_error(e: dict) -> str:
@@ -88,6 +89,24 @@ def _nearest_error(e: dict) -> str:
         step = e["step_error"][layer]
         lines.append(f"| {layer} | " + " | ".join(f"{100 * cum[t - 1]:.1f} % ({100 * step[t - 1]:.1f} %)" for t in points) + " |")
     return "\n".join(lines)
+
+
+def online_cost() -> str:
+    """The throughput table of benchmarks/results/online.json: samples per second, ours against a bare loop."""
+    b = json.loads((ROOT / "benchmarks" / "results" / "online.json").read_text())
+    lines = ["| method | lifelong (samples/s) | bare PyTorch loop (samples/s) | ratio | reads of the device per step |",
+             "|---|---|---|---|---|"]
+    for name, m in b["methods"].items():
+        bare, ratio = m.get("bare_samples_per_second"), m.get("ratio")
+        lines.append(f"| {name} | {m['ours_samples_per_second']:,.0f} | {'–' if bare is None else f'{bare:,.0f}'} | "
+                     f"{'–' if ratio is None else f'{ratio:.2f}'} | {m['device_reads_per_step']:.3f} |")
+    mc = b["machine"]
+    return ("```bash\npython benchmarks/bench_online.py --samples 10000 --threads 1 --data-dir ../shared/data\n```\n\n"
+            + "\n".join(lines)
+            + f"\n\n{b['samples']} samples, batches of {b['batch']}, {b['threads']} thread, median of {b['repeats']} "
+            f"interleaved repeats; torch {mc['torch']}, `{mc['platform']}`, load average {mc['loadavg_before'][0]:g} "
+            "(`benchmarks/results/online.json`). The reads are the loss check every 50 steps and the parameters' check "
+            "at the end (EWC++ adds none: its running Fisher stays on the device); a curve point adds one read.")
 
 
 def kfac_cost() -> str:
@@ -184,6 +203,9 @@ RECORDS: dict[str, dict] = {
         kind="comparison", file="kfac-cnn-split-mnist-task.json",
         commands=[TUNE.format(s, "--benchmark split-mnist --tasks 5 --model cnn --epochs 1 --scenario task", f"cnn-task-{s}")
                   for s in ("ewc", "online-ewc", "kfac")]),
+    "task-free": dict(
+        kind="anytime", file="task-free-mnist.json", plot="taskfree_curves.png", schedules="taskfree_schedules.png",
+        commands=[SWEEP.format("task-free-mnist"), "lifelong compare sweeps/task-free-mnist"]),
 }
 RECORD_DIR = ROOT / "docs" / "data"
 
@@ -399,6 +421,110 @@ def _plot(curves: dict[str, list[list[float]]], path: Path) -> None:
     plt.close(fig)
 
 
+# ---- task-free streams ------------------------------------------------------------------------------
+STREAM_ORDER = ["gradual split-mnist", "blurry split-mnist", "rotating-mnist", "flat permuted-mnist"]
+TF_METHODS = ["naive", "ewc++", "mas (plateaus)", "er", "derpp", "joint"]
+
+
+def _stream_of(r: dict) -> str:
+    c = r["config"]
+    sched = c.get("schedule")
+    return c["benchmark"] if sched in (None, "rotating") else f"{sched} {c['benchmark']}"
+
+
+def _tf_method(r: dict) -> str:
+    c = r["config"]
+    s = c.get("strategy")
+    if s == "online-ewc":
+        return "ewc++"
+    if s == "mas" and c.get("consolidate") == "plateau":
+        return "mas (plateaus)"
+    return s
+
+
+def _anytime(spec: dict, runs: list[dict]) -> str:
+    """Per stream and method: final accuracy, AUC and curve forgetting (mean ± std over seeds); the curves
+    and the schedules (figures written unless --check)."""
+    by: dict[str, dict[str, list[dict]]] = {}
+    for r in runs:
+        by.setdefault(_stream_of(r), {}).setdefault(_tf_method(r), []).append(r)
+    streams = sorted(by, key=lambda k: STREAM_ORDER.index(k) if k in STREAM_ORDER else len(STREAM_ORDER))
+    lines = ["| stream | method | final accuracy (%) | AUC (%) | curve forgetting (%) | consolidations | seeds |",
+             "|---|---|---|---|---|---|---|"]
+    for st in streams:
+        methods = sorted(by[st], key=lambda m: TF_METHODS.index(m) if m in TF_METHODS else len(TF_METHODS))
+        for m in methods:
+            rs = [r["results"] for r in by[st][m]]
+            cells = [_mean_std([x["metrics"][k] for x in rs]) for k in ("final_accuracy", "auc_accuracy", "curve_forgetting")]
+            cons = [len(x["consolidations"]) for x in rs if x.get("consolidations") is not None]
+            lines.append(f"| {st} | {m} | " + " | ".join(cells)
+                         + f" | {'–' if not cons else f'{sum(cons) / len(cons):.1f}'} | {len(rs)} |")
+    if "--check" not in sys.argv[1:]:
+        _plot_anytime(by, streams, ROOT / "docs" / spec["plot"])
+        _plot_schedules(by, streams, ROOT / "docs" / spec["schedules"])
+    else:
+        for f in (spec["plot"], spec["schedules"]):
+            if not (ROOT / "docs" / f).exists():
+                raise SystemExit(f"docs/{f} is missing: run python scripts/recorded_numbers.py")
+    return ("\n".join(lines) + "\n\nCells: mean ± sample std over seeds. *Final*: accuracy on the classes (or tasks) seen, at "
+            "the end; *AUC*: the area under the accuracy curve over the samples seen (Koh et al. 2022, divided by the "
+            "samples); *curve forgetting*: each group's best accuracy at an earlier point minus its last, averaged; "
+            "*consolidations*: how often the regularizer consolidated (mean over seeds). Joint training shuffles the "
+            "whole stream (one pass): its curve is not an online learner's, its final accuracy the upper bound.\n\n"
+            f"![the schedules of the task-free streams]({spec['schedules']})\n\n"
+            f"![accuracy on the groups seen against the samples seen, mean over seeds]({spec['plot']})")
+
+
+def _plot_anytime(by: dict, streams: list[str], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, axes = plt.subplots(1, len(streams), figsize=(3.4 * len(streams), 3.2), dpi=100, squeeze=False)
+    for ax, st in zip(axes[0], streams):
+        for m in sorted(by[st], key=lambda m: TF_METHODS.index(m) if m in TF_METHODS else len(TF_METHODS)):
+            curves = [r["results"]["anytime"]["points"] for r in by[st][m]]
+            n = np.array([p["samples"] for p in curves[0]])
+            a = np.array([[np.nan if p["accuracy"] is None else 100 * p["accuracy"] for p in c] for c in curves])
+            ax.plot(n, np.nanmean(a, 0), label=m, linestyle=":" if m == "joint" else "-")
+        ax.set_title(st, fontsize=9)
+        ax.set_xlabel("training samples seen", fontsize=8)
+        ax.set_ylim(0, 100)
+        ax.grid(alpha=0.3)
+        ax.tick_params(labelsize=7)
+    axes[0][0].set_ylabel("accuracy on the groups seen (%)", fontsize=8)
+    axes[0][-1].legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, metadata={"Software": None})
+    plt.close(fig)
+
+
+def _plot_schedules(by: dict, streams: list[str], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, axes = plt.subplots(1, len(streams), figsize=(3.4 * len(streams), 2.4), dpi=100, squeeze=False)
+    for ax, st in zip(axes[0], streams):
+        a = next(iter(by[st].values()))[0]["results"]["anytime"]  # seed order: the first run's schedule
+        S = 100 * np.array(a["shares"])
+        x = (np.arange(len(S)) + 0.5) / len(S) * a["samples"]
+        ax.stackplot(x, S.T, colors=[plt.get_cmap("tab10")(k % 10) for k in range(S.shape[1])])
+        ax.set_title(f"{st} ({a['unit']} shares)", fontsize=9)
+        ax.set_xlabel("training samples", fontsize=8)
+        ax.set_xlim(0, a["samples"])
+        ax.set_ylim(0, 100)
+        ax.tick_params(labelsize=7)
+    axes[0][0].set_ylabel("share (%)", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, metadata={"Software": None})
+    plt.close(fig)
+
+
 def record_parts(lam: float) -> dict[str, tuple[dict, str, list[dict]]]:
     """Each record block's spec, its commands and table, and the runs shown (each record read once)."""
     parts = {}
@@ -414,6 +540,8 @@ def record_parts(lam: float) -> dict[str, tuple[dict, str, list[dict]]]:
             body = _tunes(spec, runs)[0]
         elif spec["kind"] == "curve":
             body = _curve(spec, runs)
+        elif spec["kind"] == "anytime":
+            body = _anytime(spec, runs)
         else:
             body = _tune(spec, runs, lam)
         parts[f"record:{name}"] = (spec, f"{_commands(spec)}\n\n{body}", runs)

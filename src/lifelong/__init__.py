@@ -26,7 +26,7 @@ from .eval import (
 )
 from .importance import fisher_diag, fisher_diag_empirical, fisher_diag_exact, fisher_diag_mc, fisher_diag_predicted
 from .models import ModelSpec, mlp, small_cnn
-from .scenarios import StreamSpec, TaskStream, benchmark
+from .scenarios import StreamSpec, TaskStream, benchmark, task_free
 from .strategies import (
     AGEM, DER, ER, ERACE, EWC, GEM, HAT, KFAC, L2, MAS, SI, Compose, DERpp, GDumb, ICaRL, Joint, JointEnd, LwF, Naive, OnlineEWC,
     PackNet, Progressive, RWalk, Separate, Strategy, XdG,
@@ -42,7 +42,7 @@ __all__ = [
     "ER", "ERACE", "GEM", "AGEM", "DER", "DERpp", "LwF", "ICaRL", "GDumb",
     "Separate", "XdG", "PackNet", "HAT", "Progressive",
     # streams and models
-    "TaskStream", "StreamSpec", "benchmark", "ModelSpec", "mlp", "small_cnn",
+    "TaskStream", "StreamSpec", "benchmark", "task_free", "ModelSpec", "mlp", "small_cnn",
     # evaluation and metrics
     "evaluate", "summarize", "average_accuracy", "backward_transfer", "forward_transfer", "forgetting", "intransigence",
     # Fisher estimators

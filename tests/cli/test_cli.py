@@ -31,7 +31,8 @@ def test_run_writes_a_complete_results_folder(tmp_path):
     assert names <= {p.name for p in out.iterdir()}
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["run_id"] == res.run_id and cfg["strategy"]["name"] == "ewc" and cfg["stream"]["scenario"] == "task"
-    assert cfg["strategy"]["settings"] == {"lam": 100.0, "fisher": "exact", "mc_samples": 1, "convention": "half"}  # its own
+    assert cfg["strategy"]["settings"] == {"lam": 100.0, "fisher": "exact", "mc_samples": 1, "convention": "half",  # its own
+                                           **CONSOLIDATION}
     assert set(cfg) == {"run_id", "config_version", "data", "stream", "model", "strategy", "train", "runtime", "seed"}
     saved = json.loads((out / "results.json").read_text())
     assert saved["accuracy_matrix"] == res.accuracy_matrix
@@ -237,6 +238,11 @@ def test_corrupt_idx_files_are_one_line_exit_2_and_debug_shows_the_traceback(dam
         console_main(["--debug", *args])
 
 
+#: the boundary-free consolidation's settings at their defaults (ewc, online-ewc, mas)
+CONSOLIDATION = {"consolidate": "task", "consolidate_every": None, "importance_every": 0, "importance_decay": 0.1,
+                 "plateau_window": 5, "plateau_mean": 0.2, "plateau_var": 0.1}
+
+
 def test_settings_belong_to_their_strategy():
     from lifelong.experiments.config import RunConfig
     from lifelong.strategies.regularization import EWCSettings
@@ -244,7 +250,7 @@ def test_settings_belong_to_their_strategy():
     ewc = RunConfig.make(strategy="ewc", lam=5.0).resolve()
     assert ewc.strategy == EWCSettings(lam=5.0) and ewc.strategy.strategy == "ewc"  # the settings know their strategy
     assert ewc.to_record()["strategy"] == {"name": "ewc", "settings": {"lam": 5.0, "fisher": "exact", "mc_samples": 1,
-                                                                     "convention": "half"}}
+                                                                     "convention": "half", **CONSOLIDATION}}
     assert RunConfig.make(strategy="ewc", lam=5).resolve().method_record() == ewc.method_record()  # 5 and 5.0: one
     with pytest.raises(UsageError, match="xi is not a setting of ewc"):  # SI's ξ cannot be given to EWC
         RunConfig.make(strategy="ewc", xi=0.3)
@@ -253,7 +259,7 @@ def test_settings_belong_to_their_strategy():
     # a composite's parts each have their own settings, by prefix; a bare key sets every part having it
     both = RunConfig.make(strategy="ewc+l2", lam=3.0, **{"l2.lam": 0.5}).resolve()
     assert both.to_record()["strategy"]["settings"] == {"ewc": {"lam": 3.0, "fisher": "exact", "mc_samples": 1,
-                                                                "convention": "half"},
+                                                                "convention": "half", **CONSOLIDATION},
                                                         "l2": {"lam": 0.5, "convention": "half"}}
     assert RunConfig.from_record(both.to_record()).resolve() == both
 

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from lifelong.cli import console_main, main
 from lifelong.errors import SettingError
 from lifelong.strategies import STRATEGIES, build
+from tests.cli.test_cli import CONSOLIDATION
 from lifelong.train import Learner, TrainSettings
 from tests.helpers import ROOT, TINY, readme_block, tiny_model, tiny_stream
 from tests.strategies import test_contract as contract
@@ -103,7 +104,7 @@ def test_the_examples_run_from_the_command_line_and_compose(registered, tmp_path
     res = main(["run", "--strategy", "ewc+magnitude", "--ewc.lam", "100", "--magnitude.lam", "2",
                 "--out", str(tmp_path / "a"), *FAST])
     assert res.config["strategy"] == {"name": "ewc+magnitude", "settings": {
-        "ewc": {"lam": 100.0, "fisher": "exact", "mc_samples": 1, "convention": "half"},
+        "ewc": {"lam": 100.0, "fisher": "exact", "mc_samples": 1, "convention": "half", **CONSOLIDATION},
         "magnitude": {"lam": 2.0, "convention": "half"}}}
     res = main(["run", "--strategy", "weighted-replay+lwf", "--memory", "30", "--replay-weight", "0.5",
                 "--out", str(tmp_path / "b"), *FAST])

@@ -121,3 +121,17 @@ def test_every_run_field_is_in_the_run_id_or_named_as_not_changing_results():
                 assert changed != ref, f"{part}.{f.name} does not change the run id: add it to the id or to NOT_IN_ID"
     assert len(checked) >= 30 and {"init", "optimizer_state", "hidden", "angles", "momentum", "class_units",
                                     "eval_scenarios", "device", "threads", "out"} <= set(checked), checked
+
+
+def test_every_field_of_a_run_is_in_its_id_or_named_as_not_changing_results():
+    """A field a new version adds is in the run id once it leaves its default (a task-free schedule, its
+    evaluation period): none can be forgotten by a list of the id's keys."""
+    from lifelong.experiments import config as C
+    from lifelong.experiments.config import RunConfig
+
+    flat = RunConfig.make(benchmark="split-mnist", strategy="naive").resolve().flat()
+    assert all(k in C._V2_KEYS or k in C.ADDED_IN_ID or k in C.NOT_IN_ID for k in flat), sorted(flat)
+    base = RunConfig.make(benchmark="split-mnist", strategy="naive", schedule="gradual").resolve()
+    for change in ({"schedule": "blurry"}, {"schedule_width": 0.3}, {"eval_every": 100}, {"eval_per_group": 20}):
+        other = RunConfig.make(benchmark="split-mnist", strategy="naive", **{"schedule": "gradual", **change}).resolve()
+        assert other.method_record() != base.method_record(), change

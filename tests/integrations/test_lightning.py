@@ -163,3 +163,57 @@ def test_gradient_accumulation_steps_the_strategy_once_per_optimizer_step_over_e
     assert cl.accuracy_matrix.tolist() == ref.accuracy_matrix.tolist()
     if name in ("er", "derpp"):
         assert cl.strategy.buffer.seen == sum(len(t.train) for t in s) * 2  # every sample of both epochs offered
+
+
+def task_free_stream():
+    from lifelong.scenarios import task_free
+
+    s = stream()
+    return task_free(TaskStream.from_tensors([(t.train.images, t.train.targets) for t in s],
+                                             [(t.test.images, t.test.targets) for t in s], scenario="class",
+                                             units="shared"), "gradual", seed=0, eval_per_group=20)
+
+
+def stream_batches(s, batch_size=16):
+    """The stream in its order: what a task-free run trains on, in both loops."""
+    return [(x, y) for x, y, _, _ in batches([s[0]], "train", batch_size=batch_size)]
+
+
+@pytest.mark.parametrize("name, settings", [("derpp", {"memory": 50}),
+                                            ("online-ewc", {"consolidate": "steps", "consolidate_every": 10})])
+def test_lightning_learns_a_task_free_stream_as_the_plain_loop_curve_and_all(name, settings):
+    from lifelong.strategies import STRATEGIES
+    from lifelong.train import TrainSettings
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        runs = []
+        for use_lightning in (False, True):
+            s = task_free_stream()
+            cl = Learner(model(), STRATEGIES[name](**settings), s, settings=TrainSettings(eval_every=200))
+            data = stream_batches(s)
+            if use_lightning:
+                trainer = L.Trainer(max_epochs=1, accelerator="cpu", devices=1, deterministic=True, logger=False,
+                                    enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                                    callbacks=[LifelongCallback(cl)])
+                trainer.fit(Module(cl), torch.utils.data.DataLoader(data, batch_size=None))
+            else:
+                for _ in cl.tasks():
+                    opt = cl.optimizer = torch.optim.SGD(cl.parameters(), lr=0.05, momentum=0.9)
+                    for x, y in data:
+                        b = cl.batch(x, y)
+                        loss = cl.loss(b)
+                        opt.zero_grad()
+                        loss.backward()
+                        cl.before_step(b)
+                        opt.step()
+                        cl.after_step(b)
+            runs.append(cl)
+    finally:
+        torch.set_num_threads(threads)
+    a, b = runs
+    assert len(a.curve) == len(s[0].train) // 200 and a.curve == b.curve  # the last point is the end
+    assert a.accuracy_matrix.tolist() == b.accuracy_matrix.tolist()
+    sa, sb = a.strategy.state_dict(), b.strategy.state_dict()
+    assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)

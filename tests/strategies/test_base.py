@@ -150,7 +150,7 @@ def test_library_errors_name_python_parameters():
     assert e.value.params == ("lam",) and e.value.owner == "ewc"
     with pytest.raises(SettingError, match=r"^ewc: mc_samples applies to fisher='mc', not fisher='exact'$"):
         EWC(mc_samples=3)
-    with pytest.raises(UsageError, match=r"^ewc: no setting 'lamda' \(settings: lam, fisher, mc_samples, convention\)$"):
+    with pytest.raises(UsageError, match=r"^ewc: no setting 'lamda' \(settings: lam, fisher, mc_samples, convention, consolidate, "):
         EWC(lamda=1.0)
     with pytest.raises(SettingError, match=r"^train: lr must be > 0"):
         TrainSettings(lr=-1.0)

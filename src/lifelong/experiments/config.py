@@ -265,7 +265,7 @@ class ResolvedRun(RunConfig):
     def method_record(self) -> dict[str, Any]:
         """Every field that changes the results, the data aside (the flat record in 0.2's layout without
         the fields that do not): two configs with equal records are one experiment on the same data."""
-        d = {k: v for k, v in self.flat().items() if k in _V2_KEYS}
+        d = {k: v for k, v in self.flat().items() if k in _V2_KEYS or k in ADDED_IN_ID}  # every field, older or added
         d["settings"] = self.strategy.id_dict()
         return {k: v for k, v in d.items() if k not in NOT_IN_ID and not (k in ADDED_IN_ID and v == ADDED_IN_ID[k])}
 
@@ -298,6 +298,7 @@ _PART_TYPES = {"stream": StreamSpec, "model": ModelSpec, "train": TrainSettings,
 # while at their default, as they are in JSON, so older runs keep their ids (strategy settings: id_dict).
 ADDED_IN_ID = {RENAMES.get((part, f.name), f.name): _plain(f.default)
                for part, cls in _PART_TYPES.items() for f in fields(cls) if meta(f)["added"]}
+ADDED_IN_ID["schedule"] = "tasks"  # what a resolved spec of a stream with tasks says: the runs made before it
 # 0.2's config keys, in its order (the run id's layout)
 _V2_KEYS = ("benchmark", "scenario", "tasks", "angles", "split_groups", "shuffle_classes", "augment", "optimizer_state",
             "class_units", "strategy", "pad", "mean", "std", "model", "hidden", "optimizer", "lr", "momentum",

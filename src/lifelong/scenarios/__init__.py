@@ -6,6 +6,7 @@ from .benchmarks import (
 )
 from .custom import from_tensors, load_tasks_file, save_tasks_file
 from .spec import BENCHMARKS, StreamSpec, benchmark
+from .taskfree import SCHEDULES, Timeline, rotating, task_free
 from .task import (
     CLASS_UNITS, SCENARIOS, AsIs, Batch, DataSplit, Preprocess, Task, TaskStream, batches, gather, join, memory_rows,
 )
@@ -14,5 +15,5 @@ __all__ = [
     "SCENARIOS", "CLASS_UNITS", "Batch", "Preprocess", "DataSplit", "Task", "TaskStream", "batches", "join",
     "memory_rows", "DEFAULT_SPLIT_GROUPS", "derived_generator", "permuted", "rotate_images", "rotated",
     "split_classes", "subsample_train", "AsIs", "gather", "from_tensors", "load_tasks_file", "save_tasks_file",
-    "BENCHMARKS", "StreamSpec", "benchmark",
+    "BENCHMARKS", "StreamSpec", "benchmark", "SCHEDULES", "Timeline", "rotating", "task_free",
 ]

@@ -124,8 +124,8 @@ class StreamSpec(Settings):
 
     schedule: str | None = setting(
         None, added=True, choices=SCHEDULE_CHOICES,
-        help="tasks: announced task boundaries; flat, gradual, blurry: the tasks as one boundary-free stream, learned "
-             "in order (flat: back to back; gradual: overlapping Gaussian-scheduled mixtures; blurry: i-Blurry phases); "
+        help="tasks: announced task boundaries; flat, ordered, gradual, blurry: the tasks as one boundary-free stream, "
+             "learned in order (flat: back to back, each shuffled; ordered: back to back as stored; gradual: overlapping Gaussian-scheduled mixtures; blurry: i-Blurry phases); "
              "rotating: the rotating-* benchmarks' own (default: tasks, rotating for rotating-*)")
     schedule_width: float | None = setting(
         None, added=True, check=lambda v: 0 < v <= 1000, must="be in (0, 1000]",

@@ -11,6 +11,8 @@ schedules, each a seeded function of the source stream's tasks (their *phases*):
 
 - ``flat``: the tasks one after another, each task's samples shuffled within it (the sharp boundaries
   are still in the data, only unannounced).
+- ``ordered``: the tasks one after another, each in its stored order (your own data that arrives in order:
+  one task, or several back to back, from :meth:`TaskStream.from_tensors`).
 - ``gradual``: each sample of task t gets a time τ = t + ½ + w·z, z ~ N(0, 1), and the stream is
   ordered by τ, so that task t's share of the stream at time u is
   N_t φ((u − t − ½)/w) / Σ_s N_s φ((u − s − ½)/w): Gaussian-scheduled, overlapping mixtures (w is
@@ -39,7 +41,7 @@ from ..errors import UsageError
 from ..seeds import derived_generator
 from .task import DataSplit, Preprocess, Task, TaskStream
 
-SCHEDULES = ("flat", "gradual", "blurry")
+SCHEDULES = ("flat", "ordered", "gradual", "blurry")
 UNITS = ("class", "task")
 
 
@@ -209,6 +211,8 @@ def task_free(stream: TaskStream, schedule: str, *, seed: int = 0, width: float 
     phases = tr_ph
     if schedule == "flat":
         order = flat_order(phases, gen)
+    elif schedule == "ordered":
+        order = torch.arange(len(phases))
     elif schedule == "gradual":
         order = gradual_order(phases, width, gen)
         params = {"width": width}

@@ -432,7 +432,8 @@ class Learner:
         if not self.eval_every:
             return None
         tl = self.stream.timeline
-        return {**tl.to_dict(), "every": self.eval_every, "points": [dict(p) for p in self.curve],
+        shares = [[round(v, 4) for v in row] for row in tl.shares(50).tolist()]  # the schedule, for its picture
+        return {**tl.to_dict(), "every": self.eval_every, "shares": shares, "points": [dict(p) for p in self.curve],
                 "metrics": anytime_metrics(self.curve)}
 
     def begin(self) -> list[float]:

@@ -1,0 +1,77 @@
+"""Task-free streams from the command line: a run's results.json holds the accuracy curve and its metrics,
+the run folder its picture, compare shows the curve's metrics, and the settings that cannot apply are
+one line and exit code 2 with nothing written."""
+
+from __future__ import annotations
+
+import json
+
+import torch
+
+from lifelong.cli import console_main, main
+from lifelong.experiments.collect import compare
+from lifelong.train import Learner, TrainSettings, fit_task
+from tests.helpers import FAST, tiny_model, tiny_stream
+
+RUN = ["run", "--benchmark", "split-mnist", "--tasks", "2", "--schedule", "gradual", "--train-samples", "60",
+       "--eval-per-group", "10", "--batch-size", "10", "--eval-every", "30", "--hidden", "8", *FAST]
+
+
+def test_a_task_free_run_records_its_curve_and_draws_it(tmp_path, capsys):
+    res = main([*RUN, "--strategy", "er", "--memory", "20", "--out", str(tmp_path / "er")])
+    d = json.loads((tmp_path / "er" / "results.json").read_text())
+    a = d["anytime"]
+    assert [p["samples"] for p in a["points"]] == [30, 60, 90, 120]
+    assert a["schedule"] == "gradual" and a["unit"] == "class" and len(a["groups"]) == 4 and a["every"] == 30
+    assert d["metrics"]["auc_accuracy"] == a["metrics"]["auc_accuracy"] is not None
+    assert d["metrics"]["final_accuracy"] == a["points"][-1]["accuracy"]
+    assert (tmp_path / "er" / "anytime.png").exists()
+    assert "AUC" in capsys.readouterr().out and res.anytime == a
+
+
+def test_compare_shows_the_curves_metrics_for_task_free_runs(tmp_path):
+    for seed in ("0", "1"):
+        main([*RUN, "--strategy", "naive", "--seed", seed, "--out", str(tmp_path / f"n{seed}")])
+    table = compare([tmp_path], quiet=True, write=False)
+    assert table["metrics"] == ["final_accuracy", "auc_accuracy", "curve_forgetting"]
+    assert table["rows"][0]["n"] == 2
+
+
+def test_a_strategy_that_needs_boundaries_and_eval_every_on_tasks_are_one_line_and_exit_2(tmp_path, capsys):
+    code = console_main([*RUN, "--strategy", "ewc", "--out", str(tmp_path / "ewc")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "task-free" in err and "consolidate='plateau'" in err
+    assert not (tmp_path / "ewc").exists()
+    code = console_main(["run", "--benchmark", "split-mnist", "--tasks", "2", "--eval-every", "30", *FAST,
+                         "--out", str(tmp_path / "t")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "eval_every" in err.replace("-", "_")
+    assert not (tmp_path / "t").exists()
+    code = console_main([*RUN, "--strategy", "ewc", "--consolidate", "plateau", "--out", str(tmp_path / "ok")])
+    assert code == 0 and (tmp_path / "ok" / "results.json").exists()
+
+
+def test_a_task_free_training_step_reads_nothing_back_from_the_device(monkeypatch):
+    """Replay included: the loss check every check_every steps and the curve's points are the only reads of
+    floating-point values (integer bookkeeping on the CPU, the rows' sources, is not the device's)."""
+    s = tiny_stream("split-mnist", "class", 2, schedule="gradual", eval_per_group=5)
+    reads = []
+    for name in ("item", "__bool__", "__int__", "__float__", "tolist"):
+        original = getattr(torch.Tensor, name)
+
+        def counting(self, *a, _original=original, _name=name, **k):
+            if self.is_floating_point():
+                reads.append(_name)
+            return _original(self, *a, **k)
+
+        monkeypatch.setattr(torch.Tensor, name, counting)
+    from lifelong.strategies import STRATEGIES
+
+    for name, settings in (("naive", {}), ("er", {"memory": 50}), ("derpp", {"memory": 50})):
+        cl = Learner(tiny_model(s), STRATEGIES[name](**settings), s, seed=0,
+                     settings=TrainSettings("sgd", 0.1, batch_size=10, iterations=40, check_every=20, eval_every=10**6))
+        cl.rows = [[0.0]]
+        cl.start_task(0)
+        reads.clear()
+        fit_task(cl)
+        assert len(reads) <= 2 + 1, (name, reads)  # two loss checks and the parameters' check
