@@ -508,18 +508,15 @@ def _plot_schedules(by: dict, streams: list[str], path: Path) -> None:
     import matplotlib.pyplot as plt
     import numpy as np
 
+    from lifelong.report.plots import _schedule_axes
+
     fig, axes = plt.subplots(1, len(streams), figsize=(3.4 * len(streams), 2.4), dpi=100, squeeze=False)
     for ax, st in zip(axes[0], streams):
         a = next(iter(by[st].values()))[0]["results"]["anytime"]  # seed order: the first run's schedule
-        S = 100 * np.array(a["shares"])
-        x = (np.arange(len(S)) + 0.5) / len(S) * a["samples"]
-        ax.stackplot(x, S.T, colors=[plt.get_cmap("tab10")(k % 10) for k in range(S.shape[1])])
+        _schedule_axes(ax, np.array(a["shares"]), a["groups"], a["samples"])
         ax.set_title(f"{st} ({a['unit']} shares)", fontsize=9)
         ax.set_xlabel("training samples", fontsize=8)
         ax.set_xlim(0, a["samples"])
-        ax.set_ylim(0, 100)
-        ax.tick_params(labelsize=7)
-    axes[0][0].set_ylabel("share (%)", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, metadata={"Software": None})
     plt.close(fig)

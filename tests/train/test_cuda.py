@@ -78,3 +78,18 @@ def test_the_kronecker_factors_and_penalty_on_cuda_match_the_cpu(net):
     pen = gpu_kfac.penalty(gpu_model)
     assert pen.device.type == "cuda" and float(pen) > 0
     torch.testing.assert_close(pen.cpu(), cpu_kfac.penalty(gpu_model.cpu()), rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("name, extra", [("derpp", ["--memory", "50"]), ("er-ace", ["--memory", "50"]),
+                                         ("online-ewc", ["--consolidate", "plateau", "--plateau-mean", "5",
+                                                         "--plateau-var", "5", "--importance-every", "5"]),
+                                         ("mas", ["--consolidate", "steps", "--consolidate-every", "10"])])
+def test_a_task_free_run_on_cuda_measures_its_curve_as_on_the_cpu(name, extra, tmp_path):
+    args = ["run", "--benchmark", "split-mnist", "--tasks", "2", "--schedule", "gradual", "--eval-per-group", "20",
+            "--batch-size", "10", "--eval-every", "100", "--strategy", name, *extra]
+    gpu = main([*args, "--out", str(tmp_path / "gpu"), *FAST])
+    cpu = main([*args, "--out", str(tmp_path / "cpu"), *[a for a in FAST if a not in ("--device", "cuda")],
+                "--device", "cpu"])
+    assert gpu.device.startswith("cuda") and len(gpu.anytime["points"]) == len(cpu.anytime["points"]) >= 3
+    assert gpu.consolidations == cpu.consolidations or name in ("derpp", "er-ace")
+    assert abs(gpu.metrics["auc_accuracy"] - cpu.metrics["auc_accuracy"]) < 0.05  # other kernels, same learning

@@ -413,10 +413,16 @@ def _check_anytime(anytime: Mapping) -> tuple[np.ndarray, np.ndarray, np.ndarray
 def plot_anytime(anytime: Mapping, path: str | os.PathLike, *, title: str | None = None) -> Path:
     """A task-free run's accuracy against the training samples seen (:mod:`lifelong.eval.anytime`): the
     accuracy over the groups seen so far (bold) and each group's once it is seen (thin), with the area
-    under the curve and the final accuracy in the legend. Returns ``path``."""
+    under the curve in the legend; above it, when the record has them, the schedule's shares (each
+    group's share of the training samples along the stream, in the same colours). Returns ``path``."""
     n, acc, per, names = _check_anytime(anytime)
-    fig = Figure(figsize=(7.0, 3.6), layout="constrained")
-    ax = fig.add_subplot(1, 1, 1)
+    shares = anytime.get("shares")
+    fig = Figure(figsize=(7.0, 4.6 if shares else 3.6), layout="constrained")
+    if shares:
+        top, ax = fig.subplots(2, 1, sharex=True, height_ratios=(1, 3))
+        _schedule_axes(top, np.asarray(shares, dtype=float), names, int(anytime.get("samples") or n.max()))
+    else:
+        ax = fig.add_subplot(1, 1, 1)
     colors = _task_colors(len(names))
     for g, name in enumerate(names):
         ax.plot(n, 100 * per[:, g], color=colors[g], lw=0.8, alpha=0.6, label=_short(name))
@@ -430,9 +436,19 @@ def plot_anytime(anytime: Mapping, path: str | os.PathLike, *, title: str | None
     ax.set_xlim(0, max(float(n.max()), 1.0))
     ax.grid(alpha=0.3)
     if title:
-        ax.set_title(title, fontsize=10)
+        fig.suptitle(title, fontsize=10)
     _legend_outside(fig, ax, len(names) + 1, fontsize=7)
     return _save(fig, path)
+
+
+def _schedule_axes(ax, S: np.ndarray, names: Sequence[str], samples: int) -> None:
+    if S.ndim != 2 or S.shape[1] != len(names):
+        raise UsageError(f"shares must be (windows, {len(names)} groups), got {S.shape}")
+    x = (np.arange(S.shape[0]) + 0.5) / S.shape[0] * samples
+    ax.stackplot(x, 100 * S.T, colors=_task_colors(len(names)))
+    ax.set_ylim(0, 100)
+    ax.set_ylabel("share (%)", fontsize=8)
+    ax.tick_params(labelsize=7)
 
 
 def curves_of(anytime: Mapping) -> tuple[np.ndarray, np.ndarray]:
@@ -447,17 +463,16 @@ def plot_schedule(shares: ArrayLike, group_names: Sequence[str], path: str | os.
     """A task-free stream's schedule: each group's share of the training samples (rows: windows of the
     stream in order; :meth:`lifelong.scenarios.taskfree.Timeline.shares`) as stacked areas. Returns ``path``."""
     S = np.asarray(shares, dtype=float)
-    if S.ndim != 2 or S.shape[1] != len(group_names):
-        raise UsageError(f"shares must be (windows, {len(group_names)} groups), got {S.shape}")
-    x = (np.arange(S.shape[0]) + 0.5) / S.shape[0] * (samples or S.shape[0])
     fig = Figure(figsize=(7.0, 2.6), layout="constrained")
     ax = fig.add_subplot(1, 1, 1)
-    ax.stackplot(x, 100 * S.T, colors=_task_colors(len(group_names)), labels=[_short(g) for g in group_names])
-    ax.set_xlim(0, x[-1] + x[0])
-    ax.set_ylim(0, 100)
+    _schedule_axes(ax, S, list(group_names), samples or S.shape[0])
+    ax.set_xlim(0, samples or S.shape[0])
     ax.set_xlabel("training samples" if samples else "window of the stream")
-    ax.set_ylabel("share (%)")
     if title:
         ax.set_title(title, fontsize=10)
-    _legend_outside(fig, ax, len(group_names), fontsize=7)
+    from matplotlib.patches import Patch as _Patch
+
+    colors = _task_colors(len(group_names))
+    ax.legend(handles=[_Patch(color=c, label=_short(g)) for c, g in zip(colors, group_names)], loc="upper left",
+              bbox_to_anchor=(1.01, 1.0), frameon=False, fontsize=7, ncols=1 if len(group_names) <= 14 else 2)
     return _save(fig, path)
