@@ -75,3 +75,19 @@ def test_a_task_free_training_step_reads_nothing_back_from_the_device(monkeypatc
         reads.clear()
         fit_task(cl)
         assert len(reads) <= 2 + 1, (name, reads)  # two loss checks and the parameters' check
+
+
+def test_your_own_tasks_in_a_file_become_a_task_free_stream(tmp_path):
+    from lifelong.scenarios import save_tasks_file
+
+    g = torch.Generator().manual_seed(0)
+    pairs = [(torch.randint(0, 256, (40, 6, 6), dtype=torch.uint8, generator=g), torch.tensor([2 * t, 2 * t + 1] * 20))
+             for t in range(2)]
+    path = save_tasks_file(tmp_path / "mine.npz", pairs, pairs)
+    res = main(["run", "--data", str(path), "--schedule", "ordered", "--units", "shared", "--batch-size", "10",
+                "--eval-every", "20", "--strategy", "er", "--memory", "10", "--no-progress", "--threads", "1",
+                "--hidden", "8", "--out", str(tmp_path / "r")])
+    a = res.anytime
+    assert res.scenario == "class" and a["schedule"] == "ordered" and a["groups"] == [f"class {c}" for c in range(4)]
+    assert a["entries"] == [0, 1, 40, 41]  # in the file's order: task 1's samples, then task 2's
+    assert [p["samples"] for p in a["points"]] == [20, 40, 60, 80]

@@ -180,9 +180,6 @@ class StreamSpec(Settings):
             self.fail("schedule", f"{self.benchmark} has its own schedule (rotating); drop `schedule`")
         if kind != "rotating" and self.schedule == "rotating":
             self.fail("schedule", "'rotating' is the rotating-* benchmarks' own; choose flat, gradual or blurry")
-        if kind == "custom" and free:
-            self.fail("schedule", "applies to the built-in benchmarks; your own boundary-free data: TaskStream.from_tensors "
-                      "then lifelong.scenarios.taskfree.task_free")
         if self.schedule_width is not None and self.schedule != "gradual":
             self.fail("schedule_width", "applies to schedule='gradual'", "schedule")
         for name in ("disjoint_share", "blurry_share"):
@@ -243,7 +240,7 @@ class StreamSpec(Settings):
             s = dataclasses.replace(s, schedule="rotating" if kind == "rotating" else "tasks")
         free = s.schedule != "tasks"
         if s.scenario is None:
-            if kind == "rotating" or (free and kind == "split"):
+            if kind == "rotating" or (free and kind in ("split", "custom")):
                 s = dataclasses.replace(s, scenario="class")
             else:
                 s = dataclasses.replace(s, scenario="task" if kind in ("split", "custom") else "domain")
