@@ -195,9 +195,10 @@ def test_the_task_free_pages_own_loop_runs_and_measures_its_curve():
     from tests.helpers import readme_block
 
     ns: dict = {"print": lambda *a, **k: None}
+    torch.manual_seed(0)  # the page's model is initialized from the global generator, as a user's is
     exec(compile(readme_block("task-free-loop"), "task-free-loop", "exec"), ns)
     cl = ns["cl"]
     assert [p["samples"] for p in cl.curve] == [100, 200, 300, 400, 500, 600]
     assert cl.curve[0]["seen"] == [True, True, False, False] and all(cl.curve[-1]["seen"])
     m = cl.anytime()["metrics"]
-    assert m["final_accuracy"] > 0.5 and 0 < m["auc_accuracy"] < 1
+    assert m["final_accuracy"] > 0.5 and 0 < m["auc_accuracy"] <= 1  # more than the last two classes kept
