@@ -203,6 +203,18 @@ RECORDS: dict[str, dict] = {
         kind="comparison", file="kfac-cnn-split-mnist-task.json",
         commands=[TUNE.format(s, "--benchmark split-mnist --tasks 5 --model cnn --epochs 1 --scenario task", f"cnn-task-{s}")
                   for s in ("ewc", "online-ewc", "kfac")]),
+    "task-free-lambda": dict(
+        kind="tunes", file="task-free-lambda.json", param="lam", symbol="λ", task_free=True,
+        what="Validation accuracy (%) at the stream's end (10 % of its training data held out)",
+        commands=[f"lifelong tune --strategy {s} --hidden 100,100 --batch-size 10 --optimizer sgd --lr 0.1 --param lam "
+                  f"--grid {g} --val-fraction 0.1 --workers 2 --threads 1 --data-dir ../shared/data --out runs/{o}"
+                  for s, g, o in (
+                      ("online-ewc --importance-every 10 --consolidate steps --consolidate-every 500 --benchmark "
+                       "split-mnist --schedule gradual", "0.1,1,10,100", "tune-ewcpp"),
+                      ("mas --consolidate plateau --benchmark split-mnist --schedule gradual", "0.01,0.1,1,10", "tune-mas"),
+                      ("online-ewc --gamma 0 --importance-every 10 --consolidate steps --consolidate-every 500 "
+                       "--benchmark permuted-mnist --schedule flat --train-samples 5000", "1,10,100,1000",
+                       "tune-perm-ewcpp"))]),
     "task-free": dict(
         kind="anytime", file="task-free-mnist.json", plot="taskfree_curves.png", schedules="taskfree_schedules.png",
         commands=[SWEEP.format("task-free-mnist"), "lifelong compare sweeps/task-free-mnist"]),
@@ -220,7 +232,10 @@ def _record_runs(spec: dict) -> list[dict]:
 
 
 def _minutes(seconds: float) -> str:
-    return f"{seconds / 60:.0f} minutes" if seconds < 5400 else f"{seconds / 3600:.1f} hours"
+    if seconds < 5400:
+        m = round(seconds / 60)
+        return "under a minute" if m == 0 else f"{m} minute{'s' if m != 1 else ''}"
+    return f"{seconds / 3600:.1f} hours"
 
 
 def _source(spec: dict, runs: list[dict], docs: str) -> str:
@@ -332,9 +347,10 @@ def _tunes(spec: dict, runs: list[dict]) -> tuple[str, dict[str, float]]:
     """One row per method: its validation accuracy at each value of the grid, the best in bold; and the
     value each method's tune chose."""
     param, fmt = spec["param"], (lambda x: f"{x:g}")  # noqa: E731
+    name = (lambda r: f"{_tf_method(r)} on {_stream_of(r)}") if spec.get("task_free") else _method  # noqa: E731
     by: dict[str, dict[float, float]] = {}
     for r in runs:
-        by.setdefault(_method(r), {})[r["config"][param]] = r["results"]["val_metrics"]["average_accuracy"]
+        by.setdefault(name(r), {})[r["config"][param]] = r["results"]["val_metrics"]["average_accuracy"]
     by = _ordered(by)
     grid = sorted({v for m in by.values() for v in m})
     chosen = {m: max(vals, key=vals.get) for m, vals in by.items()}
@@ -343,8 +359,10 @@ def _tunes(spec: dict, runs: list[dict]) -> tuple[str, dict[str, float]]:
         cells = [("–" if v not in vals else (f"**{100 * vals[v]:.2f}**" if v == chosen[m] else f"{100 * vals[v]:.2f}"))
                  for v in grid]
         lines.append(f"| {m} | " + " | ".join(cells) + " |")
-    return ("\n".join(lines) + "\n\nValidation average accuracy (%) after the 10th task (10 % of each task's training "
-            "data held out); `lifelong tune` picks the bold value."), chosen
+    what = (spec.get("what") or "Validation average accuracy (%) after the 10th task (10 % of each task's training "
+            "data held out)")
+    dash = " (–: the run diverged)" if spec.get("task_free") else ""
+    return "\n".join(lines) + f"\n\n{what}; `lifelong tune` picks the bold value{dash}.", chosen
 
 
 def _mean_std(xs: list[float]) -> str:
@@ -423,7 +441,7 @@ def _plot(curves: dict[str, list[list[float]]], path: Path) -> None:
 
 # ---- task-free streams ------------------------------------------------------------------------------
 STREAM_ORDER = ["gradual split-mnist", "blurry split-mnist", "rotating-mnist", "flat permuted-mnist"]
-TF_METHODS = ["naive", "ewc++", "mas (plateaus)", "er", "derpp", "joint"]
+TF_METHODS = ["naive", "ewc++", "online-ewc (running Fisher)", "mas (plateaus)", "er", "derpp", "joint"]
 
 
 def _stream_of(r: dict) -> str:
@@ -436,7 +454,7 @@ def _tf_method(r: dict) -> str:
     c = r["config"]
     s = c.get("strategy")
     if s == "online-ewc":
-        return "ewc++"
+        return "ewc++" if c.get("gamma") == 0 else "online-ewc (running Fisher)"
     if s == "mas" and c.get("consolidate") == "plateau":
         return "mas (plateaus)"
     return s
@@ -449,15 +467,17 @@ def _anytime(spec: dict, runs: list[dict]) -> str:
     for r in runs:
         by.setdefault(_stream_of(r), {}).setdefault(_tf_method(r), []).append(r)
     streams = sorted(by, key=lambda k: STREAM_ORDER.index(k) if k in STREAM_ORDER else len(STREAM_ORDER))
-    lines = ["| stream | method | final accuracy (%) | AUC (%) | curve forgetting (%) | consolidations | seeds |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| stream | method | λ | final accuracy (%) | AUC (%) | curve forgetting (%) | consolidations | seeds |",
+             "|---|---|---|---|---|---|---|---|"]
     for st in streams:
         methods = sorted(by[st], key=lambda m: TF_METHODS.index(m) if m in TF_METHODS else len(TF_METHODS))
         for m in methods:
             rs = [r["results"] for r in by[st][m]]
             cells = [_mean_std([x["metrics"][k] for x in rs]) for k in ("final_accuracy", "auc_accuracy", "curve_forgetting")]
             cons = [len(x["consolidations"]) for x in rs if x.get("consolidations") is not None]
-            lines.append(f"| {st} | {m} | " + " | ".join(cells)
+            lams = {r["config"].get("lam") for r in by[st][m]}
+            lam = "–" if lams == {None} else ", ".join(f"{v:g}" for v in sorted(lams))
+            lines.append(f"| {st} | {m} | {lam} | " + " | ".join(cells)
                          + f" | {'–' if not cons else f'{sum(cons) / len(cons):.1f}'} | {len(rs)} |")
     if "--check" not in sys.argv[1:]:
         _plot_anytime(by, streams, ROOT / "docs" / spec["plot"])
@@ -488,7 +508,7 @@ def _plot_anytime(by: dict, streams: list[str], path: Path) -> None:
             curves = [r["results"]["anytime"]["points"] for r in by[st][m]]
             n = np.array([p["samples"] for p in curves[0]])
             a = np.array([[np.nan if p["accuracy"] is None else 100 * p["accuracy"] for p in c] for c in curves])
-            ax.plot(n, np.nanmean(a, 0), label=m, linestyle=":" if m == "joint" else "-")
+            ax.plot(n, np.nanmean(a, 0), label=m, linestyle=":" if m == "joint" else "--" if "running" in m else "-")
         ax.set_title(st, fontsize=9)
         ax.set_xlabel("training samples seen", fontsize=8)
         ax.set_ylim(0, 100)

@@ -89,7 +89,7 @@ BAD = [
     (["--strategy", "ewc", "--lambda", "-1"], "--lambda must be >= 0"),
     (["--strategy", "ewc", "--ewc.lam", "-1"], "--ewc.lam must be >= 0"),
     (["--lambda", "1"], "--lambda 1: lam is a setting of"),  # naive has no λ
-    (["--strategy", "online-ewc", "--gamma", "0"], "--gamma must be in (0, 1]"),
+    (["--strategy", "online-ewc", "--gamma", "-0.5"], "--gamma must be in [0, 1]"),
     (["--gamma", "1.5"], "--gamma 1.5: gamma is a setting of online-ewc"),
     (["--lr", "0"], "--lr must be > 0"),
     (["--epochs", "0"], "--epochs must be in 1.."),

@@ -134,6 +134,13 @@ def test_online_ewc_decays_old_fisher_and_anchors_at_newest_parameters():
         torch.testing.assert_close(state["anchor"][n], a2[n], rtol=0, atol=0)
 
 
+def test_a_decay_of_zero_keeps_the_newest_importance_alone_as_ewc_plus_plus():
+    f1, f2, a1, a2 = rand_importance(21), rand_importance(22), rand_params(23), rand_params(24)
+    state = merge_decay(merge_decay(empty_state(), f1, a1, 0.0), f2, a2, 0.0)
+    for n in SHAPES:
+        assert torch.equal(state["importance"][n], f2[n]) and torch.equal(state["anchor"][n], a2[n])
+
+
 def test_state_round_trips_through_flat_tensors():
     state = merge_sum(merge_sum(empty_state(), rand_importance(16), rand_params(17)), rand_importance(18), rand_params(19))
     back = state_from_tensors(state_tensors(state))

@@ -164,7 +164,7 @@ def merge_decay(state: QuadraticState, importance: Params, anchor: Params, gamma
     """Online EWC (Schwarz et al. 2018, eq. 8; Huszár 2018): Ω ← γ Ω + F, θ̄ ← θ* (the newest anchor).
 
     The penalty keeps one quadratic around the latest parameters, with older Fisher information decayed
-    by γ ∈ (0, 1]; the offset stays 0.
+    by γ ∈ [0, 1] (0: the newest importance alone); the offset stays 0.
     """
     _check_merge(state, importance, anchor)
     # a parameter without new importance (frozen in this task) keeps γ Ω and its anchor

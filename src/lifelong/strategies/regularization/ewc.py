@@ -73,8 +73,9 @@ class EWCSettings(FisherSettings):
 
 @dataclass(frozen=True)
 class OnlineEWCSettings(EWCSettings):
-    gamma: float = setting(1.0, flag="gamma", check=lambda v: 0.0 < v <= 1.0, must="be in (0, 1]",
-                           help="online EWC decay γ in (0, 1]: F ← γF + F_t")
+    gamma: float = setting(1.0, flag="gamma", check=lambda v: 0.0 <= v <= 1.0, must="be in [0, 1]",
+                           help="online EWC decay γ in [0, 1]: F ← γF + F_t (0: the newest Fisher alone, as EWC++ "
+                                "keeps its running Fisher)")
 
 
 class EWC(Regularizer):
