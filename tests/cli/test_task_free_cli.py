@@ -91,3 +91,19 @@ def test_your_own_tasks_in_a_file_become_a_task_free_stream(tmp_path):
     assert res.scenario == "class" and a["schedule"] == "ordered" and a["groups"] == [f"class {c}" for c in range(4)]
     assert a["entries"] == [0, 1, 40, 41]  # in the file's order: task 1's samples, then task 2's
     assert [p["samples"] for p in a["points"]] == [20, 40, 60, 80]
+
+
+def test_a_task_free_run_stopped_mid_stream_resumes_to_the_same_curve(tmp_path, monkeypatch):
+    from lifelong.train.checkpoint import CHECKPOINT_FILE
+    from tests.helpers_process import read_progress, stop_after_checkpoint
+
+    args = [*RUN, "--strategy", "online-ewc", "--consolidate", "plateau", "--importance-every", "2",
+            "--plateau-window", "2", "--plateau-mean", "5", "--plateau-var", "5", "--checkpoint-every", "5"]
+    whole = main([*args, "--out", str(tmp_path / "whole")])
+    out = tmp_path / "cut"
+    stop_after_checkpoint(monkeypatch, args, out, task=0, step=5)  # between the first two curve points
+    progress = read_progress(out / CHECKPOINT_FILE)
+    assert progress["step"] == 5 and progress["anytime"]["samples"] == 50 and len(progress["anytime"]["points"]) == 1
+    resumed = main(["run", "--resume", str(out), "--no-progress", "--threads", "1"])
+    assert resumed.anytime["points"] == whole.anytime["points"] and resumed.consolidations == whole.consolidations
+    assert resumed.consolidations and resumed.metrics == whole.metrics
