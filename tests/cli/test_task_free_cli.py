@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 
 from lifelong.cli import console_main, main
@@ -32,9 +33,19 @@ def test_a_task_free_run_records_its_curve_and_draws_it(tmp_path, capsys):
 def test_compare_shows_the_curves_metrics_for_task_free_runs(tmp_path):
     for seed in ("0", "1"):
         main([*RUN, "--strategy", "naive", "--seed", seed, "--out", str(tmp_path / f"n{seed}")])
-    table = compare([tmp_path], quiet=True, write=False)
+    table = compare([tmp_path], quiet=True, out=tmp_path / "cmp")
     assert table["metrics"] == ["final_accuracy", "auc_accuracy", "curve_forgetting"]
     assert table["rows"][0]["n"] == 2
+    assert (tmp_path / "cmp" / "compare.png").read_bytes()[:4] == b"\x89PNG"  # the curves against samples seen
+    from lifelong.experiments.collect import methods_of
+    from lifelong.report.table import _anytime_curves
+
+    groups = methods_of([{"results": json.loads((tmp_path / f"n{s}" / "results.json").read_text()),
+                          "config": {"seed": int(s)}, "dir": tmp_path / f"n{s}"} for s in "01"])
+    n, acc = next(iter(_anytime_curves(groups, [{"label": "naive"}]).values()))
+    want = [(a["accuracy"] + b["accuracy"]) / 2 for a, b in zip(*(json.loads((tmp_path / f"n{s}" / "results.json")
+                                                                   .read_text())["anytime"]["points"] for s in "01"))]
+    assert n.tolist() == [30, 60, 90, 120] and acc.tolist() == pytest.approx(want)  # the mean over seeds
 
 
 def test_a_strategy_that_needs_boundaries_and_eval_every_on_tasks_are_one_line_and_exit_2(tmp_path, capsys):

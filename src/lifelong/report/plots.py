@@ -458,6 +458,39 @@ def curves_of(anytime: Mapping) -> tuple[np.ndarray, np.ndarray]:
 
 
 @_plain_text
+def plot_anytime_comparison(curves: Mapping[str, tuple[ArrayLike, ArrayLike]], path: str | os.PathLike, *,
+                            panels: Mapping[str, str] | None = None, title: str | None = None) -> Path:
+    """Task-free runs side by side: each method's accuracy on the groups seen against the samples seen
+    (``label -> (samples, accuracy)``, accuracy as a fraction), one axes per panel when ``panels`` names
+    several. Returns ``path``."""
+    from matplotlib import colormaps
+
+    if not curves:
+        raise UsageError("plot_anytime_comparison needs at least one curve; got an empty mapping")
+    names = sorted(set((panels or {}).values())) or [""]
+    most = max(sum(1 for lab in curves if not panels or panels.get(lab) == p) for p in names)
+    fig = Figure(figsize=(4.6 * len(names), 4.0 + 0.17 * most), layout="constrained")
+    axes = fig.subplots(1, len(names), squeeze=False)[0]
+    for ax, p in zip(axes, names):
+        mine = {lab: c for lab, c in curves.items() if not panels or panels.get(lab) == p}
+        prefix = p.rsplit(": ", 1)[0] + ": "  # the label's benchmark/scenario, which the panel's title says
+        for k, (label, (n, a)) in enumerate(mine.items()):
+            shown = label[len(prefix):] if label.startswith(prefix) else label
+            a = np.asarray(a, dtype=float)
+            ax.plot(np.asarray(n, dtype=float), 100 * a, lw=1.5, color=colormaps["tab20" if len(mine) > 10 else "tab10"](k % 20),
+                    label=f"{_short(shown, 40)} ({100 * a[-1]:.1f}%)")
+        ax.set_ylim(0, 100)
+        ax.set_xlabel("training samples seen")
+        ax.grid(alpha=0.3)
+        if p:
+            ax.set_title(p, fontsize=10)
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), frameon=False)
+    axes[0].set_ylabel("accuracy on the groups seen (%)")
+    fig.suptitle(title or "Accuracy along the stream")
+    return _save(fig, path)
+
+
+@_plain_text
 def plot_schedule(shares: ArrayLike, group_names: Sequence[str], path: str | os.PathLike, *, samples: int | None = None,
                   title: str | None = None) -> Path:
     """A task-free stream's schedule: each group's share of the training samples (rows: windows of the

@@ -275,6 +275,22 @@ def _mean_curves(groups: list[dict], rows: list[dict]) -> tuple[dict[str, np.nda
     return curves, shared
 
 
+def _anytime_curves(groups: list[dict], rows: list[dict]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """For task-free runs only: each method's accuracy curve against the samples seen, mean over its seeds
+    (seeds whose curves have other evaluation points are left out of the mean)."""
+    runs = [r for g in groups for r in g["runs"]]
+    if not runs or not all(isinstance(r["results"].get("anytime"), dict) for r in runs):
+        return {}
+    out = {}
+    for g, row in zip(groups, rows):
+        pts = [r["results"]["anytime"]["points"] for r in g["runs"]]
+        n = [p["samples"] for p in pts[0]]
+        same = [c for c in pts if [p["samples"] for p in c] == n]
+        acc = np.array([[np.nan if p["accuracy"] is None else p["accuracy"] for p in c] for c in same], dtype=float)
+        out[row["label"]] = (np.array(n, dtype=float), np.nanmean(acc, axis=0) if len(acc) else acc)
+    return out
+
+
 def _memory_points(table: dict) -> dict[str, tuple[float, float]]:
     """label -> (extra memory in bytes, average accuracy), when both columns are in the table."""
     if "extra_memory_bytes" not in table["metrics"] or "average_accuracy" not in table["metrics"]:
@@ -303,6 +319,16 @@ def write_table(table: dict, groups: list[dict], out: Path) -> dict[str, Path]:
         from .plots import plot_accuracy_vs_memory
 
         files["memory_png"] = plot_accuracy_vs_memory(points, out / "compare-memory.png", panels=panels)
+    free = _anytime_curves(groups, table["rows"])
+    if free:  # task-free runs: the accuracy against the samples seen, a panel per stream and schedule
+        from .plots import plot_anytime_comparison
+
+        streams = {lab: f"{blocks[lab]}: {g['runs'][0]['results']['anytime']['schedule']}"
+                   for lab, g in zip(blocks, groups)}
+        files["png"] = plot_anytime_comparison(free, out / "compare.png",
+                                               panels=streams if len(set(streams.values())) > 1 else None,
+                                               title="Accuracy on the groups seen along the stream (mean over seeds)")
+        return files
     curves, names = _mean_curves(groups, table["rows"])
     if curves:
         files["png"] = plot_comparison(curves, out / "compare.png", task_names=names,
