@@ -118,3 +118,16 @@ def test_a_task_free_run_stopped_mid_stream_resumes_to_the_same_curve(tmp_path, 
     resumed = main(["run", "--resume", str(out), "--no-progress", "--threads", "1"])
     assert resumed.anytime["points"] == whole.anytime["points"] and resumed.consolidations == whole.consolidations
     assert resumed.consolidations and resumed.metrics == whole.metrics
+
+
+def test_the_event_log_holds_each_point_of_the_curve_once_after_a_resume(tmp_path, monkeypatch):
+    from lifelong.train.events import read_events
+    from tests.helpers_process import stop_after_checkpoint
+
+    args = [*RUN, "--strategy", "naive", "--checkpoint-every", "4"]
+    out = tmp_path / "cut"
+    stop_after_checkpoint(monkeypatch, args, out, task=0, step=8)
+    res = main(["run", "--resume", str(out), "--no-progress", "--threads", "1"])
+    points = [e for e in read_events(out / "events.jsonl") if e["event"] == "point"]
+    assert [p["samples"] for p in points] == [p["samples"] for p in res.anytime["points"]] == [30, 60, 90, 120]
+    assert [p["accuracy"] for p in points] == [p["accuracy"] for p in res.anytime["points"]]

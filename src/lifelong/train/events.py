@@ -10,6 +10,8 @@ that takes one. The events, in order::
         every ``check_every`` steps (and a task's last) the same with "penalty": Ω(θ)
     {"event": "task", "task": i, "steps": n, "train_seconds": ..., "after_task_seconds": ...,
      "eval_seconds": ..., "accuracy": [R[i+1][0], ...], "val_accuracy": [...] (with a validation split)}
+    {"event": "point", "step": s, "samples": n, "accuracy": a, "groups": [...], "seen": [...]}
+        a task-free stream's accuracy curve (lifelong.eval.anytime), every ``eval_every`` samples
     {"event": "end", "metrics": {...}, "total_seconds": ...}
 
 ``step`` counts optimizer steps over the stream (TensorBoard's x axis). Step losses are read from the
@@ -78,7 +80,8 @@ class TensorBoard:
     """Scalars for TensorBoard (``torch.utils.tensorboard``, which needs ``pip install "lifelong[tensorboard]"``):
     ``train/loss``, ``train/penalty`` and ``loss/<term>`` (each named loss term) per step,
     ``time/train_seconds`` per task, ``accuracy/<task name>`` and ``accuracy/average`` (over
-    the tasks trained so far) after each task, ``metrics/*`` at the end; x axis: the stream's step.
+    the tasks trained so far) after each task, ``anytime/seen`` (a task-free stream's accuracy on the groups
+    seen) at each point of its curve, ``metrics/*`` at the end; x axis: the stream's step.
     A resumed run purges what was logged after its checkpoint (``purge_step``)."""
 
     def __init__(self, logdir: str | Path, purge_step: int | None = None):
@@ -102,6 +105,9 @@ class TensorBoard:
                     w.add_scalar(f"loss/{name}", value, event["step"])
             if event.get("penalty") is not None:
                 w.add_scalar("train/penalty", event["penalty"], event["step"])
+        elif kind == "point":
+            if event.get("accuracy") is not None:
+                w.add_scalar("anytime/seen", event["accuracy"], event["step"])
         elif kind == "task":
             row, i = event["accuracy"], event["task"]
             for j, acc in enumerate(row):
@@ -137,8 +143,8 @@ class Fanout:
 def read_events(path: str | Path) -> list[dict]:
     """The events of a log, with steps logged again after a resume replacing the earlier records."""
     events = [_io.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
-    last: dict[int, int] = {}
+    last: dict[tuple[str, int], int] = {}
     for k, e in enumerate(events):
-        if e.get("event") == "step":
-            last[e["step"]] = k
-    return [e for k, e in enumerate(events) if e.get("event") != "step" or last[e["step"]] == k]
+        if e.get("event") in ("step", "point"):
+            last[(e["event"], e["step"])] = k
+    return [e for k, e in enumerate(events) if e.get("event") not in ("step", "point") or last[(e["event"], e["step"])] == k]

@@ -117,6 +117,7 @@ class Learner:
         # anytime evaluation of a task-free stream (lifelong.eval.anytime): samples drawn, the curve so far
         self.samples_seen = 0
         self.curve: list[dict[str, Any]] = []
+        self.on_point = None  # called with each new point of the curve (lifelong run logs it)
         self.eval_every = anytime_period(self.stream, settings) if stream.task_free else 0
         self._next_eval = self.eval_every
         self._task_clock = 0.0  # when the current task started (minus its time before a resume)
@@ -419,6 +420,8 @@ class Learner:
         point = {"samples": n, "step": self.ctx.step, "accuracy": seen_accuracy(per_group, counts, seen),
                  "groups": per_group, "seen": seen}
         self.curve.append(point)
+        if self.on_point is not None:
+            self.on_point(point)
         return point
 
     @property

@@ -79,6 +79,8 @@ def train_stream(cl: Learner, *, checkpoint: Checkpoint | None = None, checkpoin
              "scenario": stream.scenario, "loss_terms": ["task", *(t for t in cl.strategy.loss_terms if t != "task")],
              "resumed_at": {"task": task, "step": step} if resumed else None, "accuracy": row0})
     bar = _progress_bar() if progress else None
+    if log is not None and cl.eval_every:  # a task-free stream's accuracy curve, point by point
+        cl.on_point = lambda p: log({"event": "point", **p})
     for task in range(cl.next_task, T):
         cl.start_task(task)
         if bar is not None:
