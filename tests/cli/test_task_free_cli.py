@@ -131,3 +131,26 @@ def test_the_event_log_holds_each_point_of_the_curve_once_after_a_resume(tmp_pat
     points = [e for e in read_events(out / "events.jsonl") if e["event"] == "point"]
     assert [p["samples"] for p in points] == [p["samples"] for p in res.anytime["points"]] == [30, 60, 90, 120]
     assert [p["accuracy"] for p in points] == [p["accuracy"] for p in res.anytime["points"]]
+
+
+def test_bad_task_free_settings_are_one_line_and_exit_2(tmp_path, capsys):
+    cases = [(["--schedule-width", "-1"], "--schedule-width must be in (0, 1000]"),
+             (["--eval-per-group", "0"], "--eval-per-group must be in 1..10000000"),
+             (["--eval-every", "0"], "--eval-every must be a count of samples >= 1"),
+             (["--blurry-share", "0.2"], "--blurry-share applies to --schedule blurry"),
+             (["--scenario", "task"], "no task identity")]
+    for extra, message in cases:
+        code = console_main([*RUN, *extra, "--out", str(tmp_path / "x")])
+        err = capsys.readouterr().err
+        assert code == 2 and err.count("\n") == 1 and message in err, (extra, err)
+        assert not (tmp_path / "x").exists()
+
+
+def test_fashion_mnist_streams_without_boundaries(tmp_path):
+    from tests.helpers import FASHION
+
+    for bench, extra in (("rotating-fashion", ["--tasks", "9"]), ("split-fashion", ["--schedule", "blurry"])):
+        res = main(["run", "--benchmark", bench, *extra, "--batch-size", "20", "--eval-per-group", "5", "--hidden", "8",
+                    "--data-dir", str(FASHION), "--no-download", "--no-progress", "--threads", "1",
+                    "--out", str(tmp_path / bench)])
+        assert res.scenario == "class" and res.anytime["points"] and res.metrics["auc_accuracy"] is not None
