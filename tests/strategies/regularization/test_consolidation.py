@@ -98,8 +98,26 @@ def test_the_strategy_consolidates_where_the_detector_says_on_its_block_means():
     opt = cl.optimizer = torch.optim.SGD(cl.parameters(), lr=0.1)
     losses = []
     for batch in cl.batches():
-        losses.append(float(user_step(cl, opt, batch)))
+        losses.append(float(user_step(cl, opt, batch).detach()))
     blocks = [sum(losses[i : i + K]) / K for i in range(0, len(losses) - K + 1, K)]
     want = [(b + 1) * K for b in hits(blocks, W, 1.5, 0.5)]
     assert want, "the synthetic thresholds should let the detector fire on this stream"
     assert strat.consolidations() == want
+
+
+def test_with_task_boundaries_a_running_fisher_is_what_the_task_end_consolidates():
+    """EWC++ proper: importance_every > 0 with consolidate='task' merges the running Fisher at θ* instead of
+    a pass over the task's data."""
+    s = tiny_stream("split-mnist", "task", 2, train_samples=30)
+    strat = STRATEGIES["ewc"](lam=1.0, importance_every=2)
+    cl = Learner(tiny_model(s), strat, s, settings=TrainSettings(batch_size=10), seed=0)
+    cl.start_task(0)
+    opt = cl.optimizer = torch.optim.SGD(cl.parameters(), lr=0.1)
+    for batch in cl.batches():
+        user_step(cl, opt, batch)
+    running = {n: t.clone() for n, t in strat.running.items()}
+    theta = {n: p.detach().clone() for n, p in cl.model.named_parameters()}
+    cl.end_task()
+    assert running and strat.consolidations() is None
+    for n in running:
+        assert torch.equal(strat.state["importance"][n], running[n]) and torch.equal(strat.state["anchor"][n], theta[n])
