@@ -12,7 +12,7 @@ import torch
 from lifelong.cli import console_main, main
 from lifelong.experiments.collect import compare
 from lifelong.train import Learner, TrainSettings, fit_task
-from tests.helpers import FAST, tiny_model, tiny_stream
+from tests.helpers import FAST, tiny_model, tiny_stream, user_step
 
 RUN = ["run", "--benchmark", "split-mnist", "--tasks", "2", "--schedule", "gradual", "--train-samples", "60",
        "--eval-per-group", "10", "--batch-size", "10", "--eval-every", "30", "--hidden", "8", *FAST]
@@ -154,3 +154,30 @@ def test_fashion_mnist_streams_without_boundaries(tmp_path):
                     "--data-dir", str(FASHION), "--no-download", "--no-progress", "--threads", "1",
                     "--out", str(tmp_path / bench)])
         assert res.scenario == "class" and res.anytime["points"] and res.metrics["auc_accuracy"] is not None
+
+
+def test_the_curves_points_count_as_evaluation_time_not_training(monkeypatch):
+    """A point measured while the stream trains is moved from train_seconds to eval_seconds: with a clock
+    that moves one second per prediction of a point (the accuracy rows are measured without Learner.predict)
+    and never otherwise, training takes 0 s and evaluation one second per point."""
+    from lifelong.strategies import STRATEGIES
+    from lifelong.train import learner as L
+
+    s = tiny_stream("split-mnist", "class", 2, schedule="flat", eval_per_group=5)
+    cl = L.Learner(tiny_model(s), STRATEGIES["naive"](), s, settings=TrainSettings(batch_size=10, eval_every=50), seed=0)
+    clock = [0.0]
+    real = L.Learner.predict
+
+    def predict(self, *a, **k):
+        clock[0] += 1.0
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(L.Learner, "predict", predict)
+    monkeypatch.setattr(L.time, "perf_counter", lambda: clock[0])
+    for _ in cl.tasks():
+        opt = cl.optimizer = torch.optim.SGD(cl.parameters(), lr=0.1)
+        for batch in cl.batches():
+            user_step(cl, opt, batch)
+    assert len(cl.curve) >= 3
+    assert cl.timings["train_seconds"] == [0.0]
+    assert cl.timings["eval_seconds"] == [float(len(cl.curve))]  # every point, the one at the stream's end too

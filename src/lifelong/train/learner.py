@@ -120,6 +120,7 @@ class Learner:
         self.on_point = None  # called with each new point of the curve (lifelong run logs it)
         self.eval_every = anytime_period(self.stream, settings) if stream.task_free else 0
         self._next_eval = self.eval_every
+        self._anytime_seconds = 0.0  # the time the current task's points took while it trained
         self._task_clock = 0.0  # when the current task started (minus its time before a resume)
         self._partial_seconds = 0.0
         self._clock = time.perf_counter()
@@ -169,14 +170,16 @@ class Learner:
         t0 = time.perf_counter()
         self.strategy.after_task(self.ctx)
         self.dist.sync_generator(self.ctx.generator)  # an MC Fisher drew labels for this process's share only
-        if self.eval_every and (not self.curve or self.curve[-1]["samples"] != self.samples_seen):
-            self._anytime_point()  # the curve ends where the stream does
         t1 = time.perf_counter()
         self._in_task, self.pending, self._epoch_state, self._partial_seconds, self._micro = False, None, None, 0.0, []
+        if self.eval_every and (not self.curve or self.curve[-1]["samples"] != self.samples_seen):
+            self._anytime_point()  # the curve ends where the stream does (evaluation time, as the rows)
         self.steps_per_task.append(self.ctx.task_step)
         self._measure()
-        for key, value in zip(TIMINGS, (t0 - self._task_clock, t1 - t0, time.perf_counter() - t1)):
+        during = self._anytime_seconds  # the curve's points measured while training count as evaluation
+        for key, value in zip(TIMINGS, (t0 - self._task_clock - during, t1 - t0, time.perf_counter() - t1 + during)):
             self.timings[key].append(value)
+        self._anytime_seconds = 0.0
         if self.settings.optimizer_state == "reset":
             self.ctx.optimizer = None
         return self.rows[-1]
@@ -405,6 +408,7 @@ class Learner:
     def _anytime_point(self) -> dict[str, Any]:
         """One point of the accuracy curve (:mod:`lifelong.eval.anytime`): the fixed evaluation subset's
         accuracy per group and over the groups seen so far; one read of the device."""
+        start = time.perf_counter()
         tl, task = self.stream.timeline, self.stream[0]
         idx = tl.eval_index
         groups = tl.test_groups[idx].to(self.device)
@@ -420,6 +424,8 @@ class Learner:
         point = {"samples": n, "step": self.ctx.step, "accuracy": seen_accuracy(per_group, counts, seen),
                  "groups": per_group, "seen": seen}
         self.curve.append(point)
+        if self._in_task:
+            self._anytime_seconds += time.perf_counter() - start
         if self.on_point is not None:
             self.on_point(point)
         return point
@@ -533,7 +539,7 @@ class Learner:
         }
         if self.eval_every:
             progress["anytime"] = {"samples": self.samples_seen, "next": self._next_eval,
-                                   "points": [dict(p) for p in self.curve]}
+                                   "points": [dict(p) for p in self.curve], "seconds": self._anytime_seconds}
         meta: dict[str, Any] = {"progress": progress, "strategy": self.strategy.name}
         keep = self.settings.optimizer_state == "keep" and ctx.optimizer is not None
         if ctx.optimizer is not None and (mid or keep):
@@ -592,6 +598,7 @@ class Learner:
         if self.eval_every:
             A = P["anytime"]
             self.samples_seen, self._next_eval, self.curve = A["samples"], A["next"], [dict(p) for p in A["points"]]
+            self._anytime_seconds = float(A.get("seconds", 0.0))
         self._resume_step = P["step"]
         self._partial_seconds = float(P["partial_train_seconds"])
         self._clock = time.perf_counter() - float(P["elapsed_seconds"])
