@@ -153,3 +153,28 @@ def test_readme_hf_snippet_runs_verbatim_and_ewc_forgets_less_than_fine_tuning(t
     assert ewc.accuracy_matrix[1, 0] > 0.9 and naive.accuracy_matrix[1, 0] > 0.9  # task A learned
     assert ewc.summary()["forgetting"] < naive.summary()["forgetting"] - 0.2
     assert ewc.summary()["average_accuracy"] > naive.summary()["average_accuracy"]  # not bought by learning nothing
+
+
+def test_the_hf_trainer_reads_a_task_free_stream_in_its_order_and_measures_its_curve(tmp_path):
+    from lifelong import DERpp, TrainSettings, task_free
+
+    train, test = tasks()
+    stream = task_free(TaskStream.from_tensors(train, test, scenario="domain"), "ordered", eval_per_group=50)
+    net = bert()
+    cl = Learner(net, DERpp(memory=64), stream, settings=TrainSettings(eval_every=128))
+    seen = []
+    real = cl.batch
+
+    def batch(x, y, task=None):
+        seen.append(y.clone())
+        return real(x, y, task)
+
+    cl.batch = batch
+    a = transformers.TrainingArguments(output_dir=str(tmp_path / "hf"), num_train_epochs=1, per_device_train_batch_size=16,
+                                       learning_rate=3e-3, report_to=[], save_strategy="no", logging_strategy="no",
+                                       use_cpu=True, seed=0, max_grad_norm=0.0, disable_tqdm=True)
+    LifelongTrainer(cl, model=net.model, args=a, train_dataset=Dataset(stream[0].train.images,
+                                                                      stream[0].train.targets)).train()
+    assert torch.equal(torch.cat(seen), stream[0].train.targets)  # the stream's order, each sample once
+    assert [p["samples"] for p in cl.curve] == [128, 256, 384, 512]
+    assert cl.anytime()["metrics"]["auc_accuracy"] is not None

@@ -24,7 +24,9 @@ Decisions: the Trainer clips gradients (``max_grad_norm``, default 1.0) *before*
 to match a plain loop exactly). With gradient accumulation the step hooks see the last micro-batch.
 Strategies whose state trains beside the model (HAT, progressive networks) get an AdamW over
 ``cl.parameters()`` when the Trainer has no optimizer yet. Evaluation (``trainer.evaluate``) uses the
-model's own loss; the accuracy rows come from the Learner's stream.
+model's own loss; the accuracy rows come from the Learner's stream. On a task-free stream the training
+dataset is read in its order (a sequential sampler): give it the stream's training samples as stored,
+and one ``train()`` with ``num_train_epochs=1`` is one pass; the curve's points are measured as in any loop.
 """
 
 from __future__ import annotations
@@ -96,6 +98,15 @@ class LifelongTrainer(transformers.Trainer):
         cl.optimizer = self.optimizer
         cl.end_task()
         return out
+
+    def _get_train_sampler(self, *args: Any, **kwargs: Any):
+        """A task-free stream is learned in its order: the dataset's, sequentially (joint training, the
+        i.i.d. bound, keeps the Trainer's shuffled sampler)."""
+        cl = self.learner
+        if cl.stream.task_free and not cl.strategy.iid:
+            dataset = (args[0] if args else kwargs.get("train_dataset")) or self.train_dataset
+            return torch.utils.data.SequentialSampler(dataset)
+        return super()._get_train_sampler(*args, **kwargs)
 
     def compute_loss(self, model, inputs, return_outputs: bool = False, num_items_in_batch=None):
         if not model.training:  # evaluation: the model's own loss

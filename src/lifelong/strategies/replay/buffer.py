@@ -142,7 +142,7 @@ class Buffer:
         return Task(index, "memory", split, split, None, (), AsIs())  # type: ignore[arg-type]
 
     # ---- writing -----------------------------------------------------------------------------------
-    def _allocate(self, like: Batch, n_outputs: int | None, rows: int) -> None:
+    def _allocate(self, like: Batch, n_outputs: int | None, rows: int, logits_dtype: torch.dtype | None = None) -> None:
         """Room for ``rows`` samples: grown by doubling up to the budget, never allocated at the budget
         up front (a budget larger than the stream costs only what is stored)."""
         have = 0 if self.x is None else self.x.shape[0]
@@ -152,7 +152,10 @@ class Buffer:
         grown = [like.x.new_zeros((M, *like.x.shape[1:])), torch.zeros(M, dtype=torch.long, device=device),
                  torch.zeros(M, dtype=torch.long, device=device)]
         if self.keep_logits:
-            grown.append(like.x.new_zeros((M, n_outputs if self.logits is None else self.logits.shape[1])))
+            # the logits' own dtype: inputs may be token ids (int64) while logits are floats
+            dtype = self.logits.dtype if self.logits is not None else logits_dtype or torch.float32
+            grown.append(torch.zeros((M, n_outputs if self.logits is None else self.logits.shape[1]), dtype=dtype,
+                                     device=device))
         for new, old in zip(grown, (self.x, self.y, self.task, self.logits)):
             if old is not None:
                 new[:have] = old[:have]
@@ -164,7 +167,8 @@ class Buffer:
         """Offer every sample of ``batch`` (with its ``logits`` for DER) to the reservoir."""
         n = len(batch.y)
         src, slot = reservoir_slots(self.seen, n, self.capacity, generator)
-        self._allocate(batch, None if logits is None else logits.shape[1], min(self.capacity, self.seen + n))
+        self._allocate(batch, None if logits is None else logits.shape[1], min(self.capacity, self.seen + n),
+                       None if logits is None else logits.dtype)
         self.seen += n
         if len(src):
             src, slot = src.to(self.x.device), slot.to(self.x.device)
