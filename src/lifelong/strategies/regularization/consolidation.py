@@ -24,6 +24,7 @@ By default a regularizer consolidates at the end of each task, from a pass over 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -33,42 +34,48 @@ CONSOLIDATIONS = ("task", "plateau", "steps")
 DEFAULT_EVERY = 10  # steps between running-importance updates when consolidation is boundary-free
 
 
-def consolidate_setting():
-    return setting("task", added=True, choices=CONSOLIDATIONS,
-                   help="when the penalty takes the importance: at each task's end, every `consolidate_every` steps, "
-                        "or at each plateau of the loss (Aljundi et al. 2019): the last two need no task boundaries")
+def consolidation_fields() -> list[tuple[str, object, dataclasses.Field]]:
+    """The consolidation's settings as ``(name, type, field)``, for :func:`with_consolidation`."""
+    return [
+        ("consolidate", str, setting(
+            "task", added=True, choices=CONSOLIDATIONS,
+            help="when the penalty takes the importance: at each task's end, every `consolidate_every` steps, or at "
+                 "each plateau of the loss (Aljundi et al. 2019): the last two need no task boundaries")),
+        ("consolidate_every", int | None, setting(
+            None, added=True, check=lambda v: 1 <= v <= 10**12, must="be a number of steps >= 1",
+            help="consolidate='steps': steps between consolidations")),
+        ("importance_every", int, setting(
+            0, added=True, check=lambda v: 0 <= v <= 10**9, must="be a number of steps >= 0",
+            help="update a running importance every this many steps from the current batch, exponentially averaged "
+                 "(EWC++, Chaudhry et al. 2018); 0: a pass over the task's data at its end (10 steps when consolidate "
+                 "is plateau or steps)")),
+        ("importance_decay", float, setting(
+            0.1, added=True, check=lambda v: 0 < v <= 1, must="be in (0, 1]",
+            help="the running importance's weight of the newest batch: Ω ← α Ω_batch + (1 − α) Ω")),
+        ("plateau_window", int, setting(
+            5, added=True, check=lambda v: 2 <= v <= 10**6, must="be >= 2",
+            help="consolidate='plateau': blocks of `importance_every` steps in the loss window")),
+        ("plateau_mean", float, setting(
+            0.2, added=True, check=lambda v: v > 0, must="be > 0",
+            help="consolidate='plateau': a plateau's window mean of the loss is below this")),
+        ("plateau_var", float, setting(
+            0.1, added=True, check=lambda v: v > 0, must="be > 0",
+            help="consolidate='plateau': a plateau's window variance of the loss is below this")),
+    ]
 
 
-def consolidate_every_setting():
-    return setting(None, added=True, check=lambda v: 1 <= v <= 10**12, must="be a number of steps >= 1",
-                   help="consolidate='steps': steps between consolidations")
+def with_consolidation(base: type, name: str, doc: str, module: str) -> type:
+    """The settings class ``name``: ``base``'s fields, then the consolidation's (after them, so that the
+    positional order of ``base``'s stays), and ``base``'s check followed by :func:`check_consolidation`.
+    One definition for every regularizer that can consolidate without task boundaries."""
 
+    def check(self) -> None:
+        base.check(self)
+        check_consolidation(self)
 
-def importance_every_setting():
-    return setting(0, added=True, check=lambda v: 0 <= v <= 10**9, must="be a number of steps >= 0",
-                   help="update a running importance every this many steps from the current batch, exponentially "
-                        "averaged (EWC++, Chaudhry et al. 2018); 0: a pass over the task's data at its end (10 steps "
-                        "when consolidate is plateau or steps)")
-
-
-def importance_decay_setting():
-    return setting(0.1, added=True, check=lambda v: 0 < v <= 1, must="be in (0, 1]",
-                   help="the running importance's weight of the newest batch: Ω ← α Ω_batch + (1 − α) Ω")
-
-
-def plateau_window_setting():
-    return setting(5, added=True, check=lambda v: 2 <= v <= 10**6, must="be >= 2",
-                   help="consolidate='plateau': blocks of `importance_every` steps in the loss window")
-
-
-def plateau_mean_setting():
-    return setting(0.2, added=True, check=lambda v: v > 0, must="be > 0",
-                   help="consolidate='plateau': a plateau's window mean of the loss is below this")
-
-
-def plateau_var_setting():
-    return setting(0.1, added=True, check=lambda v: v > 0, must="be > 0",
-                   help="consolidate='plateau': a plateau's window variance of the loss is below this")
+    return dataclasses.make_dataclass(name, consolidation_fields(), bases=(base,), frozen=True,
+                                      namespace={"check": check, "__doc__": doc, "__module__": module,
+                                                 "__qualname__": name})
 
 
 def check_consolidation(s) -> None:

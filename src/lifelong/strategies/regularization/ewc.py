@@ -29,10 +29,7 @@ from ...importance import FISHER_KINDS, fisher_diag
 from ...penalties import QuadraticState, merge_decay
 from ...settings import Settings, setting
 from .base import Regularizer, convention_setting, lam_setting
-from .consolidation import (
-    check_consolidation, consolidate_every_setting, consolidate_setting, importance_decay_setting,
-    importance_every_setting, plateau_mean_setting, plateau_var_setting, plateau_window_setting,
-)
+from .consolidation import with_consolidation
 
 
 @dataclass(frozen=True)
@@ -53,22 +50,9 @@ class FisherSettings(Settings):
             self.fail("mc_samples", f"applies to fisher='mc', not fisher={self.fisher!r}", "fisher")
 
 
-@dataclass(frozen=True)
-class EWCSettings(FisherSettings):
-    """EWC's: a Fisher-based regularizer that may also consolidate without task boundaries
-    (:mod:`.consolidation`: a running Fisher, EWC++; plateaus of the loss)."""
-
-    consolidate: str = consolidate_setting()
-    consolidate_every: int | None = consolidate_every_setting()
-    importance_every: int = importance_every_setting()
-    importance_decay: float = importance_decay_setting()
-    plateau_window: int = plateau_window_setting()
-    plateau_mean: float = plateau_mean_setting()
-    plateau_var: float = plateau_var_setting()
-
-    def check(self) -> None:
-        super().check()
-        check_consolidation(self)
+EWCSettings = with_consolidation(
+    FisherSettings, "EWCSettings", "EWC's: a Fisher-based regularizer that may also consolidate without task "
+    "boundaries (:mod:`.consolidation`: a running Fisher, EWC++; plateaus of the loss).", __name__)
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,6 @@ In a loop that has only DataLoaders::
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Iterable
 
 import torch
@@ -37,27 +36,12 @@ from torch import Tensor, nn
 from ...importance import mas_importance
 from ...penalties import QuadraticState, merge_decay
 from .base import LambdaSettings, Regularizer
-from .consolidation import (
-    check_consolidation, consolidate_every_setting, consolidate_setting, importance_decay_setting,
-    importance_every_setting, plateau_mean_setting, plateau_var_setting, plateau_window_setting,
-)
+from .consolidation import with_consolidation
 
 
-@dataclass(frozen=True)
-class MASSettings(LambdaSettings):
-    """λ and the convention, and the boundary-free consolidation (:mod:`.consolidation`; Aljundi et al.
-    2019 is MAS with plateaus)."""
-
-    consolidate: str = consolidate_setting()
-    consolidate_every: int | None = consolidate_every_setting()
-    importance_every: int = importance_every_setting()
-    importance_decay: float = importance_decay_setting()
-    plateau_window: int = plateau_window_setting()
-    plateau_mean: float = plateau_mean_setting()
-    plateau_var: float = plateau_var_setting()
-
-    def check(self) -> None:
-        check_consolidation(self)
+MASSettings = with_consolidation(
+    LambdaSettings, "MASSettings", "λ and the convention, and the boundary-free consolidation "
+    "(:mod:`.consolidation`; Aljundi et al. 2019 is MAS with plateaus).", __name__)
 
 
 class MAS(Regularizer):
