@@ -42,8 +42,12 @@ def task_batches(s, epochs=2, batch_size=32):
 
 def plain(name):
     s = stream()
-    cl = Learner(model(), build(name), s)
-    for task, data in zip(cl.tasks(), task_batches(s)):
+    return plain_loop(Learner(model(), build(name), s), task_batches(s))
+
+
+def plain_loop(cl, data_of_tasks):
+    """The plain loop Lightning is compared with: each task's (x, y) batches through ``cl.batch``."""
+    for _, data in zip(cl.tasks(), data_of_tasks):
         opt = torch.optim.SGD(cl.parameters(), lr=0.05, momentum=0.9)
         cl.optimizer = opt
         for x, y in data:
@@ -199,16 +203,7 @@ def test_lightning_learns_a_task_free_stream_as_the_plain_loop_curve_and_all(nam
                                     callbacks=[LifelongCallback(cl)])
                 trainer.fit(Module(cl), torch.utils.data.DataLoader(data, batch_size=None))
             else:
-                for _ in cl.tasks():
-                    opt = cl.optimizer = torch.optim.SGD(cl.parameters(), lr=0.05, momentum=0.9)
-                    for x, y in data:
-                        b = cl.batch(x, y)
-                        loss = cl.loss(b)
-                        opt.zero_grad()
-                        loss.backward()
-                        cl.before_step(b)
-                        opt.step()
-                        cl.after_step(b)
+                plain_loop(cl, [data])
             runs.append(cl)
     finally:
         torch.set_num_threads(threads)

@@ -70,12 +70,7 @@ def train(cl: Learner, stop_at: int | None = None) -> bool:
         cl.start_task(cl.position[0])
         opt = cl.optimizer = cl.optimizer or torch.optim.SGD(cl.parameters(), lr=0.05)
         for batch in cl.batches():
-            loss = cl.loss(batch)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            cl.before_step(batch)
-            opt.step()
-            cl.after_step(batch)
+            user_step(cl, opt, batch)
             if stop_at is not None and cl.ctx.task_step == stop_at:
                 return False
         cl.end_task()
