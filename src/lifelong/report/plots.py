@@ -451,12 +451,6 @@ def _schedule_axes(ax, S: np.ndarray, names: Sequence[str], samples: int) -> Non
     ax.tick_params(labelsize=7)
 
 
-def curves_of(anytime: Mapping) -> tuple[np.ndarray, np.ndarray]:
-    """``(samples, accuracy over the groups seen)`` of a recorded curve, for overlaying several runs."""
-    n, acc, _, _ = _check_anytime(anytime)
-    return n, acc
-
-
 @_plain_text
 def plot_anytime_comparison(curves: Mapping[str, tuple[ArrayLike, ArrayLike]], path: str | os.PathLike, *,
                             panels: Mapping[str, str] | None = None, title: str | None = None) -> Path:

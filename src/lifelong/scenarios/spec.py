@@ -306,11 +306,10 @@ class StreamSpec(Settings):
             stream = dataclasses.replace(stream, info={**stream.info, "data": data.fingerprint()})
         if s.train_samples is not None and s.kind != "rotating":
             stream = subsample_train(stream, s.train_samples, seed)
-        if s.schedule in SCHEDULES:
-            stream = task_free(stream, s.schedule, seed=seed, width=s.schedule_width or 0.5,
-                               disjoint=s.disjoint_share if s.disjoint_share is not None else 0.5,
-                               blurry=s.blurry_share if s.blurry_share is not None else 0.1,
-                               eval_per_group=s.eval_per_group or 100)
+        if s.schedule in SCHEDULES:  # the resolved spec holds the settings its schedule uses
+            given = dict(width=s.schedule_width, disjoint=s.disjoint_share, blurry=s.blurry_share,
+                         eval_per_group=s.eval_per_group)
+            stream = task_free(stream, s.schedule, seed=seed, **{k: v for k, v in given.items() if v is not None})
         if s.class_units != "all":
             stream = stream.with_class_units(s.class_units)
         if s.eval_scenarios:

@@ -228,8 +228,7 @@ def task_free(stream: TaskStream, schedule: str, *, seed: int = 0, width: float 
     task = Task(0, schedule, DataSplit(tr_x[order], tr_y[order]), DataSplit(te_x, te_y),
                 None if val is None else DataSplit(val[0], val[1]), classes,
                 Preprocess(mean=pre0.mean, std=pre0.std), None)
-    info = {**stream.info, "task_free": timeline.to_dict()}
-    return dataclasses.replace(stream, tasks=(task,), info=info, timeline=timeline)
+    return dataclasses.replace(stream, tasks=(task,), timeline=timeline)
 
 
 def rotate_each(images: Tensor, degrees: Tensor, chunk: int = 10000) -> Tensor:
@@ -312,4 +311,4 @@ def rotating(data, segments: int = 27, *, seed: int = 0, val_fraction: float = 0
     task = Task(0, "rotating", DataSplit(images, targets), DataSplit(te_imgs, te_t), val, tuple(range(C)),
                 Preprocess(mean=mean, std=std), None)
     h, w = images.shape[1:]
-    return TaskStream(name, "class", (task,), C, (1, h, w), info={"task_free": timeline.to_dict()}, timeline=timeline)
+    return TaskStream(name, "class", (task,), C, (1, h, w), timeline=timeline)

@@ -282,8 +282,9 @@ def check_progress(where: str, P: Any, stream, strategy, settings) -> None:
              "a task-free run's anytime record (samples, next, points) is missing")
         need(type(A["samples"]) is int and A["samples"] >= 0 and type(A["next"]) is int and A["next"] > 0,
              "anytime samples and next must be counts")
-        need(isinstance(A.get("seconds", 0.0), (int, float)) and not isinstance(A.get("seconds", 0.0), bool)
-             and 0 <= A.get("seconds", 0.0) < float("inf"), "anytime seconds must be a number of seconds")
+        seconds = A.get("seconds", 0.0)
+        need(isinstance(seconds, (int, float)) and not isinstance(seconds, bool) and 0 <= seconds < float("inf"),
+             "anytime seconds must be a number of seconds")
         problems = [check_point(p) for p in A["points"]]
         need(not any(problems), f"an anytime point is invalid: {next((p for p in problems if p), '')}")
         need(all(len(p["groups"]) == stream.timeline.n_groups for p in A["points"]),

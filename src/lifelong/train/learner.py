@@ -121,6 +121,12 @@ class Learner:
         self.eval_every = anytime_period(self.stream, settings) if stream.task_free else 0
         self._next_eval = self.eval_every
         self._anytime_seconds = 0.0  # the time the current task's points took while it trained
+        if stream.task_free:  # what every point measures, fixed: the subset, its groups and counts, each group's entry
+            tl = self.stream.timeline
+            groups = tl.test_groups[tl.eval_index]
+            self._eval_index, self._eval_groups = tl.eval_index.to(self.device), groups.to(self.device)
+            self._eval_counts = torch.bincount(groups, minlength=tl.n_groups).tolist()
+            self._entries = tl.entries()
         self._task_clock = 0.0  # when the current task started (minus its time before a resume)
         self._partial_seconds = 0.0
         self._clock = time.perf_counter()
@@ -410,14 +416,12 @@ class Learner:
         accuracy per group and over the groups seen so far; one read of the device."""
         start = time.perf_counter()
         tl, task = self.stream.timeline, self.stream[0]
-        idx = tl.eval_index
-        groups = tl.test_groups[idx].to(self.device)
+        idx, groups, counts = self._eval_index, self._eval_groups, self._eval_counts
         right = torch.zeros(tl.n_groups, dtype=torch.float64, device=self.device)
         for s in range(0, len(idx), 1000):
-            b = gather(task, "test", idx[s : s + 1000].to(self.device))
+            b = gather(task, "test", idx[s : s + 1000])
             hit = (self.predict(b.x, 0).argmax(1) == b.y).to(torch.float64)
             right.index_add_(0, groups[s : s + 1000], hit)
-        counts = torch.bincount(tl.test_groups[idx], minlength=tl.n_groups).tolist()
         per_group = [r / c if c else 0.0 for r, c in zip(right.tolist(), counts)]
         n = self.samples_seen
         seen = [e is not None and (e < n or n >= len(tl.train_groups)) for e in self._entries]
@@ -429,12 +433,6 @@ class Learner:
         if self.on_point is not None:
             self.on_point(point)
         return point
-
-    @property
-    def _entries(self) -> list[int | None]:
-        if not hasattr(self, "_entries_cache"):
-            self._entries_cache = self.stream.timeline.entries()
-        return self._entries_cache
 
     def anytime(self) -> dict[str, Any] | None:
         """A task-free stream's accuracy curve and its metrics (results.json's ``anytime``), or None."""
