@@ -496,29 +496,19 @@ def _anytime(spec: dict, runs: list[dict]) -> str:
 
 
 def _plot_anytime(by: dict, streams: list[str], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    """Each method's mean curve over seeds, a panel per stream: compare's figure of task-free runs."""
     import numpy as np
 
-    fig, axes = plt.subplots(1, len(streams), figsize=(3.4 * len(streams), 3.2), dpi=100, squeeze=False)
-    for ax, st in zip(axes[0], streams):
+    from lifelong.report.plots import plot_anytime_comparison
+
+    curves, panels = {}, {}
+    for st in streams:
         for m in sorted(by[st], key=lambda m: TF_METHODS.index(m) if m in TF_METHODS else len(TF_METHODS)):
-            curves = [r["results"]["anytime"]["points"] for r in by[st][m]]
-            n = np.array([p["samples"] for p in curves[0]])
-            a = np.array([[np.nan if p["accuracy"] is None else 100 * p["accuracy"] for p in c] for c in curves])
-            ax.plot(n, np.nanmean(a, 0), label=m, linestyle=":" if m == "joint" else "--" if "running" in m else "-")
-        ax.set_title(st, fontsize=9)
-        ax.set_xlabel("training samples seen", fontsize=8)
-        ax.set_ylim(0, 100)
-        ax.grid(alpha=0.3)
-        ax.tick_params(labelsize=7)
-    axes[0][0].set_ylabel("accuracy on the groups seen (%)", fontsize=8)
-    axes[0][-1].legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, metadata={"Software": None})
-    plt.close(fig)
+            pts = [r["results"]["anytime"]["points"] for r in by[st][m]]
+            a = np.array([[np.nan if p["accuracy"] is None else p["accuracy"] for p in c] for c in pts])
+            label = f"{st}: {m}"
+            curves[label], panels[label] = (np.array([p["samples"] for p in pts[0]]), np.nanmean(a, 0)), st
+    plot_anytime_comparison(curves, path, panels=panels, title="Accuracy on the groups seen (mean over seeds)")
 
 
 def _plot_schedules(by: dict, streams: list[str], path: Path) -> None:

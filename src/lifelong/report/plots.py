@@ -461,7 +461,7 @@ def plot_anytime_comparison(curves: Mapping[str, tuple[ArrayLike, ArrayLike]], p
 
     if not curves:
         raise UsageError("plot_anytime_comparison needs at least one curve; got an empty mapping")
-    names = sorted(set((panels or {}).values())) or [""]
+    names = list(dict.fromkeys((panels or {}).values())) or [""]  # in the order the curves come
     most = max(sum(1 for lab in curves if not panels or panels.get(lab) == p) for p in names)
     fig = Figure(figsize=(4.6 * len(names), 4.0 + 0.17 * most), layout="constrained")
     axes = fig.subplots(1, len(names), squeeze=False)[0]
