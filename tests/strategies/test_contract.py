@@ -160,18 +160,22 @@ def test_the_strategy_contract(case, name, settings, tmp_path):
     train(again)
     assert same(snapshot(again), want), "the same seed gave another run"
 
-    # stopped mid-way through the second task, saved to a file, continued in a fresh Learner
-    cut = learner(s, scenario)
-    assert not train(cut, stop_at=(1, STEPS // 2))
-    save_checkpoint(tmp_path / "cut.safetensors", *cut.state_dict())
-    tensors, meta_ = load_checkpoint(tmp_path / "cut.safetensors")
-    back = learner(s, scenario)
-    back.load_state_dict((tensors, meta_))
-    restored = back.strategy.state_dict()
-    saved = {k: v for k, v in cut.strategy.state_dict().items()}
-    assert restored.keys() == saved.keys() and all(torch.equal(restored[k], saved[k]) for k in saved)
-    assert train(back)
-    assert same(snapshot(back), want), "a run continued from a checkpoint ended elsewhere than the whole run"
+    # stopped mid-way through the second task, and after the first task's last step before its end (after_task),
+    # saved to a file, continued in a fresh Learner
+    for stop_at in ((1, STEPS // 2), (0, whole.steps_per_task[0])):
+        if not stop_at[1]:
+            continue  # no step on the first task (joint-end)
+        cut = learner(s, scenario)
+        assert not train(cut, stop_at=stop_at)
+        save_checkpoint(tmp_path / "cut.safetensors", *cut.state_dict())
+        tensors, meta_ = load_checkpoint(tmp_path / "cut.safetensors")
+        back = learner(s, scenario)
+        back.load_state_dict((tensors, meta_))
+        restored = back.strategy.state_dict()
+        saved = {k: v for k, v in cut.strategy.state_dict().items()}
+        assert restored.keys() == saved.keys() and all(torch.equal(restored[k], saved[k]) for k in saved)
+        assert train(back)
+        assert same(snapshot(back), want), f"a run continued from a checkpoint at {stop_at} ended elsewhere"
 
     # the report names what it keeps
     report = whole.strategy.report(whole.ctx)

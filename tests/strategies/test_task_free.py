@@ -116,15 +116,17 @@ def test_every_strategy_learns_a_task_free_stream_or_says_why_not(case, name, se
     train(again)
     assert same(snapshot(again), want) and again.curve == whole.curve, "the same seed gave another run"
 
-    cut = learner(s)
-    assert not train(cut, stop_at=5)  # between two evaluations, mid-stream
-    save_checkpoint(tmp_path / "cut.safetensors", *cut.state_dict())
-    back = learner(s)
-    back.load_state_dict(load_checkpoint(tmp_path / "cut.safetensors"))
-    assert back.samples_seen == cut.samples_seen and back.curve == cut.curve
-    assert train(back)
-    assert same(snapshot(back), want), "a run continued mid-stream ended elsewhere than the whole run"
-    assert back.curve == whole.curve
+    # between two evaluations, mid-stream; after the last step (and the last point), before after_task
+    for stop_at in (5, whole.steps_per_task[0]):
+        cut = learner(s)
+        assert not train(cut, stop_at=stop_at)
+        save_checkpoint(tmp_path / "cut.safetensors", *cut.state_dict())
+        back = learner(s)
+        back.load_state_dict(load_checkpoint(tmp_path / "cut.safetensors"))
+        assert back.samples_seen == cut.samples_seen and back.curve == cut.curve
+        assert train(back)
+        assert same(snapshot(back), want), f"a run continued at step {stop_at} ended elsewhere than the whole run"
+        assert back.curve == whole.curve
 
 
 def test_the_refusals_are_the_strategies_that_work_at_task_boundaries():

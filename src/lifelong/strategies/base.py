@@ -3,7 +3,8 @@ order the driver (:class:`lifelong.train.Learner`) calls them.
 
 For each task i of a stream::
 
-    before_task(ctx)                  not called again when a task resumes
+    before_task(ctx)                  not called again when a task resumes (resume_task, in its place:
+                                      set up again what is not state, e.g. forward hooks)
     training_tasks(ctx)               which tasks' data to train on (joint: all seen so far; replay
                                       may add its memory as one more task; GDumb trains on it alone)
     per step, with the batch drawn:
@@ -256,6 +257,11 @@ class Strategy:
 
     def before_task(self, ctx: Context) -> None:
         """A task starts (``ctx.task``, ``ctx.task_index``); not called again when a task resumes."""
+
+    def resume_task(self, ctx: Context) -> None:
+        """A task restored from a checkpoint continues (in place of ``before_task``, which ran before the
+        save): set up again what is not state, e.g. forward hooks on the model, so that the rest of the task
+        (maybe only ``after_task``, when the save came after its last step) runs as it would have."""
 
     def training_tasks(self, ctx: Context) -> Sequence[Task]:
         """The tasks whose training data the current task trains on (default: the task alone). Called

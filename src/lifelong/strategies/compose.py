@@ -108,6 +108,10 @@ class Compose(Strategy):
         for p in self.parts:
             p.before_task(ctx)
 
+    def resume_task(self, ctx):
+        for p in self.parts:
+            p.resume_task(ctx)
+
     def training_tasks(self, ctx):
         owner = self._owner["training_tasks"]
         return owner.training_tasks(ctx) if owner else Strategy.training_tasks(self, ctx)

@@ -238,7 +238,7 @@ def upgrade(meta: Mapping[str, Any], tasks: int) -> dict[str, Any]:
 
 
 def check_progress(where: str, P: Any, stream, strategy, settings) -> None:
-    """The progress record of a checkpoint: required keys, types and ranges for ``stream``; a step inside
+    """The progress record of a checkpoint: required keys, types and ranges for ``stream``; a step within
     the task's steps (for a strategy whose training data do not depend on its state)."""
     from ..strategies import Context
     from .loop import steps_per_task
@@ -260,7 +260,8 @@ def check_progress(where: str, P: Any, stream, strategy, settings) -> None:
     if task < T and step and not strategy.data_from_state:  # else: the task checks it with the state loaded
         ctx = Context(None, None, stream=stream, task_index=task, settings=settings)  # type: ignore[arg-type]
         steps = steps_per_task(strategy.training_tasks(ctx), settings)[1]
-        need(step < steps, f"step {step} is past the {steps} steps of task {task + 1}")
+        # step == steps: saved after the task's last step, before its end (after_task, the row) was reached
+        need(step <= steps, f"step {step} is past the {steps} steps of task {task + 1}")
     elif task == T:
         need(step == 0, f"step {step} after the last task")
     spt = P["steps_per_task"]

@@ -111,9 +111,11 @@ class Learner:
         self._micro: list[Step] = []  # earlier batches of the step under way (gradient accumulation)
         self._optimizer_checked: tuple | None = None  # (task, optimizer) whose parameters were checked
         self._in_task = False
-        self._resume_step = 0  # a task restored mid-way resumes at this step, without before_task
+        self._resume_step = 0  # a task restored mid-way resumes at this step (resume_task, not before_task)
+        self._restored_at = 0  # the step the current task was restored at (0: it began here)
         self._training: list[Task] | None = None  # the current task's training_tasks
-        self._epoch_state: Tensor | None = None  # the order generator's state when the current epoch was drawn
+        # the epoch batches() draws: the order generator's state before its draw, its steps per epoch and the task's
+        self._epoch: tuple[Tensor, int, int] | None = None
         # anytime evaluation of a task-free stream (lifelong.eval.anytime): samples drawn, the curve so far
         self.samples_seen = 0
         self.curve: list[dict[str, Any]] = []
@@ -146,7 +148,7 @@ class Learner:
 
     def start_task(self, i: int) -> Task:
         """Task ``i`` begins (``before_task``): the next one in order. A task restored mid-way continues
-        where it stopped, without ``before_task``."""
+        where it stopped (``resume_task`` instead of ``before_task``)."""
         if self._in_task:
             raise UsageError(f"task {self.ctx.task_index} has not ended: call end_task() before start_task({i})")
         nxt = self.next_task
@@ -160,9 +162,11 @@ class Learner:
         if not resuming and self.settings.optimizer_state == "reset":
             ctx.optimizer = None  # a fresh optimizer per task (your loop makes its own)
         self.model.train()
-        if not resuming:
+        if resuming:
+            self.strategy.resume_task(ctx)
+        else:
             self.strategy.before_task(ctx)
-        self._resume_step = 0
+        self._restored_at, self._resume_step = self._resume_step, 0
         self._in_task = True
         self._training = list(self.strategy.training_tasks(ctx))
         ctx.steps_per_epoch = steps_per_task(self._training, self.settings)[0]
@@ -177,7 +181,7 @@ class Learner:
         self.strategy.after_task(self.ctx)
         self.dist.sync_generator(self.ctx.generator)  # an MC Fisher drew labels for this process's share only
         t1 = time.perf_counter()
-        self._in_task, self.pending, self._epoch_state, self._partial_seconds, self._micro = False, None, None, 0.0, []
+        self._in_task, self.pending, self._epoch, self._partial_seconds, self._micro = False, None, None, 0.0, []
         if self.eval_every and (not self.curve or self.curve[-1]["samples"] != self.samples_seen):
             self._anytime_point()  # the curve ends where the stream does (evaluation time, as the rows)
         self.steps_per_task.append(self.ctx.task_step)
@@ -226,11 +230,13 @@ class Learner:
         shuffle = not (self.stream.task_free and not self.strategy.iid)  # a task-free stream is learned in its order
         if total == 0:  # the strategy trains nothing on this task
             return
+        if ctx.task_step == total == self._restored_at:  # restored after its last step, before end_task
+            return
         if ctx.task_step >= total:
             raise UsageError(f"cannot continue task {ctx.task.name!r} at step {ctx.task_step}: it has {total} steps")
         while ctx.task_step < total:
             skip = ctx.task_step % per_epoch
-            self._epoch_state = self.order.get_state()  # this epoch's order is drawn from here
+            self._epoch = (self.order.get_state(), per_epoch, total)  # this epoch's order is drawn from here
             for raw in batches(tasks, "train", batch_size=bs, shuffle=shuffle, generator=self.order, skip=skip):
                 yield self._prepare(raw)  # the stream's own data, checked when the stream was made
                 if ctx.task_step >= total:
@@ -519,8 +525,10 @@ class Learner:
             raise UsageError("saving in the middle of a task keeps the optimizer's state: set cl.optimizer = your "
                              "optimizer first (or save between tasks)")
         order = self.order.get_state()
-        if mid and ctx.task_step % ctx.steps_per_epoch and self._epoch_state is not None:
-            order = self._epoch_state  # mid-epoch: the epoch's order is drawn again, its first batches skipped
+        if mid and self._epoch is not None:
+            drawn, per_epoch, total = self._epoch
+            if ctx.task_step % per_epoch and ctx.task_step < total:
+                order = drawn  # mid-epoch: the epoch's order is drawn again, its first batches skipped
         tensors = {**with_prefix(self.model.state_dict(), "model"), **with_prefix(self.strategy.state_dict(), "strategy"),
                    "rng.order": order, "rng.strategy": ctx.generator.get_state()}
         if self.augment_rng is not None:

@@ -69,10 +69,18 @@ class XdG(Isolation):
             self._table = [g.float() for g in self.gate]
         return self._table
 
+    def resume_task(self, ctx: Context) -> None:
+        self._current(ctx)  # a composite's Fisher at the task's end is gated even if no step runs after the restore
+
+    def _current(self, ctx: Context) -> list[Tensor]:
+        """The gates attached, a plain model(x) gated by the current task's; returns the gates as float."""
+        table = self._ready(ctx)
+        self.gates.default = [g[max(ctx.task_index, 0)] for g in table]
+        return table
+
     def gated(self, ctx: Context, x: Tensor, task_ids: Tensor) -> Tensor:
         """The model's scores with each sample's task gate."""
-        table = self._ready(ctx)
-        self.gates.default = [g[max(ctx.task_index, 0)] for g in table]  # a plain model(x): the current task
+        table = self._current(ctx)
         with self.gates.using([g.index_select(0, task_ids) for g in table]):  # (B, U_l) each
             return ctx.model(x)
 
