@@ -175,3 +175,19 @@ def test_rank_0_ending_before_training_never_leaves_the_others_waiting(tmp_path,
     code = console_main([*ARGS, "--strategy", "si", "--nproc", "2", "--out", finished.run_dir])
     err = capsys.readouterr().err
     assert code == 2 and "holds another run" in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("args, says", [
+    ([*ARGS, "--strategy", "mas", "--consolidate", "plateau", "--consolidate-every", "5", "--out", "{tmp}/out"],
+     "--consolidate-every applies to --consolidate steps"),   # refused in every rank, before any joins the group
+    (["run", "--resume", "{tmp}/out", "--no-progress"], "no config.json there"),  # a follower cannot read it
+])
+def test_an_error_every_rank_meets_before_the_run_starts_is_one_line_not_a_hang(tmp_path, args, says):
+    """Each rank refused the command before rank 0 announced the run: the ranks > 0 take their part in rank
+    0's release instead of leaving it waiting for them, and the command says the single process's line."""
+    cmd = [sys.executable, "-m", "lifelong", *(a.replace("{tmp}", str(tmp_path)) for a in args)]
+    two = subprocess.run([*cmd, "--nproc", "2"], capture_output=True, text=True, timeout=120)
+    one = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert two.returncode == one.returncode == 2 and two.stderr.count("\n") == 1, two.stderr
+    assert says in two.stderr and two.stderr == one.stderr
+    assert not (tmp_path / "out").exists()

@@ -94,10 +94,14 @@ def launch(argv: list[str], given: dict, resume: str | None) -> RunResult:
         for q, level in zip(quiet, levels):
             q.setLevel(level)
         shutil.rmtree(logs, ignore_errors=True)
-    errors = [o for r, o in sorted(outcomes.items()) if isinstance(o, dict) and "error" in o]
+    # the first rank's own error before any rank's lost peers (a rank that failed alone left the others waiting)
+    errors = sorted((o for r, o in sorted(outcomes.items()) if isinstance(o, dict) and "error" in o),
+                    key=lambda o: bool(o.get("lost")))
     if errors:
         kind = {c.__name__: c for c in _error_kinds()}.get(errors[0]["error"], LifelongError)
-        raise kind(errors[0]["message"])
+        error = kind.__new__(kind)  # the rank's error as it was (its own message, its exit code)
+        LifelongError.__init__(error, errors[0]["message"])
+        raise error
     result = outcomes[0]
     if resume and result.run_dir is None:
         result.run_dir = str(Path(resume))
@@ -133,7 +137,7 @@ def rank_main(argv: list[str]) -> Any:
         distributed.release_followers(str(e))
         return {"error": type(e).__name__, "message": str(e), "rank": rank}
     except (RuntimeError, ConnectionError) as e:  # gloo/nccl: a peer died mid-collective
-        return {"error": "LifelongError", "rank": rank,
+        return {"error": "LifelongError", "rank": rank, "lost": True,
                 "message": f"data-parallel rank {rank} lost its peers ({str(e).strip().splitlines()[0][:200]})"}
     distributed.release_followers(None)
     return result

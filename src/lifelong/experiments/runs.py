@@ -297,8 +297,11 @@ def resume(run_dir: str | Path, options: Mapping[str, Any] | None = None, *, ove
     before the checkpoint has been verified (checksums, run id, config, data) and loaded into the
     Learner that goes on training.
     """
-    if distributed.follower():
-        saved = folder.read_json(Path(run_dir) / "config.json", "run folder")
+    if distributed.follower():  # the device from the saved config; a folder rank 0 refuses: it says why
+        try:
+            saved = folder.read_json(Path(run_dir) / "config.json", "run folder")
+        except (OSError, UsageError):
+            saved = {}
         device = (options or {}).get("device") or flat_record(saved if isinstance(saved, dict) else {}).get("device")
         return follow(resolve_device(device or "auto"))
     run_dir = Path(run_dir)

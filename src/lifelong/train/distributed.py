@@ -171,7 +171,7 @@ def announce(d: Dist, payload):
     global _announced
     box = [payload if d.main else None]
     dist.broadcast_object_list(box, src=0)
-    _announced = _announced or d.main
+    _announced = True
     if not d.main and isinstance(box[0], dict) and "stop" in box[0]:
         raise RankStopped(box[0]["stop"])
     return box[0]
@@ -182,13 +182,18 @@ class RankStopped(Exception):
 
 
 def release_followers(reason: str | None) -> None:
-    """Rank 0 ended (``reason``: its error, or None when it is done) before it announced the run: tell the
-    other ranks, which wait for that announcement, to stop instead of waiting forever."""
-    if _announced or follower() or int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+    """A rank ended before the run was announced (``reason``: its error, or None when it is done). Rank 0
+    tells the other ranks, which wait for that announcement, to stop instead of waiting forever; a rank > 0
+    that failed first (a bad flag is refused in every rank) takes its part in the announcement, so that rank
+    0 never waits for a rank that will not come."""
+    if _announced or int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return
     d = from_env("cpu")
     if d is not None:
-        announce(d, {"stop": reason})
+        try:
+            announce(d, {"stop": reason})
+        except RankStopped:
+            pass  # a rank > 0: rank 0 failed too, and says why
 
 
 def rank_device(rank: int, device: torch.device) -> torch.device:
