@@ -191,3 +191,19 @@ def test_an_error_every_rank_meets_before_the_run_starts_is_one_line_not_a_hang(
     assert two.returncode == one.returncode == 2 and two.stderr.count("\n") == 1, two.stderr
     assert says in two.stderr and two.stderr == one.stderr
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("strategy", [["er"], ["online-ewc", "--gamma", "0", "--importance-every", "10", "--consolidate",
+                                               "steps", "--consolidate-every", "50"]], ids=["er", "ewc++"])
+def test_a_two_rank_task_free_run_matches_the_one_rank_run(tmp_path, strategy):
+    """A task-free stream learned in its order by 2 ranks: the same batches split, the same anytime points,
+    the running Fisher all-reduced and consolidated at the same steps as one process's."""
+    args = ["run", "--benchmark", "split-mnist", "--schedule", "gradual", "--batch-size", "10", *ARGS[9:],
+            "--strategy", *strategy]  # one pass over the stream
+    one = main([*args, "--out", str(tmp_path / "one")])
+    two = main([*args, "--nproc", "2", "--out", str(tmp_path / "two")])
+    assert two.run_id == one.run_id and two.processes == 2
+    a, b = one.anytime["points"], two.anytime["points"]
+    assert [p["samples"] for p in a] == [p["samples"] for p in b] and len(a) == 20
+    assert max(abs(p["accuracy"] - q["accuracy"]) for p, q in zip(a, b)) <= 0.02, (a, b)
+    assert one.consolidations == two.consolidations and (bool(one.consolidations) == (strategy != ["er"]))
