@@ -48,6 +48,23 @@ def test_compare_shows_the_curves_metrics_for_task_free_runs(tmp_path):
     assert n.tolist() == [30, 60, 90, 120] and acc.tolist() == pytest.approx(want)  # the mean over seeds
 
 
+def test_task_free_and_task_runs_of_one_benchmark_are_compared_in_separate_groups_with_both_metric_sets(tmp_path):
+    """The same data as tasks and as a task-free stream are two protocols: two groups, and each row has the
+    metrics its run defines (n/a for the others), never one set read as the other."""
+    main([*RUN, "--strategy", "naive", "--out", str(tmp_path / "free")])
+    drop = {RUN.index(f) for f in ("--schedule", "--eval-every", "--eval-per-group")}
+    tasks = [a for i, a in enumerate(RUN) if i not in drop and i - 1 not in drop]  # the flags and their values
+    main([*tasks, "--scenario", "class", "--strategy", "naive", "--out", str(tmp_path / "tasks")])
+    table = compare([tmp_path], quiet=True, write=False)
+    rows = {r["label"]: r for r in table["rows"]}
+    assert set(rows) == {"split-mnist/class: naive", "split-mnist/class gradual: naive"}
+    assert {"average_accuracy", "backward_transfer", "final_accuracy", "auc_accuracy"} <= set(table["metrics"])
+    free, tasked = rows["split-mnist/class gradual: naive"]["values"], rows["split-mnist/class: naive"]["values"]
+    assert free["auc_accuracy"]["mean"] is not None and tasked["auc_accuracy"]["mean"] is None
+    assert tasked["backward_transfer"]["mean"] is not None and free["backward_transfer"]["mean"] is None
+    assert any("schedules" in n for n in table["notes"])
+
+
 def test_a_strategy_that_needs_boundaries_and_eval_every_on_tasks_are_one_line_and_exit_2(tmp_path, capsys):
     code = console_main([*RUN, "--strategy", "ewc", "--out", str(tmp_path / "ewc")])
     err = capsys.readouterr().err

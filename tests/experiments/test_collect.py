@@ -115,8 +115,8 @@ def test_mixed_benchmarks_are_grouped_and_labelled(tmp_path, capsys):
     table = compare([root], write=False)
     assert [(r["label"], r["n"]) for r in table["rows"]] == [
         ("permuted-mnist/domain: naive", 1), ("split-mnist/task: naive", 2)]  # tasks differ, but only across streams
-    assert any("several benchmarks or scenarios" in n for n in table["notes"])
-    assert "note: the runs span several benchmarks" in capsys.readouterr().out
+    assert any("several benchmarks, scenarios or schedules" in n for n in table["notes"])
+    assert "note: the runs span several benchmarks, scenarios or schedules" in capsys.readouterr().out
 
 
 def test_the_same_run_found_twice_counts_once_and_missing_values_get_their_own_n(tmp_path):

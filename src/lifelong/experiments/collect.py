@@ -9,7 +9,8 @@ are one method and how each method is labelled. What the table computes and how 
   ``ewc (lam=100)``. A value only some strategies read (EWC's λ) is left out of the label of a
   strategy that does not read it unless two labels would then be equal.
 * **Mixed benchmarks or scenarios** are compared side by side, not refused: methods are grouped per
-  benchmark and scenario, labels get a ``benchmark/scenario:`` prefix, and a note says so.
+  benchmark and scenario (and schedule, for task-free streams), labels get a ``benchmark/scenario:``
+  prefix, and a note says so.
 * **Validation runs** of a sweep's hyperparameter selection (phase ``validation`` in its ``sweep.json``)
   are left out unless given directly: they were trained with part of the training data held out.
 * Run folders of lifelong 0.2 and 0.1 are read as they are (their flat configs).
@@ -163,7 +164,8 @@ def label_methods(groups: list[dict]) -> bool:
     for g in groups:
         c = g["config"]
         g["benchmark"], g["scenario"], g["strategy"] = c.get("benchmark"), c.get("scenario"), c.get("strategy")
-        g["block"] = f"{g['benchmark']}/{g['scenario']}"
+        schedule = c.get("schedule")  # a task-free stream is another protocol than the same data in tasks
+        g["block"] = f"{g['benchmark']}/{g['scenario']}" + (f" {schedule}" if schedule not in (None, "tasks") else "")
     blocks = sorted({g["block"] for g in groups})
     for block in blocks:
         members = [g for g in groups if g["block"] == block]
@@ -251,8 +253,8 @@ def compare(
     if record is not None:
         write_record([r for g in groups for r in g["runs"]], record)
     if label_methods(groups):
-        notes.append("the runs span several benchmarks or scenarios: methods are grouped per benchmark/scenario "
-                     "(label prefix); compare numbers within a group")
+        notes.append("the runs span several benchmarks, scenarios or schedules: methods are grouped per "
+                     "benchmark/scenario (and task-free schedule; label prefix); compare numbers within a group")
     table = build_table(groups, metrics, notes, memory=memory)
     table["files"] = {"record": Path(record)} if record is not None else {}
     if write:

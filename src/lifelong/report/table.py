@@ -64,8 +64,10 @@ def build_table(groups: list[dict], metrics: Sequence[str] | None, notes: list[s
     ``run_dirs`` and ``values[metric] = {"mean", "std", "n"}`` (fractions, as in results.json)."""
     chosen = bool(metrics)
     runs = [r for g in groups for r in g["runs"]]
-    free = bool(runs) and all(isinstance(r["results"].get("anytime"), dict) for r in runs)
-    metrics = list(metrics) if metrics else list(ANYTIME_METRICS if free else DEFAULT_METRICS)  # task-free: the curve's
+    free = [isinstance(r["results"].get("anytime"), dict) for r in runs]
+    # task-free runs: their curve's metrics; task-free and task runs together: both sets (n/a where undefined)
+    default = ANYTIME_METRICS if all(free) and free else DEFAULT_METRICS + (ANYTIME_METRICS if any(free) else ())
+    metrics = list(metrics) if metrics else list(default)
     if memory and "extra_memory_bytes" not in metrics:
         metrics.append("extra_memory_bytes")
     notes = list(notes)
