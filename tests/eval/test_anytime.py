@@ -10,6 +10,7 @@ from lifelong.eval.anytime import anytime_metrics, auc, check_point, curve_forge
 def test_seen_accuracy_weighs_the_seen_groups_by_their_evaluation_samples():
     assert seen_accuracy([0.5, 1.0, 0.2], [10, 30, 5], [True, True, False]) == pytest.approx((5 + 30) / 40)
     assert seen_accuracy([0.5, 1.0], [10, 30], [False, False]) is None
+    assert seen_accuracy([0.5, None], [10, 0], [True, True]) == 0.5  # a group without test samples adds nothing
 
 
 def test_the_area_under_the_curve_weighs_each_point_by_the_samples_since_the_last():
@@ -28,6 +29,8 @@ def test_forgetting_from_the_curve_is_the_drop_from_the_best_earlier_point_while
     assert curve_forgetting(per, seen) == pytest.approx(((0.9 - 0.3) + (0.4 - 0.8)) / 2)
     assert curve_forgetting([[0.5]], [[True]]) is None
     assert curve_forgetting([[0.5], [0.4]], [[False], [True]]) is None  # seen only at the last point
+    # a group the test split has no sample of has no accuracy: it is no group of the mean (not a drop of 0)
+    assert curve_forgetting([[0.9, None], [0.3, None]], [[True, True], [True, True]]) == pytest.approx(0.6)
 
 
 def test_the_metrics_of_a_curve_and_the_check_of_a_point():

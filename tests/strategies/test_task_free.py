@@ -199,3 +199,28 @@ def test_the_task_free_pages_own_loop_runs_and_measures_its_curve():
     assert cl.curve[0]["seen"] == [True, True, False, False] and all(cl.curve[-1]["seen"])
     m = cl.anytime()["metrics"]
     assert m["final_accuracy"] > 0.5 and 0 < m["auc_accuracy"] <= 1  # more than the last two classes kept
+
+
+def test_a_class_the_test_split_lacks_has_no_accuracy_and_enters_no_metric():
+    """Your own data: a class with training samples and no test sample. Its accuracy is None at every point
+    (not 0, which would read as a class learned and forgotten, and pull curve forgetting towards 0)."""
+    from lifelong import TaskStream, task_free
+    from lifelong.eval.anytime import curve_forgetting, seen_accuracy
+
+    g = torch.Generator().manual_seed(0)
+
+    def data(n, classes):
+        return torch.randn(n, 4, generator=g), torch.tensor([classes[i % len(classes)] for i in range(n)])
+
+    tasks = TaskStream.from_tensors([data(40, [0, 1]), data(40, [2, 3])], [data(20, [0, 1]), data(20, [2])],
+                                    scenario="class")  # no test sample of class 3
+    s = task_free(tasks, "flat", seed=0)
+    cl = Learner(torch.nn.Sequential(torch.nn.Linear(4, 16), torch.nn.ReLU(), torch.nn.Linear(16, 4)), build("naive"),
+                 s, settings=TrainSettings(batch_size=8, eval_every=16), seed=0)
+    train(cl)
+    assert len(cl.curve) == 5 and all(p["groups"][3] is None for p in cl.curve)
+    assert all(a is not None for p in cl.curve for a in p["groups"][:3])
+    last = cl.curve[-1]
+    assert last["accuracy"] == pytest.approx(seen_accuracy(last["groups"], [10, 10, 20, 0], last["seen"]))
+    per, seen = [p["groups"][:3] for p in cl.curve], [p["seen"][:3] for p in cl.curve]
+    assert cl.summary()["curve_forgetting"] == pytest.approx(curve_forgetting(per, seen))  # the three others alone

@@ -3,7 +3,8 @@
 Every ``eval_every`` training samples the model is measured on a fixed evaluation subset of the test
 split (at most ``eval_per_group`` samples of each group: :mod:`lifelong.scenarios.taskfree`), giving
 a point ``(n, a_n, a_n,g)``: the samples seen so far, the accuracy on the groups seen so far (those
-with a training sample among the first n), and the accuracy on each group. From the curve:
+with a training sample among the first n), and the accuracy on each group (None for a group the test
+split has no sample of: it enters no metric). From the curve:
 
 - ``final_accuracy``: a at the last point (the end of the stream), over the groups seen by then.
 - ``auc_accuracy``: the area under the accuracy curve, A_AUC = Σ_i a(n_i) Δn_i (Koh et al. 2022,
@@ -25,10 +26,10 @@ from typing import Sequence
 ANYTIME_METRICS = ("final_accuracy", "auc_accuracy", "curve_forgetting")
 
 
-def seen_accuracy(per_group: Sequence[float], counts: Sequence[int], seen: Sequence[bool]) -> float | None:
+def seen_accuracy(per_group: Sequence[float | None], counts: Sequence[int], seen: Sequence[bool]) -> float | None:
     """The accuracy over the evaluation samples of the groups ``seen``: Σ_g seen a_g c_g / Σ_g seen c_g
-    (None when no group is seen yet)."""
-    num = sum(a * c for a, c, s in zip(per_group, counts, seen) if s)
+    (None when no group is seen yet; a group without evaluation samples, a_g None, adds nothing)."""
+    num = sum(a * c for a, c, s in zip(per_group, counts, seen) if s and c)
     den = sum(c for c, s in zip(counts, seen) if s)
     return None if den == 0 else num / den
 
@@ -49,15 +50,16 @@ def auc(samples: Sequence[int], accuracy: Sequence[float | None]) -> float | Non
     return None if den == 0 else num / den
 
 
-def curve_forgetting(per_group: Sequence[Sequence[float]], seen: Sequence[Sequence[bool]]) -> float | None:
+def curve_forgetting(per_group: Sequence[Sequence[float | None]], seen: Sequence[Sequence[bool]]) -> float | None:
     """Mean over groups seen before the last point of (best accuracy at an earlier point, while seen) −
-    (accuracy at the last point); None with fewer than two points or no such group."""
+    (accuracy at the last point); None with fewer than two points or no such group. A group without
+    evaluation samples (its accuracy None: none in the test split) is no such group."""
     if len(per_group) < 2:
         return None
     last, drops = per_group[-1], []
     for g in range(len(last)):
-        before = [row[g] for row, s in zip(per_group[:-1], seen[:-1]) if s[g]]
-        if before:
+        before = [row[g] for row, s in zip(per_group[:-1], seen[:-1]) if s[g] and row[g] is not None]
+        if before and last[g] is not None:
             drops.append(max(before) - last[g])
     return sum(drops) / len(drops) if drops else None
 

@@ -428,7 +428,7 @@ class Learner:
             b = gather(task, "test", idx[s : s + 1000])
             hit = (self.predict(b.x, 0).argmax(1) == b.y).to(torch.float64)
             right.index_add_(0, groups[s : s + 1000], hit)
-        per_group = [r / c if c else 0.0 for r, c in zip(right.tolist(), counts)]
+        per_group = [r / c if c else None for r, c in zip(right.tolist(), counts)]  # None: no test sample of it
         n = self.samples_seen
         seen = [e is not None and (e < n or n >= len(tl.train_groups)) for e in self._entries]
         point = {"samples": n, "step": self.ctx.step, "accuracy": seen_accuracy(per_group, counts, seen),
