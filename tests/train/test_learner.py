@@ -173,6 +173,37 @@ def test_a_learner_saved_and_loaded_continues_to_the_same_matrix_and_state(at, t
         Learner(model_for(stream), EWC(lam=1.0), stream).load(tmp_path / "cl.safetensors")
 
 
+def test_a_loop_with_its_own_batch_size_saved_mid_epoch_continues_in_the_same_order(tmp_path):
+    """batches(batch_size=16) where the settings say 64: a save after 7 steps is mid-epoch for the loop's
+    batches (25 a pass) though 7 is a whole epoch of the settings' (7 a pass); the resumed loop must draw
+    the rest of that epoch, not a new one."""
+    stream = tiny_stream(tasks=2)
+    settings = TrainSettings(batch_size=64, optimizer="sgd", lr=0.05)
+
+    def fresh():
+        return Learner(model_for(stream), Naive(), stream, settings=settings, seed=1)
+
+    def run(cl, stop=None):
+        for task in cl.tasks():
+            opt = cl.optimizer = cl.optimizer or torch.optim.SGD(cl.parameters(), lr=0.05)
+            for batch in cl.batches(batch_size=16):
+                user_step(cl, opt, batch)
+                if stop is not None and cl.position == stop:
+                    return False
+        return True
+
+    whole = fresh()
+    assert run(whole) and whole.steps_per_task == [25, 25] and whole.ctx.steps_per_epoch == 7
+    cut = fresh()
+    assert not run(cut, stop=(0, 7))
+    cut.save(tmp_path / "cl.safetensors")
+    back = fresh()
+    back.load(tmp_path / "cl.safetensors")
+    assert run(back)
+    assert back.accuracy_matrix.tolist() == whole.accuracy_matrix.tolist()
+    assert all(torch.equal(a, b) for a, b in zip(back.model.state_dict().values(), whole.model.state_dict().values()))
+
+
 def test_a_learner_is_not_saved_where_it_could_not_continue_exactly():
     stream = tiny_stream()
     cl = Learner(model_for(stream), Naive(), stream, settings=TrainSettings(iterations=4))
