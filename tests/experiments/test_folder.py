@@ -541,40 +541,24 @@ def test_fuzz_kill_at_a_random_moment_then_resume_is_exact(tmp_path_factory, whe
     assert resumed.accuracy_matrix == json.loads(whole.read_text())
 
 
-@pytest.mark.parametrize("task", [0, 2])
-def test_a_run_killed_after_a_tasks_last_step_before_its_end_resumes_exactly(tmp_path, monkeypatch, task):
-    """A checkpoint saved at a task's last step (checkpoint_every divides its steps), the kill before
-    after_task and the task's row: the resumed run ends the task without a step more (found by the kill fuzz)."""
+@pytest.mark.parametrize("task, step", [(0, 12), (2, 12), (3, 0)],
+                         ids=["task 1's last step", "task 3's last step", "after the last task"])
+def test_a_run_killed_right_after_a_checkpoint_at_a_tasks_end_resumes_exactly(tmp_path, monkeypatch, task, step):
+    """Killed right after the checkpoint at a task's last step (checkpoint_every divides its 12 steps), before
+    after_task and the task's row: the resumed run ends the task without a step more (found by the kill
+    fuzz). Killed after the checkpoint that follows the last task (every task trained, results not yet
+    written): that checkpoint is valid too."""
     import lifelong.experiments.runs as runs_module
 
     whole = main([*RUN, "--out", str(tmp_path / "whole")])
     real = runs_module.save_checkpoint
 
-    def stop_before_the_end(path, tensors, meta):
+    def stop_there(path, tensors, meta):
         real(path, tensors, meta)
-        if meta["progress"]["task"] == task and meta["progress"]["step"] == 12:  # --iterations 12
+        if (meta["progress"]["task"], meta["progress"]["step"]) == (task, step):
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(runs_module, "save_checkpoint", stop_before_the_end)
-    with pytest.raises(KeyboardInterrupt):
-        main([*RUN, "--out", str(tmp_path / "cut")])
-    monkeypatch.undo()
-    resumes_exactly(tmp_path / "cut", whole)
-
-
-def test_a_run_killed_after_its_last_checkpoint_resumes_to_its_results(tmp_path, monkeypatch):
-    """The checkpoint after the last task (every task trained, results not yet written) is valid."""
-    import lifelong.experiments.runs as runs_module
-
-    whole = main([*RUN, "--out", str(tmp_path / "whole")])
-    real = runs_module.save_checkpoint
-
-    def stop_at_the_end(path, tensors, meta):
-        real(path, tensors, meta)
-        if meta["progress"]["task"] == 3:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(runs_module, "save_checkpoint", stop_at_the_end)
+    monkeypatch.setattr(runs_module, "save_checkpoint", stop_there)
     with pytest.raises(KeyboardInterrupt):
         main([*RUN, "--out", str(tmp_path / "cut")])
     monkeypatch.undo()
