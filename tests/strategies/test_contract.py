@@ -78,6 +78,17 @@ def made(name: str, settings: dict):
     return RunConfig.make(strategy=name, **settings).strategy
 
 
+def made_or_skip(name: str, settings: dict):
+    """A case's settings object, with a memory for the parts that keep one; a case its settings refuse when
+    made is skipped, after checking the refusal is one line that names one of them."""
+    settings = with_memory(name, settings)
+    try:
+        return made(name, settings)
+    except UsageError as e:
+        assert "\n" not in str(e) and any(k.split(".")[-1] in str(e) for k in settings), str(e)
+        pytest.skip(f"refused when made, in one line: {e}")
+
+
 def learner(settings, scenario: str) -> Learner:
     stream = tiny_stream("split-mnist", scenario, 2)
     return Learner(tiny_model(stream), build(settings), stream,
@@ -119,12 +130,7 @@ def same(a: dict, b: dict) -> bool:
 
 @pytest.mark.parametrize("case, name, settings", CASES, ids=[c[0] for c in CASES])
 def test_the_strategy_contract(case, name, settings, tmp_path):
-    settings = with_memory(name, settings)
-    try:
-        s = made(name, settings)
-    except UsageError as e:
-        assert "\n" not in str(e) and any(k.split(".")[-1] in str(e) for k in settings), str(e)
-        pytest.skip(f"refused when made, in one line: {e}")
+    s = made_or_skip(name, settings)
     parts = s.parts if isinstance(s, ComposeSettings) else (s,)
     scenario = "task" if any(p.strategy in ISOLATION for p in parts) else "class"
 

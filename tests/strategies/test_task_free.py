@@ -24,7 +24,7 @@ from lifelong.strategies.compose import ComposeSettings
 from lifelong.train import Learner, TrainSettings
 from lifelong.train.checkpoint import load_checkpoint, save_checkpoint
 from tests.helpers import tiny_model, tiny_stream, user_step
-from tests.strategies.test_contract import made, same, snapshot, with_memory
+from tests.strategies.test_contract import made_or_skip, same, snapshot
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -79,12 +79,7 @@ def train(cl: Learner, stop_at: int | None = None) -> bool:
 
 @pytest.mark.parametrize("case, name, settings", CASES, ids=[c[0] for c in CASES])
 def test_every_strategy_learns_a_task_free_stream_or_says_why_not(case, name, settings, tmp_path):
-    settings = with_memory(name, settings)
-    try:
-        s = made(name, settings)
-    except UsageError as e:
-        assert "\n" not in str(e)
-        pytest.skip(f"refused when made: {e}")
+    s = made_or_skip(name, settings)
     strategy = build(s)
     why = strategy.task_free_problem()
     if why:
